@@ -1,0 +1,49 @@
+# corral — see README.md. Every target works on a fresh Debian machine.
+GO        ?= go
+BIN       ?= bin/corral
+GOFLAGS   ?=
+TEST_TIMEOUT ?= 80m
+FUZZTIME  ?= 20s
+
+.PHONY: all build run test test-deps unit integration e2e bench fuzz lint clean guest
+
+all: build
+
+build:
+	$(GO) build $(GOFLAGS) -o $(BIN) ./cmd/corral
+
+# The main job: the switch on its embedded default configuration.
+run: build
+	./$(BIN) run
+
+# Everything the tests need (apt packages, the guest image), installed when missing.
+test-deps:
+	./contrib/test-deps.sh
+
+# Every test: vet, unit tests, integration and end-to-end tests (root: network
+# namespaces, TAP, QEMU). Nothing is skipped; a test that cannot run fails.
+test: test-deps build
+	$(GO) vet ./...
+	CI=$${CI:-true} $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+unit:
+	$(GO) test -race -count=1 -short ./...
+
+integration e2e: test-deps build
+	CI=$${CI:-true} $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -run 'TestIntegration|TestE2E' ./...
+
+guest:
+	./contrib/guest/build.sh
+
+bench: test-deps build
+	./contrib/bench/run.sh
+
+fuzz:
+	./contrib/fuzz.sh $(FUZZTIME)
+
+lint:
+	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin
