@@ -1,17 +1,43 @@
 package vswitch
 
-// API skeleton written by the lead so that every package compiles from the
-// start. The vswitch implementer replaces the bodies (and may move these
-// declarations into other files), keeping the exported signatures; changing
-// a signature means telling the lead.
-
 import (
+	"cmp"
+	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
-var errTODO = errors.New("vswitch: not implemented yet")
+// Errors returned by the switch API.
+var (
+	// ErrClosed is returned by calls on a closed [Switch].
+	ErrClosed = errors.New("vswitch: switch closed")
+	// ErrUnknownFence is returned by [Switch.Attach] for a fence that was not added.
+	ErrUnknownFence = errors.New("vswitch: unknown fence")
+	// ErrFenceExists is returned by [Switch.AddFence] for a duplicate ID or name.
+	ErrFenceExists = errors.New("vswitch: fence exists")
+	// ErrBadFenceID is returned by [Switch.AddFence] for an ID outside 1 … 0xFFFFFE.
+	ErrBadFenceID = errors.New("vswitch: fence ID out of range 1…0xFFFFFE")
+	// ErrTrunkAttached is returned by [Switch.AttachTrunk] when a trunk is already attached.
+	ErrTrunkAttached = errors.New("vswitch: a trunk is already attached")
+	// ErrBadBatchSize is returned by Attach and AttachTrunk when BatchSize() < 1.
+	ErrBadBatchSize = errors.New("vswitch: batch size must be at least 1")
+)
+
+// Fence ID bounds (DESIGN.md section 1: 0 and 0xFFFFFF are reserved).
+const (
+	MinFenceID = 1
+	MaxFenceID = 0xFFFFFE
+)
+
+// maxBatch bounds the batch a port may ask for: every reader holds one
+// [BufSize] buffer per batch slot.
+const maxBatch = 1024
 
 // Config configures a [Switch]. The zero value of every field means its default.
 type Config struct {
@@ -20,6 +46,9 @@ type Config struct {
 	MaxFenceMACs int           // 0: DefaultMaxFenceMACs
 	QueueLen     int           // 0: DefaultQueueLen
 	Logger       *slog.Logger  // nil: discard
+	// Now is the clock used for learning and aging (nil: time.Now). Tests
+	// inject a fake clock here. It is called once per batch, not per frame.
+	Now func() time.Time
 }
 
 // FenceConfig describes one fence.
@@ -38,45 +67,295 @@ type PortConfig struct {
 	QueueLen int // 0: Config.QueueLen
 }
 
-// Switch is the switch core.
-type Switch struct{}
+// Switch is the switch core. Its methods are safe for concurrent use.
+type Switch struct {
+	cfg   Config
+	log   *slog.Logger
+	clock func() time.Time
+	aging int64 // nanoseconds
 
-// New returns a switch with no fences.
-func New(cfg Config) (*Switch, error) { return nil, errTODO }
+	pool bufPool
+
+	// fences is an immutable snapshot (copy-on-write under mu), loaded once
+	// per batch by trunk readers.
+	fences atomic.Pointer[map[uint32]*fence]
+	// trunk is the attached trunk, nil when none; loaded once per batch.
+	trunk atomic.Pointer[trunk]
+
+	mu sync.Mutex // mu guards the following fields
+	// +checklocks:mu
+	ports map[uint64]*port
+	// +checklocks:mu
+	nextID uint64
+	// +checklocks:mu
+	closed bool
+
+	stop chan struct{}  // closed by Close; stops the janitor
+	wg   sync.WaitGroup // every goroutine the switch started
+}
+
+// New returns a switch with no fences. It starts the aging janitor;
+// [Switch.Close] stops it.
+func New(cfg Config) (*Switch, error) {
+	if cfg.AgingTime < 0 || cfg.MaxPortMACs < 0 || cfg.MaxFenceMACs < 0 || cfg.QueueLen < 0 {
+		return nil, fmt.Errorf("vswitch: negative value in Config")
+	}
+	if cfg.AgingTime == 0 {
+		cfg.AgingTime = DefaultAgingTime
+	}
+	if cfg.MaxPortMACs == 0 {
+		cfg.MaxPortMACs = DefaultMaxPortMACs
+	}
+	if cfg.MaxFenceMACs == 0 {
+		cfg.MaxFenceMACs = DefaultMaxFenceMACs
+	}
+	if cfg.QueueLen == 0 {
+		cfg.QueueLen = DefaultQueueLen
+	}
+	s := &Switch{
+		cfg:   cfg,
+		log:   cfg.Logger,
+		clock: cfg.Now,
+		aging: int64(cfg.AgingTime),
+		ports: make(map[uint64]*port),
+		stop:  make(chan struct{}),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.clock == nil {
+		s.clock = time.Now
+	}
+	empty := map[uint32]*fence{}
+	s.fences.Store(&empty)
+	s.wg.Add(1)
+	go s.janitor()
+	return s, nil
+}
+
+func (s *Switch) nowNanos() int64 { return s.clock().UnixNano() }
+
+func (s *Switch) debug() bool { return s.log.Enabled(context.Background(), slog.LevelDebug) }
 
 // AddFence adds a fence. IDs and names are unique.
-func (s *Switch) AddFence(fc FenceConfig) error { return errTODO }
+func (s *Switch) AddFence(fc FenceConfig) error {
+	if fc.ID < MinFenceID || fc.ID > MaxFenceID {
+		return fmt.Errorf("%w: %#x", ErrBadFenceID, fc.ID)
+	}
+	if fc.MaxMACs < 0 {
+		return fmt.Errorf("vswitch: fence %d: negative MaxMACs", fc.ID)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	old := *s.fences.Load()
+	for _, f := range old {
+		if f.id == fc.ID || (fc.Name != "" && f.name == fc.Name) {
+			return fmt.Errorf("%w: id %d name %q", ErrFenceExists, fc.ID, fc.Name)
+		}
+	}
+	f := newFence(fc.ID, fc.Name, cmp.Or(fc.MaxMACs, s.cfg.MaxFenceMACs))
+	m := make(map[uint32]*fence, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	m[fc.ID] = f
+	s.fences.Store(&m)
+	return nil
+}
+
+func (s *Switch) fence(id uint32) *fence { return (*s.fences.Load())[id] }
 
 // PortHandle is an attached port.
-type PortHandle struct{}
+type PortHandle struct{ p *port }
 
-// ID is the port's switch-unique number.
-func (h *PortHandle) ID() uint64 { return 0 }
+// ID is the port's switch-unique number (never 0).
+func (h *PortHandle) ID() uint64 { return h.p.id }
 
 // Done is closed when the port has been detached (its Read or Write failed,
 // or Close was called) and its goroutines have returned.
-func (h *PortHandle) Done() <-chan struct{} { return nil }
+func (h *PortHandle) Done() <-chan struct{} { return h.p.done }
 
 // Err is why the port was detached (nil when closed by Close or the switch).
-func (h *PortHandle) Err() error { return nil }
+// It is meaningful once Done is closed.
+func (h *PortHandle) Err() error {
+	select {
+	case <-h.p.done:
+		return h.p.err
+	default:
+		return nil
+	}
+}
 
 // Close detaches the port, closes it and waits for its goroutines.
-func (h *PortHandle) Close() error { return errTODO }
+func (h *PortHandle) Close() error {
+	h.p.fail(nil)
+	<-h.p.done
+	return nil
+}
 
 // Attach starts switching frames of p within pc.Fence. The switch reads p
-// until Read fails, then detaches and closes it and flushes its MACs.
-func (s *Switch) Attach(p Port, pc PortConfig) (*PortHandle, error) { return nil, errTODO }
+// until Read fails, then detaches and closes it and flushes its MACs. From
+// now on the switch owns p: it calls Read and Write from its own goroutines
+// and Close when the port is detached.
+func (s *Switch) Attach(p Port, pc PortConfig) (*PortHandle, error) {
+	ps, err := s.attach(p, pc, true)
+	if err != nil {
+		return nil, err
+	}
+	go ps.writeLoop()
+	go ps.readLoop()
+	return &PortHandle{p: ps}, nil
+}
 
-// AttachTrunk connects the uplink. At most one trunk.
-func (s *Switch) AttachTrunk(t Trunk) error { return errTODO }
+// attach registers a port. With start, it counts the port's two goroutines
+// in s.wg (under s.mu, so that Close waits for them) and the caller must
+// start them; without, tests drive the port directly.
+func (s *Switch) attach(p Port, pc PortConfig, start bool) (*port, error) {
+	if p == nil {
+		return nil, errors.New("vswitch: nil port")
+	}
+	batch := p.BatchSize()
+	if batch < 1 {
+		return nil, ErrBadBatchSize
+	}
+	batch = min(batch, maxBatch)
+	if pc.MaxMACs < 0 || pc.QueueLen < 0 {
+		return nil, fmt.Errorf("vswitch: port %q: negative limit", pc.Name)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	f := s.fence(pc.Fence)
+	if f == nil {
+		return nil, fmt.Errorf("%w: %d", ErrUnknownFence, pc.Fence)
+	}
+	s.nextID++
+	ps := &port{
+		s:          s,
+		id:         s.nextID,
+		name:       pc.Name,
+		fence:      f,
+		p:          p,
+		pin:        pc.PinMAC,
+		maxMACs:    int64(cmp.Or(pc.MaxMACs, s.cfg.MaxPortMACs)),
+		batch:      batch,
+		done:       make(chan struct{}),
+		writerDone: make(chan struct{}),
+	}
+	ps.q.init(cmp.Or(pc.QueueLen, s.cfg.QueueLen), &ps.drops)
+	s.ports[ps.id] = ps
+	f.addPort(ps)
+	if start {
+		s.wg.Add(2)
+	}
+	s.log.Info("port attached", "port", ps.id, "name", ps.name, "fence", f.id)
+	return ps, nil
+}
+
+// detachPort removes p from the switch and its fence and flushes its MACs.
+func (s *Switch) detachPort(p *port) {
+	s.mu.Lock()
+	delete(s.ports, p.id)
+	p.fence.removePort(p)
+	s.mu.Unlock()
+	p.fence.flushPort(p)
+}
+
+// AttachTrunk connects the uplink. At most one trunk. The switch owns t
+// from now on and closes it when a call on it fails or the switch closes.
+func (s *Switch) AttachTrunk(t Trunk) error {
+	if t == nil {
+		return errors.New("vswitch: nil trunk")
+	}
+	batch := t.BatchSize()
+	if batch < 1 {
+		return ErrBadBatchSize
+	}
+	tr, err := s.attachTrunk(t, min(batch, maxBatch), true)
+	if err != nil {
+		return err
+	}
+	go tr.writeLoop()
+	go tr.readLoop()
+	return nil
+}
+
+// attachTrunk registers the trunk; start is as for attach.
+func (s *Switch) attachTrunk(t Trunk, batch int, start bool) (*trunk, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	if s.trunk.Load() != nil {
+		return nil, ErrTrunkAttached
+	}
+	tr := &trunk{s: s, t: t, batch: batch, done: make(chan struct{}), writerDone: make(chan struct{})}
+	tr.q.init(4*s.cfg.QueueLen, &tr.drops)
+	s.trunk.Store(tr)
+	if start {
+		s.wg.Add(2)
+	}
+	s.log.Info("trunk attached")
+	return tr, nil
+}
 
 // FlushHost forgets every MAC learned from the remote host with this outer
 // MAC (a dead peer), in every fence, and returns how many were removed.
-func (s *Switch) FlushHost(host MAC) int { return 0 }
+func (s *Switch) FlushHost(host MAC) int {
+	n := 0
+	for _, f := range *s.fences.Load() {
+		n += f.flushHost(host)
+	}
+	if n > 0 {
+		s.log.Debug("flushed host", "host", host, "macs", n)
+	}
+	return n
+}
 
 // LocalFences returns the IDs of fences that have at least one local port,
 // ascending (for hellos).
-func (s *Switch) LocalFences() []uint32 { return nil }
+func (s *Switch) LocalFences() []uint32 {
+	var ids []uint32
+	for id, f := range *s.fences.Load() {
+		if len(*f.ports.Load()) > 0 {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
 
-// Close detaches and closes every port and the trunk and waits for them.
-func (s *Switch) Close() error { return errTODO }
+// Close detaches and closes every port and the trunk and waits for every
+// goroutine of the switch. It is safe to call more than once.
+func (s *Switch) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.wg.Wait()
+		return nil
+	}
+	s.closed = true
+	ports := make([]*port, 0, len(s.ports))
+	for _, p := range s.ports {
+		ports = append(ports, p)
+	}
+	s.mu.Unlock()
+	for _, p := range ports {
+		p.fail(nil)
+	}
+	if tr := s.trunk.Load(); tr != nil {
+		tr.fail(nil)
+	}
+	close(s.stop)
+	s.wg.Wait()
+	return nil
+}
+
+// isClosedErr reports whether err is the error a port returns after Close.
+func isClosedErr(err error) bool { return errors.Is(err, net.ErrClosed) }

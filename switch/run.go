@@ -1,0 +1,240 @@
+package vswitch
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// port is the switch's state of one attached [Port].
+type port struct {
+	s       *Switch
+	id      uint64
+	name    string
+	fence   *fence
+	p       Port
+	pin     MAC
+	maxMACs int64
+	batch   int
+
+	q txQueue // transmit queue, drained by writeLoop
+
+	// macs counts table entries on this port; changed under fence.mu,
+	// read without it (a stale read only errs towards refusing).
+	macs atomic.Int64
+	// detached is set before the port's MACs are flushed; learning
+	// checks it under fence.mu so no entry outlives the port.
+	detached atomic.Bool
+
+	rxFrames, rxBytes atomic.Uint64
+	txFrames, txBytes atomic.Uint64
+	drops             dropCounters
+
+	failOnce   sync.Once
+	err        error         // why it was detached; written in failOnce, read after done
+	done       chan struct{} // closed when both goroutines have returned
+	writerDone chan struct{}
+}
+
+// dropIn counts an inbound drop on p and its fence.
+func (p *port) dropIn(r DropReason) {
+	p.drops.add(r, 1)
+	p.fence.drops.add(r, 1)
+}
+
+// fail detaches p once: err is the reason (nil when closed on purpose).
+// It flushes p's MACs, closes its queue and the Port, which ends both
+// goroutines. It does not wait for them.
+func (p *port) fail(err error) {
+	p.failOnce.Do(func() {
+		if err != nil && !isClosedErr(err) {
+			p.err = err
+		}
+		p.detached.Store(true)
+		p.s.detachPort(p)
+		p.q.close(&p.s.pool)
+		cerr := p.p.Close()
+		if p.err != nil {
+			p.s.log.Warn("port detached", "port", p.id, "name", p.name, "fence", p.fence.id, "err", p.err)
+		} else {
+			p.s.log.Info("port detached", "port", p.id, "name", p.name, "fence", p.fence.id, "close_err", cerr)
+		}
+	})
+}
+
+// readLoop reads batches from the port and switches them until Read fails.
+// It owns the reader; when it ends it waits for writeLoop and closes done.
+func (p *port) readLoop() {
+	defer p.s.wg.Done()
+	r := newReader(p.s, p.batch)
+	for {
+		n, err := p.p.Read(r.bufs, r.sizes[:p.batch], Headroom)
+		if n > 0 {
+			r.processPort(p, min(n, p.batch))
+		}
+		if err != nil {
+			p.fail(err)
+			break
+		}
+	}
+	r.release()
+	<-p.writerDone
+	close(p.done)
+}
+
+// writeLoop drains the transmit queue in batches of up to p.batch frames
+// into Write. It owns the popped buffers until Write returns, then gives
+// them back to the pool.
+func (p *port) writeLoop() {
+	defer p.s.wg.Done()
+	defer close(p.writerDone)
+	frames := make([]txFrame, 0, p.batch)
+	bufs := make([][]byte, p.batch)
+	for {
+		var closed bool
+		frames, closed = p.q.pop(frames[:0])
+		if len(frames) == 0 {
+			if closed {
+				return
+			}
+			<-p.q.wake
+			continue
+		}
+		for i := range frames {
+			bufs[i] = frames[i].b
+		}
+		err := p.write(bufs[:len(frames)])
+		clear(bufs)
+		p.s.pool.putFrames(frames)
+		if err != nil {
+			p.fail(err)
+			return
+		}
+	}
+}
+
+// write hands bufs to Write until all are taken, Write fails, or it makes
+// no progress (the rest are dropped and counted).
+func (p *port) write(bufs [][]byte) error {
+	for len(bufs) > 0 {
+		n, err := p.p.Write(bufs, Headroom)
+		n = max(0, min(n, len(bufs)))
+		var bytes uint64
+		for _, b := range bufs[:n] {
+			bytes += uint64(len(b) - Headroom)
+		}
+		p.txFrames.Add(uint64(n))
+		p.txBytes.Add(bytes)
+		bufs = bufs[n:]
+		if err != nil || n == 0 {
+			if len(bufs) > 0 {
+				p.drops.add(DropWrite, uint64(len(bufs)))
+				p.fence.drops.add(DropWrite, uint64(len(bufs)))
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// trunk is the switch's state of the attached [Trunk].
+type trunk struct {
+	s     *Switch
+	t     Trunk
+	batch int
+	q     txQueue
+
+	rxFrames, rxBytes atomic.Uint64
+	txFrames, txBytes atomic.Uint64
+	drops             dropCounters
+
+	failOnce   sync.Once
+	done       chan struct{}
+	writerDone chan struct{}
+}
+
+// dropIn counts an inbound drop of a frame of fence f on the trunk and f.
+func (t *trunk) dropIn(f *fence, r DropReason) {
+	t.drops.add(r, 1)
+	f.drops.add(r, 1)
+}
+
+// fail detaches the trunk once (err nil: on purpose).
+func (t *trunk) fail(err error) {
+	t.failOnce.Do(func() {
+		t.s.trunk.CompareAndSwap(t, nil)
+		t.q.close(&t.s.pool)
+		cerr := t.t.Close()
+		if err != nil && !isClosedErr(err) {
+			t.s.log.Warn("trunk detached", "err", err)
+		} else {
+			t.s.log.Info("trunk detached", "close_err", cerr)
+		}
+	})
+}
+
+func (t *trunk) readLoop() {
+	defer t.s.wg.Done()
+	r := newReader(t.s, t.batch)
+	for {
+		n, err := t.t.ReadTrunk(r.bufs, r.sizes, r.meta, Headroom)
+		if n > 0 {
+			r.processTrunk(t, min(n, t.batch))
+		}
+		if err != nil {
+			t.fail(err)
+			break
+		}
+	}
+	r.release()
+	<-t.writerDone
+	close(t.done)
+}
+
+func (t *trunk) writeLoop() {
+	defer t.s.wg.Done()
+	defer close(t.writerDone)
+	frames := make([]txFrame, 0, t.batch)
+	bufs := make([][]byte, t.batch)
+	meta := make([]TrunkMeta, t.batch)
+	for {
+		var closed bool
+		frames, closed = t.q.pop(frames[:0])
+		if len(frames) == 0 {
+			if closed {
+				return
+			}
+			<-t.q.wake
+			continue
+		}
+		for i := range frames {
+			bufs[i] = frames[i].b
+			meta[i] = frames[i].meta
+		}
+		err := t.write(bufs[:len(frames)], meta[:len(frames)])
+		clear(bufs)
+		t.s.pool.putFrames(frames)
+		if err != nil {
+			t.fail(err)
+			return
+		}
+	}
+}
+
+func (t *trunk) write(bufs [][]byte, meta []TrunkMeta) error {
+	for len(bufs) > 0 {
+		n, err := t.t.WriteTrunk(bufs, meta, Headroom)
+		n = max(0, min(n, len(bufs)))
+		var bytes uint64
+		for _, b := range bufs[:n] {
+			bytes += uint64(len(b) - Headroom)
+		}
+		t.txFrames.Add(uint64(n))
+		t.txBytes.Add(bytes)
+		bufs, meta = bufs[n:], meta[n:]
+		if err != nil || n == 0 {
+			t.drops.add(DropWrite, uint64(len(bufs)))
+			return err
+		}
+	}
+	return nil
+}
