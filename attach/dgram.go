@@ -1,0 +1,713 @@
+package attach
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// VFKTGreeting is the 4-byte datagram vfkit sends first on a unixgram
+// socket; a listener consumes it instead of switching it.
+const VFKTGreeting = "VFKT"
+
+// smallFrame is the size class of pooled queue buffers for ordinary
+// (MTU 1500) frames; bigger frames use maxFrame-sized buffers.
+const smallFrame = 2048
+
+// Free-list bounds: how many idle queue buffers a listener keeps (2 MiB
+// of each class at most); beyond that they are left to the GC.
+const (
+	smallFree = 1024
+	largeFree = 32
+)
+
+// freeList is a bounded pool of queue buffers of one size. Unlike
+// sync.Pool it keeps its buffers across garbage collections (and under
+// the race detector), so the steady state allocates nothing.
+type freeList struct {
+	ch   chan *qbuf
+	size int
+}
+
+func newFreeList(n, size int) freeList { return freeList{ch: make(chan *qbuf, n), size: size} }
+
+func (f *freeList) get() *qbuf {
+	select {
+	case q := <-f.ch:
+		return q
+	default:
+		return &qbuf{b: make([]byte, f.size)}
+	}
+}
+
+func (f *freeList) put(q *qbuf) {
+	select {
+	case f.ch <- q:
+	default:
+	}
+}
+
+// qbuf is one queued datagram.
+type qbuf struct {
+	b []byte
+	n int
+}
+
+// DgramStats counts what a datagram listener dropped.
+type DgramStats struct {
+	QueueFull uint64 // a peer's receive queue was full
+	Oversize  uint64 // larger than the maximum frame
+	Empty     uint64 // zero-length datagrams
+	Unnamed   uint64 // from an unbound unixgram socket: no address to answer
+	SendDrops uint64 // frames to a peer the kernel refused or could not queue
+	Refused   uint64 // from a peer whose port onPort refused (until it goes idle)
+	Peers     int    // current peers
+}
+
+// dgramListener is one unixgram or udp socket shared by every peer that
+// sends to it: the first datagram from a new source address makes a port
+// for it. One reader goroutine receives batches with recvmmsg(2) and
+// queues each datagram to its peer's port (a bounded queue: a full queue
+// drops and counts). A peer's Write sends its batch with sendmmsg(2) to
+// its address. Peers silent for Options.PeerIdle are closed.
+type dgramListener struct {
+	addr   Addr
+	conn   net.PacketConn
+	rc     syscall.RawConn
+	isUnix bool
+	sf     *socketFile
+	opts   Options
+	log    *slog.Logger
+	onPort OnPort
+
+	small, large freeList
+
+	mu     sync.Mutex
+	byAP   map[netip.AddrPort]*peerPort // guarded by mu
+	byPath map[string]*peerPort         // guarded by mu
+	closed bool                         // guarded by mu
+	seq    int                          // guarded by mu
+
+	queueFull, oversize, empty, unnamed, sendDrops, refused atomic.Uint64
+
+	// Reader state, owned by the reader goroutine.
+	hdrs   []unix.Mmsghdr
+	iovs   []unix.Iovec
+	names  []unix.RawSockaddrAny
+	bufs   [][]byte
+	rn     int
+	rerrno error
+	rfn    func(fd uintptr) bool
+
+	once sync.Once
+	done chan struct{}
+	wg   sync.WaitGroup
+}
+
+func listenDgram(addr Addr, opts Options, onPort OnPort) (*dgramListener, error) {
+	l := &dgramListener{addr: addr, opts: opts, onPort: onPort, done: make(chan struct{})}
+	switch addr.Scheme {
+	case Unixgram:
+		x, sf, err := listenUnix("unixgram", addr.Target, opts.SocketMode)
+		if err != nil {
+			return nil, err
+		}
+		l.conn, l.sf, l.isUnix = x.(net.PacketConn), sf, true
+		l.byPath = make(map[string]*peerPort)
+	case UDP:
+		pc, err := net.ListenPacket("udp", addr.Target)
+		if err != nil {
+			return nil, err
+		}
+		l.conn = pc
+		l.addr.Target = pc.LocalAddr().String()
+		l.byAP = make(map[netip.AddrPort]*peerPort)
+	}
+	rc, err := l.conn.(syscall.Conn).SyscallConn()
+	if err != nil {
+		l.conn.Close()
+		l.sf.remove()
+		return nil, err
+	}
+	l.rc = rc
+	growSocketBuffers(l.conn)
+	l.log = opts.Logger.With("listen", l.addr.String())
+	l.small = newFreeList(smallFree, smallFrame)
+	l.large = newFreeList(largeFree, opts.MaxFrame)
+	l.hdrs = make([]unix.Mmsghdr, BatchSize)
+	l.iovs = make([]unix.Iovec, BatchSize)
+	l.names = make([]unix.RawSockaddrAny, BatchSize)
+	l.bufs = make([][]byte, BatchSize)
+	for i := range l.bufs {
+		l.bufs[i] = make([]byte, opts.MaxFrame+1) // one more byte tells an oversized datagram
+	}
+	l.rfn = l.recvFn
+	l.wg.Add(1)
+	go l.read()
+	if opts.PeerIdle > 0 {
+		l.wg.Add(1)
+		go l.expire()
+	}
+	return l, nil
+}
+
+func (l *dgramListener) Addr() Addr { return l.addr }
+
+// Stats returns the listener's drop counters.
+func (l *dgramListener) Stats() DgramStats {
+	l.mu.Lock()
+	peers := len(l.byAP) + len(l.byPath)
+	l.mu.Unlock()
+	return DgramStats{
+		QueueFull: l.queueFull.Load(), Oversize: l.oversize.Load(), Empty: l.empty.Load(),
+		Unnamed: l.unnamed.Load(), SendDrops: l.sendDrops.Load(), Refused: l.refused.Load(), Peers: peers,
+	}
+}
+
+func (l *dgramListener) Close() error {
+	var err error
+	l.once.Do(func() {
+		l.mu.Lock()
+		l.closed = true
+		l.mu.Unlock()
+		close(l.done)
+		err = l.conn.Close()
+		l.wg.Wait()
+		for _, p := range l.peers() {
+			p.Close()
+		}
+		l.sf.remove()
+		if s := l.Stats(); s != (DgramStats{}) {
+			l.log.Info("datagram listener closed", "stats", s)
+		}
+	})
+	return err
+}
+
+// peers returns every current peer.
+func (l *dgramListener) peers() []*peerPort {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ps := make([]*peerPort, 0, len(l.byAP)+len(l.byPath))
+	for _, p := range l.byAP {
+		ps = append(ps, p)
+	}
+	for _, p := range l.byPath {
+		ps = append(ps, p)
+	}
+	return ps
+}
+
+// recvFn runs one non-blocking recvmmsg; false means wait for data.
+func (l *dgramListener) recvFn(fd uintptr) bool {
+	for {
+		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&l.hdrs[0])), uintptr(len(l.hdrs)), unix.MSG_DONTWAIT, 0, 0)
+		switch e {
+		case 0:
+			l.rn = int(r)
+			return true
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		default:
+			l.rerrno = e
+			return true
+		}
+	}
+}
+
+// read is the reader goroutine.
+func (l *dgramListener) read() {
+	defer l.wg.Done()
+	errs := 0
+	for {
+		for i := range l.hdrs {
+			l.iovs[i].Base = &l.bufs[i][0]
+			l.iovs[i].SetLen(len(l.bufs[i]))
+			h := &l.hdrs[i]
+			*h = unix.Mmsghdr{}
+			h.Hdr.Iov = &l.iovs[i]
+			h.Hdr.SetIovlen(1)
+			h.Hdr.Name = (*byte)(unsafe.Pointer(&l.names[i]))
+			h.Hdr.Namelen = unix.SizeofSockaddrAny
+		}
+		l.rerrno = nil
+		err := l.rc.Read(l.rfn)
+		if err == nil {
+			err = l.rerrno
+		}
+		if err != nil {
+			select {
+			case <-l.done:
+				return
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// A datagram socket has no final errors besides close
+			// (ECONNREFUSED from an ICMP error, ENOBUFS): note it and go on.
+			errs++
+			if errs&(errs-1) == 0 { // 1, 2, 4, 8 … : rate-limited
+				l.log.Warn("receive failed", "err", err, "count", errs)
+			}
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		l.dispatch(time.Now().UnixNano())
+	}
+}
+
+// dispatch queues the l.rn received datagrams to their peers, making
+// ports for new peers. The map lock is taken once per batch (and dropped
+// around onPort).
+func (l *dgramListener) dispatch(now int64) {
+	l.mu.Lock()
+	for i := 0; i < l.rn; i++ {
+		h := &l.hdrs[i]
+		size := int(h.Len)
+		if h.Hdr.Flags&unix.MSG_TRUNC != 0 || size > l.opts.MaxFrame {
+			l.oversize.Add(1)
+			continue
+		}
+		if size == 0 {
+			l.empty.Add(1)
+			continue
+		}
+		if l.closed {
+			break
+		}
+		p, ok := l.lookup(&l.names[i], h.Hdr.Namelen)
+		if p == nil && !ok {
+			l.unnamed.Add(1)
+			continue
+		}
+		frame := l.bufs[i][:size]
+		if p == nil {
+			l.mu.Unlock()
+			p = l.newPeer(&l.names[i], h.Hdr.Namelen)
+			l.mu.Lock()
+			if p == nil {
+				continue
+			}
+			if l.isUnix && string(frame) == VFKTGreeting {
+				p.lastSeen.Store(now)
+				continue // vfkit's greeting: consumed
+			}
+		}
+		p.lastSeen.Store(now)
+		if p.refused {
+			l.refused.Add(1)
+			continue
+		}
+		pool := &l.small
+		if size > smallFrame {
+			pool = &l.large
+		}
+		q := pool.get()
+		q.n = copy(q.b, frame)
+		select {
+		case p.q <- q:
+		default:
+			pool.put(q)
+			l.queueFull.Add(1)
+		}
+	}
+	l.mu.Unlock()
+}
+
+// lookup finds the peer of a source address; l.mu is held. ok is false
+// when the address cannot be answered (an unbound unixgram sender).
+func (l *dgramListener) lookup(sa *unix.RawSockaddrAny, salen uint32) (p *peerPort, ok bool) {
+	if l.isUnix {
+		path, ok := unixPath(sa, salen)
+		if !ok {
+			return nil, false
+		}
+		return l.byPath[string(path)], true // no allocation: map index by converted []byte
+	}
+	ap, ok := inetAddrPort(sa)
+	if !ok {
+		return nil, false
+	}
+	return l.byAP[ap], true
+}
+
+// unixPath returns the bytes of a unix socket address (abstract names keep
+// their leading NUL), or false for an unnamed socket.
+func unixPath(sa *unix.RawSockaddrAny, salen uint32) ([]byte, bool) {
+	const pathOff = 2 // sun_family
+	if salen <= pathOff || salen > unix.SizeofSockaddrUnix {
+		return nil, false
+	}
+	u := (*unix.RawSockaddrUnix)(unsafe.Pointer(sa))
+	b := unsafe.Slice((*byte)(unsafe.Pointer(&u.Path[0])), int(salen)-pathOff)
+	if b[0] != 0 { // a path: up to the first NUL
+		for i, c := range b {
+			if c == 0 {
+				b = b[:i]
+				break
+			}
+		}
+	}
+	return b, len(b) > 0
+}
+
+// inetAddrPort decodes an AF_INET or AF_INET6 address without allocating.
+func inetAddrPort(sa *unix.RawSockaddrAny) (netip.AddrPort, bool) {
+	switch sa.Addr.Family {
+	case unix.AF_INET:
+		a := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&a.Port))[:])
+		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), port), true
+	case unix.AF_INET6:
+		a := (*unix.RawSockaddrInet6)(unsafe.Pointer(sa))
+		port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&a.Port))[:])
+		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), port), true
+	}
+	return netip.AddrPort{}, false
+}
+
+// newPeer makes the port of a new source address and hands it to onPort.
+// l.mu is not held. It returns nil when the listener is closing.
+func (l *dgramListener) newPeer(sa *unix.RawSockaddrAny, salen uint32) *peerPort {
+	p := &peerPort{
+		l:     l,
+		q:     make(chan *qbuf, l.opts.QueueLen),
+		shut:  make(chan struct{}),
+		sa:    *sa,
+		salen: salen,
+		whdrs: make([]unix.Mmsghdr, BatchSize),
+		wiovs: make([]unix.Iovec, BatchSize),
+	}
+	p.wfn = p.sendFn
+	var peer string
+	if l.isUnix {
+		b, _ := unixPath(sa, salen)
+		p.path = string(b)
+		peer = p.path
+		if peer[0] == 0 {
+			peer = "@" + peer[1:]
+		}
+	} else {
+		p.ap, _ = inetAddrPort(sa)
+		peer = netip.AddrPortFrom(p.ap.Addr().Unmap(), p.ap.Port()).String()
+	}
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.seq++
+	p.name = fmt.Sprintf("%s#%d(%s)", l.addr, l.seq, peer)
+	if l.isUnix {
+		l.byPath[p.path] = p
+	} else {
+		l.byAP[p.ap] = p
+	}
+	l.mu.Unlock()
+
+	done, err := l.onPort(p, p.name)
+	if err != nil {
+		// Keep the peer as a tombstone that drops its frames until it
+		// goes idle, so a refused peer is not offered again per datagram
+		// (even if onPort closed the port, which forgets it).
+		l.log.Warn("port refused", "port", p.name, "err", err)
+		p.refused = true
+		l.mu.Lock()
+		if !l.closed {
+			if l.isUnix {
+				l.byPath[p.path] = p
+			} else {
+				l.byAP[p.ap] = p
+			}
+		}
+		l.mu.Unlock()
+		return p
+	}
+	l.log.Debug("datagram peer", "port", p.name)
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		select {
+		case <-done:
+		case <-p.shut:
+		case <-l.done:
+		}
+		p.Close()
+	}()
+	return p
+}
+
+// expire closes peers silent for longer than Options.PeerIdle.
+func (l *dgramListener) expire() {
+	defer l.wg.Done()
+	every := min(max(l.opts.PeerIdle/4, 10*time.Millisecond), 30*time.Second)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.done:
+			return
+		case <-t.C:
+		}
+		cutoff := time.Now().Add(-l.opts.PeerIdle).UnixNano()
+		for _, p := range l.peers() {
+			if p.lastSeen.Load() < cutoff {
+				l.log.Debug("datagram peer idle, closing", "port", p.name)
+				p.forget() // a tombstone may be closed already
+				p.Close()
+			}
+		}
+	}
+}
+
+// peerPort is the [vswitch.Port] of one datagram peer of a listener.
+// Read takes frames from the queue the listener's reader fills; Write
+// sends to the peer's address from the shared socket.
+type peerPort struct {
+	l       *dgramListener
+	name    string
+	path    string         // unixgram key
+	ap      netip.AddrPort // udp key
+	sa      unix.RawSockaddrAny
+	salen   uint32
+	refused bool // set before the reader's next batch; read under l.mu
+
+	q        chan *qbuf
+	shut     chan struct{}
+	once     sync.Once
+	lastSeen atomic.Int64 // unix nanoseconds of the last datagram
+
+	// Write side, owned by the writer.
+	whdrs  []unix.Mmsghdr
+	wiovs  []unix.Iovec
+	wn     int
+	wsent  int
+	werrno error
+	wfn    func(fd uintptr) bool
+	werr   error
+}
+
+// BatchSize implements vswitch.Port.BatchSize.
+func (p *peerPort) BatchSize() int { return BatchSize }
+
+// Close implements vswitch.Port.Close: it forgets the peer (a later
+// datagram from it makes a new port).
+func (p *peerPort) Close() error {
+	p.once.Do(func() {
+		// Forget the peer first: once Read says closed, the next datagram
+		// from the same address already makes a new port.
+		p.forget()
+		close(p.shut)
+	})
+	return nil
+}
+
+// forget removes p from the listener's peer table if it is still there.
+func (p *peerPort) forget() {
+	l := p.l
+	l.mu.Lock()
+	if l.isUnix {
+		if l.byPath[p.path] == p {
+			delete(l.byPath, p.path)
+		}
+	} else if l.byAP[p.ap] == p {
+		delete(l.byAP, p.ap)
+	}
+	l.mu.Unlock()
+}
+
+// Read implements vswitch.Port.Read.
+func (p *peerPort) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	if len(bufs) == 0 {
+		return 0, errNoBuffers
+	}
+	var q *qbuf
+	select {
+	case <-p.shut:
+		return 0, net.ErrClosed
+	default:
+	}
+	select {
+	case q = <-p.q:
+	case <-p.shut:
+		return 0, net.ErrClosed
+	}
+	n := 0
+	for {
+		if q.n <= len(bufs[n])-offset {
+			sizes[n] = copy(bufs[n][offset:], q.b[:q.n])
+			n++
+		} else {
+			p.l.oversize.Add(1)
+		}
+		p.release(q)
+		if n == len(bufs) {
+			return n, nil
+		}
+		select {
+		case q = <-p.q:
+			continue
+		default:
+		}
+		if n > 0 {
+			return n, nil
+		}
+		select {
+		case q = <-p.q:
+		case <-p.shut:
+			return 0, net.ErrClosed
+		}
+	}
+}
+
+func (p *peerPort) release(q *qbuf) {
+	if len(q.b) == smallFrame {
+		p.l.small.put(q)
+	} else {
+		p.l.large.put(q)
+	}
+}
+
+// Write implements vswitch.Port.Write. Frames the kernel refuses (too
+// big, no route) or, on unixgram, cannot queue because the peer is not
+// reading, are dropped and counted; a unixgram peer whose socket is gone
+// is a final error.
+func (p *peerPort) Write(bufs [][]byte, offset int) (int, error) {
+	select {
+	case <-p.shut:
+		return 0, net.ErrClosed
+	default:
+	}
+	if p.werr != nil {
+		return 0, p.werr
+	}
+	total := 0
+	for len(bufs) > 0 {
+		chunk := bufs[:min(len(bufs), len(p.whdrs))]
+		bufs = bufs[len(chunk):]
+		n, err := p.writeChunk(chunk, offset)
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+func (p *peerPort) writeChunk(bufs [][]byte, offset int) (int, error) {
+	p.wn = 0
+	for _, b := range bufs {
+		l := len(b) - offset
+		if l <= 0 {
+			continue
+		}
+		p.wiovs[p.wn].Base = &b[offset]
+		p.wiovs[p.wn].SetLen(l)
+		h := &p.whdrs[p.wn]
+		*h = unix.Mmsghdr{}
+		h.Hdr.Iov = &p.wiovs[p.wn]
+		h.Hdr.SetIovlen(1)
+		h.Hdr.Name = (*byte)(unsafe.Pointer(&p.sa))
+		h.Hdr.Namelen = p.salen
+		p.wn++
+	}
+	skipped := len(bufs) - p.wn
+	p.wsent = 0
+	p.werrno = nil
+	var err error
+	for tries := 0; ; tries++ {
+		err = p.l.rc.Write(p.wfn)
+		if err != nil || p.werrno != unix.EAGAIN {
+			break
+		}
+		// unixgram: the peer's receive queue is full, and poll(2) on an
+		// unconnected socket does not say when it drains. Back off a
+		// little, a bounded number of times, then drop the rest.
+		if tries == unixgramRetries {
+			p.l.sendDrops.Add(uint64(p.wn - p.wsent))
+			p.wsent = p.wn
+			p.werrno = nil
+			break
+		}
+		p.werrno = nil
+		time.Sleep(time.Duration(50<<tries) * time.Microsecond)
+	}
+	if err == nil {
+		err = p.werrno
+	}
+	clear(p.wiovs[:p.wn])
+	if err != nil {
+		select {
+		case <-p.shut:
+			return 0, net.ErrClosed
+		default:
+		}
+		if errors.Is(err, net.ErrClosed) {
+			return 0, net.ErrClosed
+		}
+		p.werr = fmt.Errorf("write to %s: %w", p.name, err)
+		return 0, p.werr
+	}
+	return p.wsent + skipped, nil
+}
+
+// unixgramRetries bounds the backoff of a unixgram send to a full peer
+// (50 µs doubling: about 1.5 ms in all).
+const unixgramRetries = 5
+
+// sendFn sends p.whdrs[p.wsent:p.wn] to the peer; false means wait until
+// the socket is writable (udp).
+func (p *peerPort) sendFn(fd uintptr) bool {
+	for p.wsent < p.wn {
+		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&p.whdrs[p.wsent])), uintptr(p.wn-p.wsent), unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, 0, 0)
+		switch {
+		case e == 0:
+			p.wsent += int(r)
+		case e == unix.EINTR:
+		case e == unix.EAGAIN && p.l.isUnix:
+			p.werrno = e
+			return true
+		case e == unix.EAGAIN:
+			return false
+		case p.l.isUnix && (e == unix.ECONNREFUSED || e == unix.ENOENT || e == unix.ENOTCONN):
+			p.werrno = e // the peer's socket is gone
+			return true
+		case e == unix.EPERM && p.l.isUnix:
+			p.werrno = e // connected to another socket: we can never send to it
+			return true
+		default:
+			p.l.sendDrops.Add(1) // EMSGSIZE, ENETUNREACH …: drop this one
+			p.wsent++
+		}
+	}
+	return true
+}
+
+// socketBufferSize is what datagram sockets ask for as receive and send
+// buffers (the kernel caps it at net.core.rmem_max / wmem_max): one
+// socket serves every peer, and the default ~200 KiB holds fewer than a
+// hundred full-size frames.
+const socketBufferSize = 4 << 20
+
+// growSocketBuffers enlarges c's buffers, best effort.
+func growSocketBuffers(c any) {
+	if b, ok := c.(interface{ SetReadBuffer(int) error }); ok {
+		b.SetReadBuffer(socketBufferSize)
+	}
+	if b, ok := c.(interface{ SetWriteBuffer(int) error }); ok {
+		b.SetWriteBuffer(socketBufferSize)
+	}
+}

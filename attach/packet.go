@@ -1,0 +1,260 @@
+package attach
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// packetPort is a [vswitch.Port] over a connected socket that keeps
+// message boundaries: a unixpacket (SOCK_SEQPACKET) connection, or a
+// dialed (connected) udp or unixgram socket. One frame per message; Read
+// is one recvmmsg(2) straight into the switch's buffers and Write one
+// sendmmsg(2), neither allocating.
+//
+// On a seqpacket connection a zero-length message is the end of the
+// stream and an oversized one a framing error (final). On a datagram
+// socket both are dropped and counted.
+type packetPort struct {
+	conn     io.Closer
+	rc       syscall.RawConn
+	seqpkt   bool
+	maxFrame int
+	closed   atomic.Bool
+	once     sync.Once
+	onClose  func()
+
+	// Drops counts datagrams dropped on read (empty, oversized).
+	drops atomic.Uint64
+
+	// Read side, owned by the reader.
+	rhdrs  []unix.Mmsghdr
+	riovs  []unix.Iovec
+	rn     int
+	rerrno error
+	rfn    func(fd uintptr) bool
+	rerr   error // sticky
+
+	// Write side, owned by the writer.
+	whdrs  []unix.Mmsghdr
+	wiovs  []unix.Iovec
+	wn     int // messages to send
+	wsent  int
+	werrno error
+	wfn    func(fd uintptr) bool
+	werr   error // sticky
+}
+
+func newPacketPort(c syscall.Conn, seqpkt bool, opts Options, onClose func()) (*packetPort, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	p := &packetPort{
+		conn:     c.(io.Closer),
+		rc:       rc,
+		seqpkt:   seqpkt,
+		maxFrame: opts.MaxFrame,
+		onClose:  onClose,
+		rhdrs:    make([]unix.Mmsghdr, BatchSize),
+		riovs:    make([]unix.Iovec, BatchSize),
+		whdrs:    make([]unix.Mmsghdr, BatchSize),
+		wiovs:    make([]unix.Iovec, BatchSize),
+	}
+	p.rfn = p.recvFn
+	p.wfn = p.sendFn
+	return p, nil
+}
+
+// BatchSize implements vswitch.Port.BatchSize.
+func (p *packetPort) BatchSize() int { return BatchSize }
+
+// Close implements vswitch.Port.Close.
+func (p *packetPort) Close() error {
+	var err error
+	p.once.Do(func() {
+		p.closed.Store(true)
+		err = p.conn.Close()
+		if p.onClose != nil {
+			p.onClose()
+		}
+	})
+	return err
+}
+
+// Read implements vswitch.Port.Read.
+func (p *packetPort) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	if len(bufs) == 0 {
+		return 0, errNoBuffers
+	}
+	if len(bufs) > len(p.rhdrs) {
+		bufs = bufs[:len(p.rhdrs)]
+	}
+	for {
+		if p.closed.Load() {
+			return 0, net.ErrClosed
+		}
+		if p.rerr != nil {
+			return 0, p.rerr
+		}
+		for i, b := range bufs {
+			p.riovs[i].Base = &b[offset]
+			p.riovs[i].SetLen(min(len(b)-offset, p.maxFrame+1))
+			h := &p.rhdrs[i]
+			*h = unix.Mmsghdr{}
+			h.Hdr.Iov = &p.riovs[i]
+			h.Hdr.SetIovlen(1)
+		}
+		p.rn = len(bufs)
+		p.rerrno = nil
+		err := p.rc.Read(p.rfn)
+		if err == nil {
+			err = p.rerrno
+		}
+		if err != nil {
+			clear(p.riovs)
+			if p.closed.Load() || errors.Is(err, net.ErrClosed) {
+				return 0, net.ErrClosed
+			}
+			p.rerr = fmt.Errorf("read: %w", err)
+			return 0, p.rerr
+		}
+		out := 0
+		for i := 0; i < p.rn; i++ {
+			h := &p.rhdrs[i]
+			size := int(h.Len)
+			switch {
+			case p.seqpkt && size == 0:
+				p.rerr = io.EOF
+			case h.Hdr.Flags&unix.MSG_TRUNC != 0 || size > p.maxFrame:
+				if p.seqpkt {
+					p.rerr = &FrameLengthError{Len: uint32(size), Max: p.maxFrame}
+				} else {
+					p.drops.Add(1)
+					continue
+				}
+			case size == 0:
+				p.drops.Add(1)
+				continue
+			}
+			if p.rerr != nil {
+				break
+			}
+			if out != i {
+				copy(bufs[out][offset:], bufs[i][offset:offset+size])
+			}
+			sizes[out] = size
+			out++
+		}
+		clear(p.riovs)
+		if out > 0 {
+			return out, nil
+		}
+	}
+}
+
+// recvFn runs one non-blocking recvmmsg; false means wait for data.
+func (p *packetPort) recvFn(fd uintptr) bool {
+	for {
+		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&p.rhdrs[0])), uintptr(p.rn), unix.MSG_DONTWAIT, 0, 0)
+		switch e {
+		case 0:
+			p.rn = int(r)
+			return true
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		default:
+			p.rerrno = e
+			return true
+		}
+	}
+}
+
+// Write implements vswitch.Port.Write.
+func (p *packetPort) Write(bufs [][]byte, offset int) (int, error) {
+	if p.closed.Load() {
+		return 0, net.ErrClosed
+	}
+	if p.werr != nil {
+		return 0, p.werr
+	}
+	total := 0
+	for len(bufs) > 0 {
+		chunk := bufs[:min(len(bufs), len(p.whdrs))]
+		bufs = bufs[len(chunk):]
+		n, err := p.writeChunk(chunk, offset)
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+func (p *packetPort) writeChunk(bufs [][]byte, offset int) (int, error) {
+	p.wn = 0
+	for _, b := range bufs {
+		l := len(b) - offset
+		if l <= 0 {
+			continue
+		}
+		p.wiovs[p.wn].Base = &b[offset]
+		p.wiovs[p.wn].SetLen(l)
+		h := &p.whdrs[p.wn]
+		*h = unix.Mmsghdr{}
+		h.Hdr.Iov = &p.wiovs[p.wn]
+		h.Hdr.SetIovlen(1)
+		p.wn++
+	}
+	skipped := len(bufs) - p.wn
+	p.wsent = 0
+	p.werrno = nil
+	err := p.rc.Write(p.wfn)
+	if err == nil {
+		err = p.werrno
+	}
+	clear(p.wiovs[:p.wn])
+	if err != nil {
+		if p.closed.Load() || errors.Is(err, net.ErrClosed) {
+			return 0, net.ErrClosed
+		}
+		p.werr = fmt.Errorf("write: %w", err)
+		return 0, p.werr
+	}
+	return p.wsent + skipped, nil
+}
+
+// sendFn sends p.whdrs[p.wsent:p.wn] with sendmmsg; false means wait until
+// writable. A datagram the kernel refuses as too big is skipped.
+func (p *packetPort) sendFn(fd uintptr) bool {
+	for p.wsent < p.wn {
+		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&p.whdrs[p.wsent])), uintptr(p.wn-p.wsent), unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, 0, 0)
+		switch e {
+		case 0:
+			p.wsent += int(r)
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return false
+		case unix.EMSGSIZE:
+			if p.seqpkt {
+				p.werrno = e
+				return true
+			}
+			p.drops.Add(1)
+			p.wsent++
+		default:
+			p.werrno = e
+			return true
+		}
+	}
+	return true
+}

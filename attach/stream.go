@@ -1,0 +1,321 @@
+package attach
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	vswitch "github.com/corralnet/corral/switch"
+)
+
+const (
+	// LengthSize is the size of the big-endian length before every frame
+	// on stream transports.
+	LengthSize = 4
+	// readBufSize is the stream read buffer: one read(2) returns every
+	// frame that fits.
+	readBufSize = 256 << 10
+)
+
+// ErrFrameLength is wrapped by the error a stream port's Read returns for a
+// length prefix of 0 or above the port's maximum frame.
+var ErrFrameLength = errors.New("bad frame length")
+
+// errNoBuffers is returned by Read when called with no buffers, which
+// the Port contract does not allow (it could never return n > 0).
+var errNoBuffers = errors.New("read: no buffers")
+
+// FrameLengthError is a malformed length prefix on a stream.
+type FrameLengthError struct {
+	Len uint32 // the length read
+	Max int    // the port's maximum frame
+}
+
+func (e *FrameLengthError) Error() string {
+	return fmt.Sprintf("bad frame length %d (want 1 to %d)", e.Len, e.Max)
+}
+
+// Unwrap returns [ErrFrameLength].
+func (e *FrameLengthError) Unwrap() error { return ErrFrameLength }
+
+// streamPort is a [vswitch.Port] over a byte stream where every frame is
+// preceded by its length, 4 bytes big-endian.
+//
+// Read fills a readBufSize buffer with one read and returns every complete
+// frame in it. Write puts each length prefix into the frame's headroom and
+// sends the whole batch with one writev(2) when the stream exposes its
+// file descriptor (syscall.Conn), or copies the batch into one buffer and
+// writes it otherwise. Neither allocates.
+type streamPort struct {
+	rwc      io.ReadWriteCloser
+	maxFrame int
+	closed   atomic.Bool
+	once     sync.Once
+	onClose  func() // optional, run once after rwc is closed
+
+	// Read side, owned by the single reader.
+	rbuf []byte
+	r, w int   // unread bytes are rbuf[r:w]
+	rerr error // sticky read error, returned once the buffer is drained
+
+	// Write side, owned by the single writer.
+	rc      syscall.RawConn // nil: copy into wbuf instead
+	iovs    []unix.Iovec
+	wiov    []unix.Iovec // iovs still to send, during writeFn
+	wfn     func(fd uintptr) bool
+	werrno  error
+	wbuf    []byte
+	werr    error // sticky write error
+	wframes int
+}
+
+// NewStreamPort returns a [vswitch.Port] that speaks the 4-byte big-endian
+// length framing of DESIGN.md section 5 over rwc (stdio, a net.Conn, a
+// pipe). Close closes rwc. If rwc implements [syscall.Conn] (net.TCPConn,
+// net.UnixConn, os.File, vsock.Conn) batches are written with one writev.
+// Read and Write follow the Port rules: one reader, one writer, any
+// Close; both return [net.ErrClosed] after Close.
+func NewStreamPort(rwc io.ReadWriteCloser, opts Options) vswitch.Port {
+	return newStreamPort(rwc, opts.withDefaults())
+}
+
+func newStreamPort(rwc io.ReadWriteCloser, opts Options) *streamPort {
+	p := &streamPort{
+		rwc:      rwc,
+		maxFrame: opts.MaxFrame,
+		rbuf:     make([]byte, max(readBufSize, 2*(opts.MaxFrame+LengthSize))),
+	}
+	if sc, ok := rwc.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			p.rc = rc
+			p.iovs = make([]unix.Iovec, 0, BatchSize)
+			p.wfn = p.writeFn
+		}
+	}
+	if p.rc == nil {
+		p.wbuf = make([]byte, 0, readBufSize)
+	}
+	return p
+}
+
+// BatchSize implements vswitch.Port.BatchSize.
+func (p *streamPort) BatchSize() int { return BatchSize }
+
+// Close implements vswitch.Port.Close.
+func (p *streamPort) Close() error {
+	var err error
+	p.once.Do(func() {
+		p.closed.Store(true)
+		err = p.rwc.Close()
+		if p.onClose != nil {
+			p.onClose()
+		}
+	})
+	return err
+}
+
+// Read implements vswitch.Port.Read.
+func (p *streamPort) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	if len(bufs) == 0 {
+		return 0, errNoBuffers
+	}
+	for {
+		if p.closed.Load() {
+			return 0, net.ErrClosed
+		}
+		n, err := p.parse(bufs, sizes, offset)
+		if n > 0 || err != nil {
+			return n, err
+		}
+		if p.rerr != nil {
+			return 0, p.rerr
+		}
+		// Make room for the rest of the partial frame, if any.
+		if p.r > 0 {
+			copy(p.rbuf, p.rbuf[p.r:p.w])
+			p.w -= p.r
+			p.r = 0
+		}
+		m, err := p.rwc.Read(p.rbuf[p.w:])
+		p.w += m
+		if err != nil {
+			p.rerr = p.readErr(err)
+		}
+	}
+}
+
+// readErr turns a read error into the port's final error.
+func (p *streamPort) readErr(err error) error {
+	if p.closed.Load() || errors.Is(err, net.ErrClosed) {
+		return net.ErrClosed
+	}
+	if err == io.EOF {
+		if p.w-p.r > 0 {
+			return fmt.Errorf("read: %w (in the middle of a frame)", io.ErrUnexpectedEOF)
+		}
+		return io.EOF
+	}
+	return fmt.Errorf("read: %w", err)
+}
+
+// parse moves complete frames out of rbuf into bufs.
+func (p *streamPort) parse(bufs [][]byte, sizes []int, offset int) (int, error) {
+	n := 0
+	for n < len(bufs) && p.w-p.r >= LengthSize {
+		l := binary.BigEndian.Uint32(p.rbuf[p.r:])
+		if l == 0 || l > uint32(p.maxFrame) {
+			return p.frameErr(n, &FrameLengthError{Len: l, Max: p.maxFrame})
+		}
+		if int(l) > len(bufs[n])-offset {
+			return p.frameErr(n, &FrameLengthError{Len: l, Max: len(bufs[n]) - offset})
+		}
+		end := p.r + LengthSize + int(l)
+		if end > p.w {
+			break
+		}
+		sizes[n] = copy(bufs[n][offset:], p.rbuf[p.r+LengthSize:end])
+		p.r = end
+		n++
+	}
+	if p.r == p.w {
+		p.r, p.w = 0, 0
+	}
+	return n, nil
+}
+
+// frameErr returns the frames already parsed, or the framing error when
+// there are none. The error is sticky.
+func (p *streamPort) frameErr(n int, e *FrameLengthError) (int, error) {
+	p.rerr = e
+	p.r, p.w = 0, 0 // nothing after a bad length can be trusted
+	if n > 0 {
+		return n, nil
+	}
+	return 0, e
+}
+
+// Write implements vswitch.Port.Write.
+func (p *streamPort) Write(bufs [][]byte, offset int) (int, error) {
+	if p.closed.Load() {
+		return 0, net.ErrClosed
+	}
+	if p.werr != nil {
+		return 0, p.werr
+	}
+	if offset < LengthSize {
+		return 0, fmt.Errorf("write: offset %d leaves no room for the length", offset)
+	}
+	if p.rc == nil {
+		return p.writeCopy(bufs, offset)
+	}
+	p.iovs = p.iovs[:0]
+	for _, b := range bufs {
+		l := len(b) - offset
+		if l <= 0 || l > p.maxFrame {
+			continue // never send a length the peer must reject
+		}
+		binary.BigEndian.PutUint32(b[offset-LengthSize:], uint32(l))
+		p.iovs = append(p.iovs, unix.Iovec{Base: &b[offset-LengthSize]})
+		p.iovs[len(p.iovs)-1].SetLen(LengthSize + l)
+	}
+	if len(p.iovs) == 0 {
+		return len(bufs), nil
+	}
+	p.wiov = p.iovs
+	p.werrno = nil
+	err := p.rc.Write(p.wfn)
+	if err == nil {
+		err = p.werrno
+	}
+	clear(p.iovs) // drop references to the switch's buffers
+	p.wiov = nil
+	if err != nil {
+		p.werr = p.writeErr(err)
+		return 0, p.werr
+	}
+	return len(bufs), nil
+}
+
+// maxIOV is the most iovecs one writev takes (IOV_MAX).
+const maxIOV = 1024
+
+// writeFn runs writev until every iovec in p.wiov is sent, returning false
+// (wait for writability) on EAGAIN.
+func (p *streamPort) writeFn(fd uintptr) bool {
+	for len(p.wiov) > 0 {
+		cnt := min(len(p.wiov), maxIOV)
+		m, _, e := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&p.wiov[0])), uintptr(cnt))
+		if e == unix.EINTR {
+			continue
+		}
+		if e == unix.EAGAIN {
+			return false
+		}
+		if e != 0 {
+			p.werrno = e
+			return true
+		}
+		// Skip what was written; a partial iovec keeps its tail.
+		for m > 0 {
+			l := uintptr(p.wiov[0].Len)
+			if m >= l {
+				m -= l
+				p.wiov = p.wiov[1:]
+				continue
+			}
+			p.wiov[0].Base = (*byte)(unsafe.Add(unsafe.Pointer(p.wiov[0].Base), m))
+			p.wiov[0].SetLen(int(l - m))
+			m = 0
+		}
+	}
+	return true
+}
+
+// writeCopy sends the batch through wbuf with as few writes as fit.
+func (p *streamPort) writeCopy(bufs [][]byte, offset int) (int, error) {
+	for _, b := range bufs {
+		l := len(b) - offset
+		if l <= 0 || l > p.maxFrame {
+			continue
+		}
+		if len(p.wbuf)+LengthSize+l > cap(p.wbuf) {
+			if err := p.flush(); err != nil {
+				return 0, err
+			}
+		}
+		p.wbuf = binary.BigEndian.AppendUint32(p.wbuf, uint32(l))
+		p.wbuf = append(p.wbuf, b[offset:]...)
+	}
+	if err := p.flush(); err != nil {
+		return 0, err
+	}
+	return len(bufs), nil
+}
+
+func (p *streamPort) flush() error {
+	if len(p.wbuf) == 0 {
+		return nil
+	}
+	_, err := p.rwc.Write(p.wbuf) // io.Writer: a short write returns an error
+	p.wbuf = p.wbuf[:0]
+	if err != nil {
+		p.werr = p.writeErr(err)
+		return p.werr
+	}
+	return nil
+}
+
+func (p *streamPort) writeErr(err error) error {
+	if p.closed.Load() || errors.Is(err, net.ErrClosed) {
+		return net.ErrClosed
+	}
+	return fmt.Errorf("write: %w", err)
+}
