@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/corralnet/corral/attach"
+	vswitch "github.com/corralnet/corral/switch"
+	"github.com/corralnet/corral/tap"
+)
+
+func (c *cli) newPlugCmd() *cobra.Command {
+	var (
+		tapName string
+		netns   string
+		mtu     int
+		stdio   bool
+	)
+	cmd := &cobra.Command{
+		Use:   "plug ADDRESS (--tap NAME [--netns NS] [--mtu N] | --stdio)",
+		Short: "Connect a TAP device or stdio to a switch address",
+		Long: `Connect a local TAP device (created inside network namespace NS when
+--netns is given) or stdin/stdout (4-byte big-endian length framing, for
+ssh cables) to a switch address such as unix:///run/user/1000/corral/default.sock
+or tcp://127.0.0.1:7000, until either side ends or a signal arrives.`,
+		Example: `  corral plug unix://$XDG_RUNTIME_DIR/corral/default.sock --tap tap0 --netns lab1
+  ssh host1 corral plug unix:///run/user/1000/corral/default.sock --stdio`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usageError{fmt.Errorf("plug takes exactly one ADDRESS, got %d arguments", len(args))}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if (tapName == "") == !stdio {
+				return usageError{errors.New("plug: give exactly one of --tap NAME and --stdio")}
+			}
+			if stdio && (netns != "" || mtu != 0) {
+				return usageError{errors.New("plug: --netns and --mtu go with --tap, not --stdio")}
+			}
+			if mtu < 0 || mtu > vswitch.MaxFrameSize-14 {
+				return usageError{fmt.Errorf("plug: --mtu %d out of range", mtu)}
+			}
+			tc := tap.Config{Name: tapName, NetNS: netns, MTU: mtu}
+			if !stdio {
+				if err := tc.Validate(); err != nil {
+					return usageError{fmt.Errorf("plug: %w", err)}
+				}
+			}
+			addr, err := parseAttachAddr("ADDRESS", os.ExpandEnv(args[0]))
+			if err != nil {
+				return usageError{err}
+			}
+			if addr.Scheme == attach.Stdio {
+				return usageError{errors.New("plug: ADDRESS must be a switch address, not stdio")}
+			}
+			log := newLogger(c.stderr, flagLogConfig(cmd))
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return c.plug(ctx, log, addr, tc, stdio)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&tapName, "tap", "", "TAP device to create and connect")
+	f.StringVar(&netns, "netns", "", "network namespace to create the TAP device in (ip netns name)")
+	f.IntVar(&mtu, "mtu", 0, "MTU of the TAP device (0: the kernel's default)")
+	f.BoolVar(&stdio, "stdio", false, "connect stdin/stdout (4-byte length framing) instead of a TAP")
+	return cmd
+}
+
+func (c *cli) plug(ctx context.Context, log *slog.Logger, addr attach.Addr, tc tap.Config, stdio bool) error {
+	opts := attach.Options{Logger: log.With("component", "attach")}
+	// Dial first: an unreachable switch must not leave a TAP behind.
+	remote, err := attach.DialOnce(ctx, addr, opts)
+	if err != nil {
+		return fmt.Errorf("plug: cannot reach %s: %w", addr, err)
+	}
+	var local vswitch.Port
+	if stdio && c.stdin == os.Stdin && c.stdout == os.Stdout {
+		if local, err = attach.NewStdioPort(opts); err != nil {
+			remote.Close()
+			return fmt.Errorf("plug: %w", err)
+		}
+	} else if stdio {
+		local = attach.NewStreamPort(stdioConn{r: c.stdin, w: c.stdout}, opts)
+	} else {
+		dev, err := tap.Open(tc)
+		if err != nil {
+			remote.Close()
+			return fmt.Errorf("plug: tap %s: %w", tc.Name, err)
+		}
+		local = dev
+	}
+	log.Info("plugged", "addr", addr.String(), "local", localName(tc.Name, tc.NetNS, stdio))
+	err = attach.Splice(ctx, local, remote)
+	local.Close()
+	remote.Close()
+	if ctx.Err() != nil {
+		log.Info("unplugged", "reason", context.Cause(ctx))
+		return nil
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("plug: %w", err)
+	}
+	return nil
+}
+
+func localName(tapName, netns string, stdio bool) string {
+	switch {
+	case stdio:
+		return "stdio"
+	case netns != "":
+		return "tap " + tapName + " in netns " + netns
+	}
+	return "tap " + tapName
+}
+
+// flagLogConfig reads --log-level/--log-format (or CORRAL_LOG_LEVEL and
+// CORRAL_LOG_FORMAT) for commands that do not load a configuration file.
+// An invalid value falls back to the default.
+func flagLogConfig(cmd *cobra.Command) LogConfig {
+	lc := LogConfig{Format: "text"}
+	get := func(flag, env string) string {
+		if f := cmd.Flags().Lookup(flag); f != nil && f.Changed {
+			return f.Value.String()
+		}
+		return os.Getenv(env)
+	}
+	if l := get("log-level", "CORRAL_LOG_LEVEL"); l != "" {
+		_ = lc.Level.UnmarshalText([]byte(l))
+	}
+	if strings.EqualFold(get("log-format", "CORRAL_LOG_FORMAT"), "json") {
+		lc.Format = "json"
+	}
+	return lc
+}
+
+// stdioConn is stdin and stdout as one io.ReadWriteCloser.
+type stdioConn struct {
+	r io.Reader
+	w io.Writer
+}
+
+func (s stdioConn) Read(p []byte) (int, error)  { return s.r.Read(p) }
+func (s stdioConn) Write(p []byte) (int, error) { return s.w.Write(p) }
+
+// Close closes stdin and stdout when they are closable (os.Stdin/Stdout),
+// which ends a Read blocked on stdin.
+func (s stdioConn) Close() error {
+	var errs []error
+	if c, ok := s.r.(io.Closer); ok {
+		errs = append(errs, c.Close())
+	}
+	if c, ok := s.w.(io.Closer); ok {
+		errs = append(errs, c.Close())
+	}
+	return errors.Join(errs...)
+}

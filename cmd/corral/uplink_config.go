@@ -1,0 +1,158 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+
+	"github.com/corralnet/corral/fence"
+	"github.com/corralnet/corral/uplink"
+)
+
+// defaultUplinkPort is the UDP uplink port (DESIGN.md section 3.5).
+const defaultUplinkPort = 7407
+
+// uplinkConfig converts and checks the host.* and uplink.* keys into
+// cfg.Uplink. The host keys are checked even without an uplink, so that a
+// mistake shows before the uplink is turned on.
+func uplinkConfig(cfg *Config, raw *fileConfig) error {
+	h, u := raw.Host, raw.Uplink
+	c := uplink.Config{}
+
+	c.HostName = h.Name
+	if c.HostName == "" {
+		c.HostName, _ = os.Hostname()
+	}
+	if h.Installation != nil {
+		if *h.Installation < 0 || *h.Installation > 255 {
+			return cfgErr("host.installation", "%d out of range 0..255", *h.Installation)
+		}
+		c.Installation = uint8(*h.Installation)
+	}
+	if h.ID != nil {
+		if *h.ID < 1 || *h.ID > maxHostID {
+			return cfgErr("host.id", "%#x out of range 1..0xFFFE (0 and 0xFFFF are reserved)", *h.ID)
+		}
+		c.HostID = uint16(*h.ID)
+	} else {
+		mid, _ := os.ReadFile("/etc/machine-id")
+		c.HostID = uplink.DeriveHostID([]byte(strings.TrimSpace(string(mid))), c.HostName)
+	}
+	if h.OUI != "" {
+		b, err := parseOUI(h.OUI)
+		if err != nil {
+			return cfgErr("host.oui", "%q: %v", h.OUI, err)
+		}
+		if b[0]&0x02 == 0 || b[0]&0x01 != 0 {
+			return cfgErr("host.oui", "%q: not a locally administered unicast prefix (first byte needs bit 0x02 set and bit 0x01 clear)", h.OUI)
+		}
+		copy(c.OUI[:], b[:])
+	}
+	if h.EtherType != nil {
+		if *h.EtherType < 0x0600 || *h.EtherType > 0xFFFF {
+			return cfgErr("host.ethertype", "%#x out of range 0x0600..0xFFFF", *h.EtherType)
+		}
+		c.EtherType = uint16(*h.EtherType)
+	}
+
+	if u.MTU != nil {
+		if *u.MTU < uplink.MinMTU || *u.MTU > 65535 {
+			return cfgErr("uplink.mtu", "%d out of range %d..65535", *u.MTU, uplink.MinMTU)
+		}
+		c.MTU = int(*u.MTU)
+	}
+	var err error
+	if c.HelloInterval, err = parseDuration("uplink.hello_interval", u.HelloInterval); err != nil {
+		return err
+	}
+	if u.UDP.Listen != "" {
+		ap, err := parseListenAddrPort(u.UDP.Listen)
+		if err != nil {
+			return cfgErr("uplink.udp.listen", "%q: %v", u.UDP.Listen, err)
+		}
+		c.UDPListen = ap
+	}
+	for i, p := range u.UDP.Peers {
+		key := fmt.Sprintf("uplink.udp.peers[%d]", i)
+		ap, err := parseAddrPort(p, defaultUplinkPort)
+		if err != nil {
+			return cfgErr(key, "%q: %v", p, err)
+		}
+		if ap.Addr().IsUnspecified() || ap.Addr().IsMulticast() {
+			return cfgErr(key, "%q: want a unicast IP", p)
+		}
+		if u.UDP.Listen == "" {
+			return cfgErr(key, "%q: peers need uplink.udp.listen", p)
+		}
+		c.Peers = append(c.Peers, ap)
+	}
+	if u.UDP.Group != "" {
+		ap, err := parseAddrPort(u.UDP.Group, defaultUplinkPort)
+		if err != nil {
+			return cfgErr("uplink.udp.group", "%q: %v", u.UDP.Group, err)
+		}
+		if !ap.Addr().IsMulticast() {
+			return cfgErr("uplink.udp.group", "%q: not a multicast address", u.UDP.Group)
+		}
+		if u.UDP.Listen == "" {
+			return cfgErr("uplink.udp.group", "%q: a group needs uplink.udp.listen", u.UDP.Group)
+		}
+		c.Group = ap
+	}
+	if n := u.Raw.Interface; n != "" {
+		if len(n) > 15 || strings.ContainsAny(n, "/ \t") {
+			return cfgErr("uplink.raw.interface", "%q: not an interface name", n)
+		}
+		c.RawInterface = n
+	}
+	cfg.HasUplink = c.UDPListen.IsValid() || c.RawInterface != ""
+	if cfg.HasUplink {
+		if err := c.Validate(); err != nil {
+			return cfgErr(uplinkErrKey(err), "%v", strings.TrimPrefix(err.Error(), "uplink: "))
+		}
+	}
+	cfg.Uplink = c
+	return nil
+}
+
+// uplinkErrKey maps an uplink.Config.Validate error to the key at fault.
+func uplinkErrKey(err error) string {
+	switch {
+	case errors.Is(err, uplink.ErrOUINotLocalUnicast):
+		return "host.oui"
+	case errors.Is(err, uplink.ErrHostIDReserved):
+		return "host.id"
+	case errors.Is(err, uplink.ErrBadEtherType):
+		return "host.ethertype"
+	case errors.Is(err, uplink.ErrMTUTooSmall):
+		return "uplink.mtu"
+	}
+	return "uplink"
+}
+
+// parseOUI parses "02:fe:0c" (or with dashes).
+func parseOUI(s string) (fence.OUI, error) {
+	var o fence.OUI
+	hw, err := net.ParseMAC(s + ":00:00:00")
+	if err != nil || len(hw) != 6 || len(o) != 3 {
+		return o, fmt.Errorf("want three hex bytes such as 02:fe:0c")
+	}
+	copy(o[:], hw[:3])
+	return o, nil
+}
+
+// parseListenAddrPort parses a UDP listen address: "IP:port", ":port"
+// (all IPv4 addresses) or a bare IP (port 7407).
+func parseListenAddrPort(s string) (netip.AddrPort, error) {
+	if rest, ok := strings.CutPrefix(s, ":"); ok {
+		s = "0.0.0.0:" + rest
+	}
+	ap, err := parseAddrPort(s, defaultUplinkPort)
+	if err != nil {
+		return ap, err
+	}
+	return ap, nil
+}
