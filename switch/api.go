@@ -35,9 +35,17 @@ const (
 	MaxFenceID = 0xFFFFFE
 )
 
-// maxBatch bounds the batch a port may ask for: every reader holds one
-// [BufSize] buffer per batch slot.
+// maxBatch bounds the batch a port may ask for: the most frames the switch
+// passes to one Write (IOV_MAX, the most one writev takes).
 const maxBatch = 1024
+
+// maxReadBatch bounds the buffers a reader passes to one Read: each is a
+// [BufSize] (64 KiB + 64) buffer, because the frozen [Port] contract says
+// every Read buffer must hold a maximum frame. A reader therefore holds at
+// most 64 × 65600 B ≈ 4.2 MiB. Write batches are not bounded by this (a
+// queued 64-byte frame sits in a 2 KiB buffer), so a port with a large
+// BatchSize still gets large writes.
+const maxReadBatch = 64
 
 // Config configures a [Switch]. The zero value of every field means its default.
 type Config struct {
@@ -248,6 +256,8 @@ func (s *Switch) attach(p Port, pc PortConfig, start bool) (*port, error) {
 		writerDone: make(chan struct{}),
 	}
 	ps.q.init(cmp.Or(pc.QueueLen, s.cfg.QueueLen), &ps.drops)
+	ps.q.port = ps
+	ps.q.tw, _ = p.(TryWriter)
 	s.ports[ps.id] = ps
 	f.addPort(ps)
 	if start {

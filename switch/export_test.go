@@ -43,6 +43,18 @@ func (s *Switch) AttachStatic(pc PortConfig, batch int) (*StaticPort, error) {
 	return &StaticPort{p: p, r: newReader(s, p.batch), frames: make([]txFrame, 0, p.batch)}, nil
 }
 
+// AttachStaticDirect attaches a static port whose frames the reader writes
+// directly to tw whenever its queue is empty (as for a Port that
+// implements TryWriter); frames tw does not take are queued for Drain.
+func (s *Switch) AttachStaticDirect(pc PortConfig, batch int, tw TryWriter) (*StaticPort, error) {
+	sp, err := s.AttachStatic(pc, batch)
+	if err != nil {
+		return nil, err
+	}
+	sp.p.q.tw = tw
+	return sp, nil
+}
+
 // ID returns the port ID.
 func (sp *StaticPort) ID() uint64 { return sp.p.id }
 

@@ -6,12 +6,16 @@ package vswitch
 // under one read lock of the fence's table; new and moved MACs are collected
 // and written under the write lock once at the end of the batch.
 //
-// Buffer ownership: bufs[i] belongs to the reader. A large frame forwarded to
-// one destination (unicast, or the last flood target) is handed off: the
-// buffer goes into the destination's queue, which owns it from then on, and a
-// fresh buffer takes its place in bufs[i]. Other flood targets, and frames of
-// up to smallBufSize-Headroom bytes, get copies in pooled buffers. A writer owns the buffers it pops and returns them to the pool
-// after Write returns.
+// Buffer ownership: bufs[i] belongs to the reader. Switching a batch only
+// stages (destination, frame index) pairs; deliver then serves each
+// destination once. A direct write (see [TryWriter]) reads the batch
+// buffers in place and leaves them with the reader. A queued frame gets its
+// own buffer: a large frame (over smallBufSize-Headroom bytes) whose last
+// target this is is handed off (the buffer moves into the queue, which owns
+// it from then on, and a fresh buffer takes its place in bufs), every other
+// queued frame is copied into a pooled buffer (2 KiB for small frames, so a
+// queued 64-byte frame never pins a 64 KiB read buffer). A writer owns the
+// buffers it pops and returns them to the pool after Write returns.
 
 // reader is the per-goroutine state of batch processing. Not safe for
 // concurrent use.
@@ -22,10 +26,32 @@ type reader struct {
 	meta   []TrunkMeta
 	cache  bufCache
 	learns []learn
-	wake   []*txQueue // queues that became non-empty during the batch
+
+	// Delivery: switching a batch only stages (destination, frame) pairs;
+	// deliver then handles each destination once (see deliverGroup).
+	stage  []staged
+	groups []group
+	refs   []int32   // per bufs[i]: staged targets not yet delivered
+	out    []txFrame // scratch: frames being pushed to one queue
+	wbufs  [][]byte  // scratch: frames being written directly
 
 	// per-fence accumulators, flushed by flushFence
-	in, inBytes, out, outBytes, floods uint64
+	in, inBytes, floods uint64
+}
+
+// staged is one frame for one destination queue.
+type staged struct {
+	q    *txQueue
+	f    *fence
+	i    int32 // index in reader.bufs
+	size int32
+	meta TrunkMeta
+}
+
+// group is one destination queue of a batch and its staged frames, in order.
+type group struct {
+	q   *txQueue
+	idx []int32 // indexes in reader.stage
 }
 
 func newReader(s *Switch, batch int) *reader {
@@ -36,7 +62,10 @@ func newReader(s *Switch, batch int) *reader {
 		meta:   make([]TrunkMeta, batch),
 		cache:  newBufCache(&s.pool),
 		learns: make([]learn, 0, batch),
-		wake:   make([]*txQueue, 0, 16),
+		stage:  make([]staged, 0, 2*batch),
+		refs:   make([]int32, batch),
+		out:    make([]txFrame, 0, batch),
+		wbufs:  make([][]byte, 0, batch),
 	}
 	for i := range r.bufs {
 		r.bufs[i] = r.cache.getLarge()
@@ -55,14 +84,10 @@ func (r *reader) flushFence(f *fence) {
 		f.framesIn.Add(r.in)
 		f.bytesIn.Add(r.inBytes)
 	}
-	if r.out != 0 {
-		f.framesOut.Add(r.out)
-		f.bytesOut.Add(r.outBytes)
-	}
 	if r.floods != 0 {
 		f.floods.Add(r.floods)
 	}
-	r.in, r.inBytes, r.out, r.outBytes, r.floods = 0, 0, 0, 0, 0
+	r.in, r.inBytes, r.floods = 0, 0, 0
 }
 
 // pending reports whether mac is already queued for learning in f.
@@ -75,85 +100,194 @@ func (r *reader) pending(f *fence, mac MAC) bool {
 	return false
 }
 
-// enqueue pushes b (a frame of size bytes at Headroom) to q and records the
-// outcome. It reports whether q took b; if not, the caller still owns b.
-func (r *reader) enqueue(f *fence, q *txQueue, b []byte, meta TrunkMeta, size int) bool {
-	switch q.push(txFrame{b: b[:Headroom+size], meta: meta}) {
-	case pushedWake:
-		r.wake = append(r.wake, q)
-		fallthrough
-	case pushed:
-		r.out++
-		r.outBytes += uint64(size)
-		return true
-	case pushFull:
-		q.drops.add(DropQueueFull, 1)
-		f.drops.add(DropQueueFull, 1)
-	default:
-		q.drops.add(DropDetached, 1)
-		f.drops.add(DropDetached, 1)
-	}
-	return false
+// send stages the frame in bufs[i] (size bytes) for q.
+func (r *reader) send(f *fence, q *txQueue, i, size int, meta TrunkMeta) {
+	r.stage = append(r.stage, staged{q: q, f: f, i: int32(i), size: int32(size), meta: meta})
+	r.refs[i]++
 }
 
-// handOff sends the frame in bufs[i] to q as its only (or last) target. A
-// frame that fits a small buffer is copied into one; a larger frame is
-// handed off itself: the buffer moves into q and, if q took it, a fresh
-// buffer takes its place in the batch (STYLE 4.2). Copying small frames is
-// deliberate: Read needs [BufSize] (64 KiB) buffers, and handing those off
-// for 64- or 1500-byte frames would make every queued frame pin 64 KiB and
-// churn large buffers through the pool; a copy of at most 2 KiB is cheaper.
-func (r *reader) handOff(f *fence, q *txQueue, i, size int, meta TrunkMeta) {
-	if Headroom+size <= smallBufSize {
-		r.sendCopy(f, q, i, size, meta)
-		return
-	}
-	if r.enqueue(f, q, r.bufs[i], meta, size) {
-		r.bufs[i] = r.cache.getLarge()
-	}
-}
-
-// sendCopy sends a copy of the frame in bufs[i] to q.
-func (r *reader) sendCopy(f *fence, q *txQueue, i, size int, meta TrunkMeta) {
-	b := r.cache.getFor(size)
-	copy(b[Headroom:], r.bufs[i][Headroom:Headroom+size])
-	if !r.enqueue(f, q, b, meta, size) {
-		r.cache.put(b)
-	}
-}
-
-// flood sends frame i to every local port of f except in, and to tr (when
-// not nil) for every remote host of the fence. The last target gets the
-// original buffer, the others copies.
+// flood stages frame i for every local port of f except in, and for tr
+// (when not nil) for every remote host of the fence.
 func (r *reader) flood(f *fence, in *port, ports []*port, tr *trunk, i, size int) {
 	r.floods++
-	var last *port
 	for _, p := range ports {
-		if p == in {
-			continue
+		if p != in {
+			r.send(f, &p.q, i, size, TrunkMeta{})
 		}
-		if last != nil {
-			r.sendCopy(f, &last.q, i, size, TrunkMeta{})
-		}
-		last = p
 	}
 	if tr != nil {
-		if last != nil {
-			r.sendCopy(f, &last.q, i, size, TrunkMeta{})
-		}
-		r.handOff(f, &tr.q, i, size, TrunkMeta{Fence: f.id, Host: Broadcast})
-	} else if last != nil {
-		r.handOff(f, &last.q, i, size, TrunkMeta{})
+		r.send(f, &tr.q, i, size, TrunkMeta{Fence: f.id, Host: Broadcast})
 	}
 }
 
-// signal wakes the writers of the queues that became non-empty.
-func (r *reader) signal() {
-	for i, q := range r.wake {
-		q.signal()
-		r.wake[i] = nil
+// deliver hands every staged frame to its destination, one destination at
+// a time (one queue lock, or one direct write, per destination and
+// batch), in the order the frames were staged. It runs after the fence
+// lock is released.
+func (r *reader) deliver() {
+	if len(r.stage) == 0 {
+		return
 	}
-	r.wake = r.wake[:0]
+	ng, hint := 0, 0
+	for k := range r.stage {
+		q := r.stage[k].q
+		g := -1
+		// Floods stage the same destinations in the same order for every
+		// frame, so the search starts after the last group found.
+		for j := 0; j < ng; j++ {
+			c := hint + j
+			if c >= ng {
+				c -= ng
+			}
+			if r.groups[c].q == q {
+				g = c
+				break
+			}
+		}
+		if g < 0 {
+			if ng == len(r.groups) {
+				r.groups = append(r.groups, group{})
+			}
+			g = ng
+			ng++
+			r.groups[g].q = q
+		}
+		r.groups[g].idx = append(r.groups[g].idx, int32(k))
+		hint = g + 1
+	}
+	for g := 0; g < ng; g++ {
+		r.deliverGroup(&r.groups[g])
+		r.groups[g].q = nil
+		r.groups[g].idx = r.groups[g].idx[:0]
+	}
+	clear(r.stage)
+	r.stage = r.stage[:0]
+	for i, b := range r.bufs {
+		if b == nil {
+			r.bufs[i] = r.cache.getLarge()
+		}
+	}
+}
+
+// deliverGroup delivers the frames staged for one queue.
+//
+// Direct path: when the destination port implements [TryWriter], its
+// transmit lock is free (its writer is not writing) and its queue is
+// empty, the reader writes the frames itself, straight from its batch
+// buffers (no copy, no wake-up). The frames TryWrite did not take, and all
+// frames when the lock is taken or the queue is not empty, are queued.
+// Holding the lock while queueing the rest keeps the order: the writer
+// cannot pop until we are done.
+//
+// Queued frames get their own buffers: a copy in a small buffer for a
+// frame of up to smallBufSize-Headroom bytes, and for a larger frame the
+// batch buffer itself when this is its last target (refs), else a copy.
+// A frame the queue has no room for is dropped before it is copied.
+func (r *reader) deliverGroup(g *group) {
+	q := g.q
+	f := r.stage[g.idx[0]].f
+	idx := g.idx
+	var sentFrames, sentBytes uint64
+	locked := false
+	var werr error
+	if q.tw != nil && q.txMu.TryLock() {
+		locked = true
+		if q.idle() {
+			bufs := r.wbufs[:0]
+			for _, k := range idx {
+				st := &r.stage[k]
+				bufs = append(bufs, r.bufs[st.i][:Headroom+int(st.size)])
+			}
+			n, err := q.tw.TryWrite(bufs, Headroom)
+			n = max(0, min(n, len(bufs)))
+			for _, k := range idx[:n] {
+				st := &r.stage[k]
+				sentBytes += uint64(st.size)
+				r.refs[st.i]--
+			}
+			sentFrames = uint64(n)
+			// Written frames count as transmitted now; queued ones
+			// when the writer writes them.
+			q.port.txFrames.Add(sentFrames)
+			q.port.txBytes.Add(sentBytes)
+			clear(bufs)
+			r.wbufs = bufs[:0]
+			idx = idx[n:]
+			werr = err
+		}
+	}
+	if werr != nil {
+		q.txMu.Unlock()
+		locked = false
+		for _, k := range idx {
+			r.refs[r.stage[k].i]--
+		}
+		if len(idx) > 0 {
+			q.drops.add(DropWrite, uint64(len(idx)))
+			f.drops.add(DropWrite, uint64(len(idx)))
+		}
+		idx = idx[:0]
+	}
+	wake := false
+	if len(idx) > 0 {
+		wake = r.enqueue(q, f, idx, &sentFrames, &sentBytes)
+	}
+	if locked {
+		q.txMu.Unlock()
+	}
+	if sentFrames != 0 {
+		f.framesOut.Add(sentFrames)
+		f.bytesOut.Add(sentBytes)
+	}
+	if wake {
+		q.signal()
+	}
+	if werr != nil {
+		q.port.fail(werr)
+	}
+}
+
+// enqueue pushes the staged frames idx (all for q) and counts them: queued
+// frames into *frames and *bytes, the others as drops. It reports whether
+// the writer must be woken.
+func (r *reader) enqueue(q *txQueue, f *fence, idx []int32, frames, bytes *uint64) bool {
+	room := max(0, min(len(idx), q.room()))
+	out := r.out[:0]
+	for _, k := range idx[:room] {
+		st := &r.stage[k]
+		size := int(st.size)
+		r.refs[st.i]--
+		var b []byte
+		if Headroom+size > smallBufSize && r.refs[st.i] == 0 {
+			b, r.bufs[st.i] = r.bufs[st.i], nil // hand off; deliver refills
+		} else {
+			b = r.cache.getFor(size)
+			copy(b[Headroom:], r.bufs[st.i][Headroom:Headroom+size])
+		}
+		out = append(out, txFrame{b: b[:Headroom+size], meta: st.meta})
+	}
+	for _, k := range idx[room:] {
+		r.refs[r.stage[k].i]--
+	}
+	n, closed, wake := q.pushBatch(out)
+	for i := range out[:n] {
+		*bytes += uint64(len(out[i].b) - Headroom)
+	}
+	*frames += uint64(n)
+	for i := range out[n:] {
+		r.cache.put(out[n+i].b)
+	}
+	clear(out)
+	r.out = out[:0]
+	if dropped := uint64(len(idx) - n); dropped != 0 {
+		reason := DropQueueFull
+		if closed {
+			reason = DropDetached
+		}
+		q.drops.add(reason, dropped)
+		f.drops.add(reason, dropped)
+	}
+	return wake
 }
 
 // applyLearns writes the collected table changes, one write lock per run of
@@ -238,11 +372,11 @@ func (r *reader) processPort(p *port, n int) {
 		case d.port == p:
 			p.dropIn(DropHairpin)
 		case d.port != nil:
-			r.handOff(f, &d.port.q, i, size, TrunkMeta{})
+			r.send(f, &d.port.q, i, size, TrunkMeta{})
 		case tr == nil:
 			p.dropIn(DropNoTrunk)
 		default:
-			r.handOff(f, &tr.q, i, size, TrunkMeta{Fence: f.id, Host: d.host})
+			r.send(f, &tr.q, i, size, TrunkMeta{Fence: f.id, Host: d.host})
 		}
 	}
 	f.mu.RUnlock()
@@ -250,8 +384,8 @@ func (r *reader) processPort(p *port, n int) {
 	p.rxFrames.Add(uint64(n))
 	p.rxBytes.Add(rxBytes)
 	r.flushFence(f)
+	r.deliver()
 	r.applyLearns(now)
-	r.signal()
 }
 
 // processTrunk switches the n frames in r.bufs/r.sizes/r.meta read from
@@ -316,7 +450,7 @@ func (r *reader) processTrunk(t *trunk, n int) {
 		case d == nil:
 			r.flood(f, nil, ports, nil, i, size)
 		case d.port != nil:
-			r.handOff(f, &d.port.q, i, size, TrunkMeta{})
+			r.send(f, &d.port.q, i, size, TrunkMeta{})
 		default:
 			t.dropIn(f, DropRemoteDst)
 		}
@@ -327,6 +461,6 @@ func (r *reader) processTrunk(t *trunk, n int) {
 	}
 	t.rxFrames.Add(uint64(n))
 	t.rxBytes.Add(rxBytes)
+	r.deliver()
 	r.applyLearns(now)
-	r.signal()
 }

@@ -1,6 +1,9 @@
 package vswitch
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // txFrame is one frame waiting in a transmit queue: the frame is
 // b[Headroom:], and b's capacity is that of a pool buffer. meta is used
@@ -10,18 +13,18 @@ type txFrame struct {
 	meta TrunkMeta
 }
 
-// Results of txQueue.push.
-const (
-	pushed     = iota // queued; the queue owns the buffer
-	pushedWake        // queued, and the queue was empty: signal its writer
-	pushFull          // not queued: queue full; the caller still owns the buffer
-	pushClosed        // not queued: the queue is closed; the caller still owns the buffer
-)
-
 // txQueue is a bounded FIFO of frames for one port's (or the trunk's)
 // writer goroutine. Many readers push; one writer pops in batches. The
 // policy when it is full is drop and count (STYLE 4.7): push never blocks.
+//
+// txMu serializes the port's output: the writer holds it from pop until
+// Write returns, and a reader that writes directly (see [TryWriter] and
+// reader.deliverGroup) holds it, taken with TryLock, around TryWrite. A
+// reader writes directly only when it holds txMu and the queue is empty,
+// so frames from one source never overtake each other.
 type txQueue struct {
+	txMu sync.Mutex
+
 	mu sync.Mutex // mu guards the following fields
 	// +checklocks:mu
 	ring []txFrame
@@ -32,11 +35,20 @@ type txQueue struct {
 	// +checklocks:mu
 	closed bool
 
+	// queued mirrors n for lock-free hints (room before copying, status);
+	// the authoritative count is n.
+	queued atomic.Int64
+
 	// wake has capacity 1; a pusher that makes the queue non-empty, and
 	// close, put a token in it; the writer waits on it when the queue is empty.
 	wake chan struct{}
 	// drops is the owner's drop counters (queue_full, detached).
 	drops *dropCounters
+
+	// port is the owning port (nil for the trunk's queue); tw is its
+	// TryWriter, nil when it has none (then every frame is queued).
+	port *port
+	tw   TryWriter
 }
 
 func (q *txQueue) init(n int, drops *dropCounters) {
@@ -45,30 +57,39 @@ func (q *txQueue) init(n int, drops *dropCounters) {
 	q.drops = drops
 }
 
-// push appends f. On pushed and pushedWake the queue owns f.b; otherwise
-// the caller keeps it.
-func (q *txQueue) push(f txFrame) int {
+// room returns a hint of how many frames the queue takes now.
+func (q *txQueue) room() int { return len(q.ring) - int(q.queued.Load()) }
+
+// pushBatch appends frames in order until the queue is full. It returns
+// how many it took (the queue owns their buffers; the caller keeps the
+// rest), whether the queue was closed (then it took none), and whether it
+// was empty before (the caller must signal the writer).
+func (q *txQueue) pushBatch(frames []txFrame) (n int, closed, wake bool) {
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
-		return pushClosed
+		return 0, true, false
 	}
-	if q.n == len(q.ring) {
-		q.mu.Unlock()
-		return pushFull
+	wake = q.n == 0
+	for n < len(frames) && q.n < len(q.ring) {
+		i := q.head + q.n
+		if i >= len(q.ring) {
+			i -= len(q.ring)
+		}
+		q.ring[i] = frames[n]
+		q.n++
+		n++
 	}
-	i := q.head + q.n
-	if i >= len(q.ring) {
-		i -= len(q.ring)
-	}
-	q.ring[i] = f
-	q.n++
-	empty := q.n == 1
+	q.queued.Store(int64(q.n))
 	q.mu.Unlock()
-	if empty {
-		return pushedWake
-	}
-	return pushed
+	return n, false, wake && n > 0
+}
+
+// idle reports whether the queue is open and empty.
+func (q *txQueue) idle() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.n == 0 && !q.closed
 }
 
 // pop appends up to cap(dst)-len(dst) frames to dst; the caller owns their
@@ -84,6 +105,7 @@ func (q *txQueue) pop(dst []txFrame) (_ []txFrame, closed bool) {
 		}
 		q.n--
 	}
+	q.queued.Store(int64(q.n))
 	closed = q.closed
 	q.mu.Unlock()
 	return dst, closed
@@ -118,6 +140,7 @@ func (q *txQueue) close(pool *bufPool) {
 			q.n--
 		}
 		pool.mu.Unlock()
+		q.queued.Store(0)
 	}
 	q.mu.Unlock()
 	q.signal()

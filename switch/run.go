@@ -65,11 +65,11 @@ func (p *port) fail(err error) {
 // It owns the reader; when it ends it waits for writeLoop and closes done.
 func (p *port) readLoop() {
 	defer p.s.wg.Done()
-	r := newReader(p.s, p.batch)
+	r := newReader(p.s, p.readBatch())
 	for {
-		n, err := p.p.Read(r.bufs, r.sizes[:p.batch], Headroom)
+		n, err := p.p.Read(r.bufs, r.sizes, Headroom)
 		if n > 0 {
-			r.processPort(p, min(n, p.batch))
+			r.processPort(p, min(n, len(r.bufs)))
 		}
 		if err != nil {
 			p.fail(err)
@@ -81,6 +81,10 @@ func (p *port) readLoop() {
 	close(p.done)
 }
 
+// readBatch is how many buffers the reader passes to Read: the port's
+// batch, at most maxReadBatch (each is a [BufSize] buffer).
+func (p *port) readBatch() int { return min(p.batch, maxReadBatch) }
+
 // writeLoop drains the transmit queue in batches of up to p.batch frames
 // into Write. It owns the popped buffers until Write returns, then gives
 // them back to the pool.
@@ -90,9 +94,13 @@ func (p *port) writeLoop() {
 	frames := make([]txFrame, 0, p.batch)
 	bufs := make([][]byte, p.batch)
 	for {
+		// txMu is held from pop to the end of Write, so a reader never
+		// writes directly while older frames are still on their way.
+		p.q.txMu.Lock()
 		var closed bool
 		frames, closed = p.q.pop(frames[:0])
 		if len(frames) == 0 {
+			p.q.txMu.Unlock()
 			if closed {
 				return
 			}
@@ -103,6 +111,7 @@ func (p *port) writeLoop() {
 			bufs[i] = frames[i].b
 		}
 		err := p.write(bufs[:len(frames)])
+		p.q.txMu.Unlock()
 		clear(bufs)
 		p.s.pool.putFrames(frames)
 		if err != nil {
@@ -174,11 +183,11 @@ func (t *trunk) fail(err error) {
 
 func (t *trunk) readLoop() {
 	defer t.s.wg.Done()
-	r := newReader(t.s, t.batch)
+	r := newReader(t.s, min(t.batch, maxReadBatch))
 	for {
 		n, err := t.t.ReadTrunk(r.bufs, r.sizes, r.meta, Headroom)
 		if n > 0 {
-			r.processTrunk(t, min(n, t.batch))
+			r.processTrunk(t, min(n, len(r.bufs)))
 		}
 		if err != nil {
 			t.fail(err)

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 
 	vswitch "github.com/corralnet/corral/switch"
 )
@@ -218,3 +219,75 @@ func (t *Trunk) Close() error {
 	t.closeOnce.Do(func() { close(t.closed) })
 	return nil
 }
+
+// TryPort is a [Port] that also implements [vswitch.TryWriter]: TryWrite
+// sends copies on Out for as long as Out has room and never blocks; Write
+// blocks as Port's does. Both scribble over the 4 bytes of headroom before
+// each frame (as a stream port writes its length there), and both record a
+// violation if they ever run at the same time.
+type TryPort struct {
+	*Port
+
+	busy       atomic.Bool
+	direct     atomic.Uint64 // frames sent by TryWrite
+	queued     atomic.Uint64 // frames sent by Write
+	violations atomic.Uint64
+}
+
+var _ vswitch.TryWriter = (*TryPort)(nil)
+
+// NewTryPort returns a TryPort, as [NewPort].
+func NewTryPort(batch, outCap int) *TryPort { return &TryPort{Port: NewPort(batch, outCap)} }
+
+func (p *TryPort) enter() {
+	if !p.busy.CompareAndSwap(false, true) {
+		p.violations.Add(1)
+	}
+}
+
+func (p *TryPort) leave() { p.busy.Store(false) }
+
+// TryWrite implements [vswitch.TryWriter.TryWrite].
+func (p *TryPort) TryWrite(bufs [][]byte, offset int) (int, error) {
+	p.enter()
+	defer p.leave()
+	select {
+	case err := <-p.writeErr:
+		return 0, err
+	case <-p.closed:
+		return 0, net.ErrClosed
+	default:
+	}
+	for i, b := range bufs {
+		copy(b[offset-4:offset], "\xee\xee\xee\xee")
+		c := append([]byte(nil), b[offset:]...)
+		select {
+		case p.Out <- c:
+			p.direct.Add(1)
+		default:
+			return i, nil
+		}
+	}
+	return len(bufs), nil
+}
+
+// Write implements [vswitch.Port.Write].
+func (p *TryPort) Write(bufs [][]byte, offset int) (int, error) {
+	p.enter()
+	defer p.leave()
+	for _, b := range bufs {
+		copy(b[offset-4:offset], "\xee\xee\xee\xee")
+	}
+	n, err := p.Port.Write(bufs, offset)
+	p.queued.Add(uint64(max(n, 0)))
+	return n, err
+}
+
+// Direct returns how many frames TryWrite sent.
+func (p *TryPort) Direct() uint64 { return p.direct.Load() }
+
+// Queued returns how many frames Write sent.
+func (p *TryPort) Queued() uint64 { return p.queued.Load() }
+
+// Violations returns how many times Write and TryWrite overlapped.
+func (p *TryPort) Violations() uint64 { return p.violations.Load() }

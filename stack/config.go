@@ -1,0 +1,233 @@
+package stack
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// Defaults, like QEMU's user networking.
+var (
+	// DefaultSubnet is the fence's IPv4 subnet when Config.Subnet is zero.
+	DefaultSubnet = netip.MustParsePrefix("10.0.2.0/24")
+)
+
+// DefaultIPv6Prefix is the fence's IPv6 ULA prefix when Config.IPv6Prefix
+// is zero ("corra" in ASCII after fd): gateway ::2, DNS ::3, guests by SLAAC.
+var DefaultIPv6Prefix = netip.MustParsePrefix("fd63:6f72:7261::/64")
+
+const (
+	// DefaultMTU is the MTU advertised when Config.MTU is 0. At 1500 no
+	// DHCP option 26 is sent (1500 is every client's default).
+	DefaultMTU = 1500
+	// DefaultDomain is the DNS domain of lease names when Config.Domain is "".
+	DefaultDomain = "corral.internal"
+	// DefaultLeaseTime is the DHCP lease time when Config.LeaseTime is 0.
+	DefaultLeaseTime = time.Hour
+
+	// Host numbers inside Subnet.
+	gatewayHost   = 2
+	dnsHost       = 3
+	dhcpFirstHost = 15
+)
+
+// Errors returned by [Config.Validate], [New] and the forward methods.
+var (
+	ErrInvalidConfig   = errors.New("stack: invalid config")
+	ErrForwardExists   = errors.New("stack: forward already exists")
+	ErrForwardNotFound = errors.New("stack: forward not found")
+	ErrClosed          = errors.New("stack: gateway closed")
+)
+
+// Forward is a port forward from a host address into the fence.
+type Forward struct {
+	// Proto is "tcp" or "udp".
+	Proto string
+	// Listen is the host address the gateway listens on (host sockets).
+	Listen netip.AddrPort
+	// Target is the address inside the fence (normally inside Subnet or
+	// the IPv6 prefix).
+	Target netip.AddrPort
+}
+
+// String formats f as "tcp 127.0.0.1:2222->10.0.2.15:22".
+func (f Forward) String() string {
+	return f.Proto + " " + f.Listen.String() + "->" + f.Target.String()
+}
+
+// Validate checks one forward.
+func (f Forward) Validate() error {
+	if f.Proto != "tcp" && f.Proto != "udp" {
+		return fmt.Errorf("%w: forward proto %q: want tcp or udp", ErrInvalidConfig, f.Proto)
+	}
+	if !f.Listen.IsValid() {
+		return fmt.Errorf("%w: forward listen: missing address", ErrInvalidConfig)
+	}
+	if !f.Target.IsValid() || f.Target.Port() == 0 || f.Target.Addr().Zone() != "" {
+		return fmt.Errorf("%w: forward target %v: want address:port", ErrInvalidConfig, f.Target)
+	}
+	return nil
+}
+
+// Config configures one fence's gateway. The zero value of every field has
+// the documented default meaning; only Fence is required.
+type Config struct {
+	// Fence is the fence ID (for logs and to derive the MAC).
+	Fence uint32
+	// FenceName is the fence's name (for logs and the lease file name).
+	FenceName string
+	// Subnet is the IPv4 subnet; zero means DefaultSubnet (10.0.2.0/24).
+	// The gateway is host .2, DNS host .3, DHCP leases start at host .15.
+	// Prefix length must be between 8 and 29.
+	Subnet netip.Prefix
+	// IPv6Prefix is the fence's IPv6 /64 (router advertisements for
+	// SLAAC, gateway ::2 reaching the host's ::1, DNS ::3); zero means
+	// DefaultIPv6Prefix.
+	IPv6Prefix netip.Prefix
+	// NoIPv6 turns IPv6 off (no addresses, no router advertisements).
+	NoIPv6 bool
+	// MAC is the gateway's MAC; zero means derived from Fence: a locally
+	// administered unicast address 52:55:0a:xx:xx:xx (xx = Fence, 24 bits).
+	MAC [6]byte
+	// MTU is the guest MTU advertised in DHCP option 26 and used on the
+	// gateway's link; 0 means DefaultMTU (1500, option not sent).
+	// Range 576 … 65520.
+	MTU int
+	// Domain is the DNS domain under which lease hostnames resolve
+	// (e.g. "vm1.corral.internal"); "" means DefaultDomain.
+	Domain string
+	// LeaseTime is the DHCP lease time; 0 means DefaultLeaseTime.
+	LeaseTime time.Duration
+	// StateDir is where leases are persisted (file
+	// "leases-<fence id>.json", written atomically). "" keeps leases in
+	// memory only.
+	StateDir string
+	// Resolvers are the upstream DNS servers; empty means the nameservers
+	// of /etc/resolv.conf (read once at New).
+	Resolvers []netip.AddrPort
+	// Allow, when not empty, lists the only host destinations NATed guest
+	// flows may reach (the gateway's own address, which means the host's
+	// loopback, is checked as 127.0.0.1 / ::1). Deny lists destinations
+	// refused even when allowed. Refused flows are counted.
+	Allow, Deny []netip.Prefix
+	// Forwards are the initial port forwards.
+	Forwards []Forward
+	// MaxTCPConns bounds concurrent NATed TCP connections (and pending
+	// SYNs); 0 means 1024.
+	MaxTCPConns int
+	// MaxUDPFlows bounds concurrent NATed UDP flows; 0 means 1024.
+	MaxUDPFlows int
+	// UDPIdleTimeout ends a UDP flow without traffic; 0 means 60 s.
+	UDPIdleTimeout time.Duration
+	// Logger receives the gateway's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Validate checks cfg. It does not modify it; [New] applies defaults.
+func (c *Config) Validate() error {
+	if c.Fence == 0 || c.Fence > 0xFFFFFE {
+		return fmt.Errorf("%w: fence id %d: want 1…0xFFFFFE", ErrInvalidConfig, c.Fence)
+	}
+	if c.Subnet.IsValid() {
+		if !c.Subnet.Addr().Is4() {
+			return fmt.Errorf("%w: subnet %v: want IPv4", ErrInvalidConfig, c.Subnet)
+		}
+		if b := c.Subnet.Bits(); b < 8 || b > 29 {
+			return fmt.Errorf("%w: subnet %v: prefix length must be 8…29", ErrInvalidConfig, c.Subnet)
+		}
+	}
+	if c.IPv6Prefix.IsValid() && (!c.IPv6Prefix.Addr().Is6() || c.IPv6Prefix.Addr().Is4In6() || c.IPv6Prefix.Bits() != 64) {
+		return fmt.Errorf("%w: ipv6 prefix %v: want an IPv6 /64", ErrInvalidConfig, c.IPv6Prefix)
+	}
+	if c.MAC != [6]byte{} && c.MAC[0]&1 != 0 {
+		return fmt.Errorf("%w: mac: must be unicast", ErrInvalidConfig)
+	}
+	if c.MTU != 0 && (c.MTU < 576 || c.MTU > 65520) {
+		return fmt.Errorf("%w: mtu %d: want 576…65520", ErrInvalidConfig, c.MTU)
+	}
+	if c.Domain != "" && (strings.HasPrefix(c.Domain, ".") || strings.Contains(c.Domain, "..") || strings.ContainsAny(c.Domain, " /")) {
+		return fmt.Errorf("%w: domain %q", ErrInvalidConfig, c.Domain)
+	}
+	if c.LeaseTime < 0 || c.MaxTCPConns < 0 || c.MaxUDPFlows < 0 || c.UDPIdleTimeout < 0 {
+		return fmt.Errorf("%w: negative lease time, limit or timeout", ErrInvalidConfig)
+	}
+	for _, r := range c.Resolvers {
+		if !r.IsValid() || r.Port() == 0 {
+			return fmt.Errorf("%w: resolver %v", ErrInvalidConfig, r)
+		}
+	}
+	for _, p := range append(append([]netip.Prefix(nil), c.Allow...), c.Deny...) {
+		if !p.IsValid() {
+			return fmt.Errorf("%w: allow/deny: invalid prefix", ErrInvalidConfig)
+		}
+	}
+	seen := make(map[string]bool)
+	for _, f := range c.Forwards {
+		if err := f.Validate(); err != nil {
+			return err
+		}
+		k := f.Proto + " " + f.Listen.String()
+		if seen[k] {
+			return fmt.Errorf("%w: forward %v: duplicate listen address", ErrInvalidConfig, f)
+		}
+		seen[k] = true
+	}
+	return nil
+}
+
+// withDefaults returns a copy of c with defaults applied.
+func (c Config) withDefaults() Config {
+	if !c.Subnet.IsValid() {
+		c.Subnet = DefaultSubnet
+	}
+	c.Subnet = c.Subnet.Masked()
+	if !c.IPv6Prefix.IsValid() {
+		c.IPv6Prefix = DefaultIPv6Prefix
+	}
+	c.IPv6Prefix = c.IPv6Prefix.Masked()
+	if c.MAC == [6]byte{} {
+		c.MAC = [6]byte{0x52, 0x55, 0x0a, byte(c.Fence >> 16), byte(c.Fence >> 8), byte(c.Fence)}
+	}
+	if c.MTU == 0 {
+		c.MTU = DefaultMTU
+	}
+	if c.Domain == "" {
+		c.Domain = DefaultDomain
+	}
+	c.Domain = strings.TrimSuffix(strings.ToLower(c.Domain), ".")
+	if c.LeaseTime == 0 {
+		c.LeaseTime = DefaultLeaseTime
+	}
+	if c.MaxTCPConns == 0 {
+		c.MaxTCPConns = 1024
+	}
+	if c.MaxUDPFlows == 0 {
+		c.MaxUDPFlows = 1024
+	}
+	if c.UDPIdleTimeout == 0 {
+		c.UDPIdleTimeout = 60 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	c.Logger = c.Logger.With("fence", c.FenceName, "fence_id", c.Fence)
+	return c
+}
+
+// hostAddr returns host number n of an IPv4 prefix.
+func hostAddr(p netip.Prefix, n uint32) netip.Addr {
+	b := p.Masked().Addr().As4()
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	v += n
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+// hostAddr6 returns host number n of an IPv6 prefix.
+func hostAddr6(p netip.Prefix, n byte) netip.Addr {
+	b := p.Masked().Addr().As16()
+	b[15] = n
+	return netip.AddrFrom16(b)
+}

@@ -1,0 +1,38 @@
+// Package stack is a fence's gateway: an embedded gVisor network stack
+// attached to the fence as a port with its own MAC, giving the fence what
+// QEMU's user networking gives one VM (DESIGN.md section 6).
+//
+// Directions: inbound frames come from the fence (the switch calls
+// [Gateway.Write]) into the stack; outbound frames leave the stack for the
+// fence ([Gateway.Read]). Guest flows NATed to the host are "outgoing";
+// port forwards carry "incoming" connections from host into the fence.
+//
+// Services, per fence (defaults of [Config] in brackets):
+//   - addresses: gateway .2 and DNS .3 of the subnet [10.0.2.0/24], and
+//     ::2 / ::3 of a ULA /64 [fd63:6f72:7261::/64]; ARP and neighbor
+//     solicitations are answered only for these (the NIC spoofs, so the
+//     link endpoint filters them);
+//   - DHCP (package dhcp): leases from .15, stable per MAC, persisted in
+//     StateDir/leases-<fence>.json; router advertisements for SLAAC with
+//     RDNSS;
+//   - DNS (package dns): lease hostnames and "host"/"gateway" under Domain
+//     [corral.internal], everything else forwarded to Resolvers
+//     [/etc/resolv.conf];
+//   - NAT of TCP, UDP and ICMP echo through host sockets; the gateway's
+//     addresses reach the host's loopback (127.0.0.1, ::1). Bounded:
+//     MaxTCPConns, MaxUDPFlows (idle timeout), 256 echo sessions; refusals
+//     are counted in [Stats]. ICMP echo NAT needs raw sockets
+//     (CAP_NET_RAW); without them pings of .2/.3 are answered by the stack
+//     and others are dropped, never answered falsely. Allow/Deny filter
+//     destinations;
+//   - port forwards ([Forward]) from host addresses to guests, TCP and
+//     UDP, added and removed at run time.
+//
+// The link endpoint speaks Ethernet itself, coalesces inbound TCP segments
+// of each batch with gVisor's GRO, and lets gVisor's TCP send segments up
+// to 64 KiB (host GSO) which it splits into MTU-sized frames while copying
+// them out.
+//
+// Only this package (not its subpackages) imports gvisor.dev/...; the DHCP
+// and DNS servers work on net.PacketConn and net.Listener.
+package stack

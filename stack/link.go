@@ -1,0 +1,396 @@
+package stack
+
+import (
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/stack/gro"
+)
+
+const (
+	// batchSize is the largest batch Read returns and Write takes.
+	batchSize = 64
+	// outQueueLen bounds the outbound queue (frames the stack sent that the
+	// switch has not read yet). When it is full, frames are dropped and
+	// counted (STYLE 4.7): TCP recovers, and a slow switch never blocks the
+	// stack's goroutines.
+	outQueueLen = 1024
+)
+
+// linkEndpoint adapts a gVisor stack to the batch Port interface. It speaks
+// Ethernet itself (adds the header on output, strips it on input) so that
+// inbound TCP segments of a batch go through gVisor's GRO and reach the
+// stack coalesced.
+//
+// Directions: inbound frames come from the fence (Port.Write) and go into the
+// stack; outbound frames are sent by the stack and leave through Port.Read.
+//
+// Loosely modeled after gVisor's link/channel and Tailscale's
+// wgengine/netstack/link_endpoint.go.
+type linkEndpoint struct {
+	mac tcpip.LinkAddress
+	mtu atomic.Uint32 // L3 MTU
+
+	// groMu serializes Write batches (the switch calls Write from one
+	// goroutine; tests may not); gro coalesces TCP segments per batch.
+	groMu sync.Mutex
+	gro   gro.GRO
+
+	// seg holds a large outbound TCP segment being split (Read only).
+	seg segmenter
+
+	out       chan *stack.PacketBuffer
+	closed    chan struct{}
+	closeOnce sync.Once
+
+	// allowARP are the only addresses ARP requests are answered for; set
+	// before the endpoint is attached, read-only afterwards.
+	allowARP []netip.Addr
+	// allowNDP are the only targets neighbor solicitations are answered
+	// for; onRS is called for each router solicitation. Both set before
+	// attach, read-only afterwards.
+	allowNDP []netip.Addr
+	onRS     func()
+	// onEcho, when set, may consume ICMP echo requests (ICMP NAT).
+	onEcho func(frame []byte) bool
+
+	mu         sync.RWMutex
+	dispatcher stack.NetworkDispatcher
+	onClose    func()
+
+	// Counters.
+	outDrops   atomic.Uint64 // outbound queue full
+	outTooLong atomic.Uint64 // outbound frame longer than the switch buffer
+	inDrops    atomic.Uint64 // inbound frames too short (or before attach)
+	inFiltered atomic.Uint64 // inbound frames for others: foreign unicast, ARP/NDP for other addresses
+	inFrames   atomic.Uint64
+	outFrames  atomic.Uint64
+	gsoSplits  atomic.Uint64 // large TCP segments split into several frames
+}
+
+func newLinkEndpoint(mac [6]byte, l3mtu int) *linkEndpoint {
+	e := &linkEndpoint{
+		mac:    tcpip.LinkAddress(mac[:]),
+		out:    make(chan *stack.PacketBuffer, outQueueLen),
+		closed: make(chan struct{}),
+	}
+	e.mtu.Store(uint32(l3mtu))
+	e.gro.Init(true)
+	return e
+}
+
+// ---- vswitch.Port side ----
+
+// Read implements vswitch.Port: it returns outbound frames. Large TCP
+// segments (GSO) are split into frames of at most the MTU, possibly across
+// calls.
+func (e *linkEndpoint) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	for {
+		select {
+		case <-e.closed:
+			return 0, net.ErrClosed
+		default:
+		}
+		n := e.emitSegments(bufs, sizes, offset, 0)
+		if n == len(bufs) {
+			e.outFrames.Add(uint64(n))
+			return n, nil
+		}
+		var pkt *stack.PacketBuffer
+		if n == 0 {
+			select {
+			case pkt = <-e.out:
+			case <-e.closed:
+				return 0, net.ErrClosed
+			}
+		} else {
+			select {
+			case pkt = <-e.out:
+			default:
+			}
+		}
+		for pkt != nil {
+			if g := pkt.GSOOptions; g.Type != stack.GSONone && g.NeedsCsum {
+				if !e.seg.start(pkt) {
+					e.outTooLong.Add(1)
+				} else if e.seg.payloadLen() > e.seg.mss {
+					e.gsoSplits.Add(1)
+				}
+				pkt.DecRef()
+				n = e.emitSegments(bufs, sizes, offset, n)
+			} else {
+				if sz, ok := copyPacket(bufs[n][offset:], pkt); ok {
+					sizes[n] = sz
+					n++
+				} else {
+					e.outTooLong.Add(1)
+				}
+				pkt.DecRef()
+			}
+			pkt = nil
+			if n == len(bufs) {
+				break
+			}
+			select {
+			case pkt = <-e.out:
+			default:
+			}
+		}
+		if n > 0 {
+			e.outFrames.Add(uint64(n))
+			return n, nil
+		}
+	}
+}
+
+// emitSegments writes pending GSO segments into bufs[n:] and returns the
+// new count.
+func (e *linkEndpoint) emitSegments(bufs [][]byte, sizes []int, offset, n int) int {
+	for n < len(bufs) && e.seg.frame != nil {
+		sz, ok := e.seg.next(bufs[n][offset:])
+		if !ok {
+			e.outTooLong.Add(1)
+			e.seg.frame = nil
+			break
+		}
+		sizes[n] = sz
+		n++
+	}
+	return n
+}
+
+// copyPacket copies the whole packet (link header included) into dst.
+func copyPacket(dst []byte, pkt *stack.PacketBuffer) (int, bool) {
+	vl, off := pkt.AsViewList()
+	n := 0
+	for v := vl.Front(); v != nil; v = v.Next() {
+		s := v.AsSlice()
+		if off >= len(s) {
+			off -= len(s)
+			continue
+		}
+		s = s[off:]
+		off = 0
+		if len(s) > len(dst)-n {
+			return 0, false
+		}
+		n += copy(dst[n:], s)
+	}
+	return n, true
+}
+
+// Write implements vswitch.Port: it delivers inbound frames to the stack.
+// Frames not addressed to the gateway's MAC, broadcast or multicast are
+// dropped (the switch floods unknown unicast to every port).
+func (e *linkEndpoint) Write(bufs [][]byte, offset int) (int, error) {
+	select {
+	case <-e.closed:
+		return 0, net.ErrClosed
+	default:
+	}
+	e.mu.RLock()
+	d := e.dispatcher
+	e.mu.RUnlock()
+	e.groMu.Lock()
+	defer e.groMu.Unlock()
+	for _, b := range bufs {
+		frame := b[offset:]
+		if len(frame) < header.EthernetMinimumSize || d == nil {
+			e.inDrops.Add(1)
+			continue
+		}
+		dst := header.Ethernet(frame).DestinationAddress()
+		if dst[0]&1 == 0 && dst != e.mac {
+			e.inFiltered.Add(1)
+			continue
+		}
+		switch header.Ethernet(frame).Type() {
+		case header.ARPProtocolNumber:
+			if !e.arpAllowed(frame[header.EthernetMinimumSize:]) {
+				e.inFiltered.Add(1)
+				continue
+			}
+		case header.IPv4ProtocolNumber:
+			if e.onEcho != nil && e.onEcho(frame) {
+				continue
+			}
+		case header.IPv6ProtocolNumber:
+			if !e.ndpAllowed(frame[header.EthernetMinimumSize:]) {
+				e.inFiltered.Add(1)
+				continue
+			}
+			if e.onEcho != nil && e.onEcho(frame) {
+				continue
+			}
+		}
+		// One copy: the switch owns b and reuses it after Write returns.
+		pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{
+			Payload: buffer.MakeWithData(frame),
+		})
+		eth := header.Ethernet(frame)
+		if !e.ParseHeader(pkt) {
+			pkt.DecRef()
+			e.inDrops.Add(1)
+			continue
+		}
+		switch {
+		case dst == header.EthernetBroadcastAddress:
+			pkt.PktType = tcpip.PacketBroadcast
+		case header.IsMulticastEthernetAddress(dst):
+			pkt.PktType = tcpip.PacketMulticast
+		default:
+			pkt.PktType = tcpip.PacketHost
+		}
+		pkt.NetworkProtocolNumber = eth.Type()
+		e.gro.Dispatcher = d
+		e.gro.Enqueue(pkt)
+		pkt.DecRef()
+	}
+	e.gro.Flush()
+	e.inFrames.Add(uint64(len(bufs)))
+	return len(bufs), nil
+}
+
+// arpAllowed reports whether an inbound ARP packet may reach the stack: a
+// request only when it asks for one of allowARP. The NIC spoofs (to NAT any
+// destination), and a spoofing NIC answers ARP for every address.
+func (e *linkEndpoint) arpAllowed(b []byte) bool {
+	a := header.ARP(b)
+	if !a.IsValid() {
+		return false
+	}
+	if a.Op() != header.ARPRequest {
+		return true
+	}
+	t := a.ProtocolAddressTarget()
+	for _, ip := range e.allowARP {
+		if ip.As4() == [4]byte(t) {
+			return true
+		}
+	}
+	return false
+}
+
+// BatchSize implements vswitch.Port.
+func (e *linkEndpoint) BatchSize() int { return batchSize }
+
+// enqueue queues an outbound packet, taking over the caller's reference;
+// when the queue is full or the endpoint closed the packet is released and
+// the drop counted.
+func (e *linkEndpoint) enqueue(pkt *stack.PacketBuffer) bool {
+	select {
+	case <-e.closed:
+	default:
+		select {
+		case e.out <- pkt:
+			return true
+		default:
+			e.outDrops.Add(1)
+		}
+	}
+	pkt.DecRef()
+	return false
+}
+
+// closePort unblocks Read and Write and frees queued frames.
+func (e *linkEndpoint) closePort() {
+	e.closeOnce.Do(func() {
+		close(e.closed)
+		for {
+			select {
+			case pkt := <-e.out:
+				pkt.DecRef()
+			default:
+				return
+			}
+		}
+	})
+}
+
+// ---- stack.LinkEndpoint side ----
+
+// WritePackets implements stack.LinkWriter. It takes a reference on each
+// queued packet; Read releases it after copying.
+func (e *linkEndpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
+	select {
+	case <-e.closed:
+		return 0, &tcpip.ErrClosedForSend{}
+	default:
+	}
+	n := 0
+	for _, pkt := range pkts.AsSlice() {
+		if e.enqueue(pkt.IncRef()) {
+			n++
+		}
+	}
+	if n == 0 && pkts.Len() > 0 {
+		return 0, &tcpip.ErrNoBufferSpace{}
+	}
+	return n, nil
+}
+
+func (e *linkEndpoint) MTU() uint32                    { return e.mtu.Load() }
+func (e *linkEndpoint) SetMTU(mtu uint32)              { e.mtu.Store(mtu) }
+func (e *linkEndpoint) MaxHeaderLength() uint16        { return header.EthernetMinimumSize }
+func (e *linkEndpoint) LinkAddress() tcpip.LinkAddress { return e.mac }
+func (e *linkEndpoint) SetLinkAddress(tcpip.LinkAddress) {
+	// The gateway's MAC is fixed by its configuration.
+}
+
+// Capabilities implements stack.LinkEndpoint. RX checksum offload: GRO
+// (Write) verifies TCP checksums once, before coalescing, and the stack
+// then skips verifying each coalesced segment again. Frames reach the
+// gateway over memory-to-memory transports (unix sockets, TAP, the switch)
+// or uplinks with their own checksums, so UDP and ICMP are not re-verified.
+func (e *linkEndpoint) Capabilities() stack.LinkEndpointCapabilities {
+	return stack.CapabilityResolutionRequired | stack.CapabilityRXChecksumOffload
+}
+
+func (e *linkEndpoint) Attach(d stack.NetworkDispatcher) {
+	e.mu.Lock()
+	e.dispatcher = d
+	e.mu.Unlock()
+}
+
+func (e *linkEndpoint) IsAttached() bool {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.dispatcher != nil
+}
+
+func (e *linkEndpoint) Wait()                                   {}
+func (e *linkEndpoint) ARPHardwareType() header.ARPHardwareType { return header.ARPHardwareEther }
+
+// AddHeader implements stack.LinkEndpoint: it pushes the Ethernet header.
+func (e *linkEndpoint) AddHeader(pkt *stack.PacketBuffer) {
+	eth := header.Ethernet(pkt.LinkHeader().Push(header.EthernetMinimumSize))
+	eth.Encode(&header.EthernetFields{
+		SrcAddr: pkt.EgressRoute.LocalLinkAddress,
+		DstAddr: pkt.EgressRoute.RemoteLinkAddress,
+		Type:    pkt.NetworkProtocolNumber,
+	})
+}
+
+// ParseHeader implements stack.LinkEndpoint: it consumes the Ethernet header.
+func (e *linkEndpoint) ParseHeader(pkt *stack.PacketBuffer) bool {
+	_, ok := pkt.LinkHeader().Consume(header.EthernetMinimumSize)
+	return ok
+}
+func (e *linkEndpoint) SetOnCloseAction(f func()) { e.mu.Lock(); e.onClose = f; e.mu.Unlock() }
+func (e *linkEndpoint) Close() {
+	e.closePort()
+	e.mu.RLock()
+	f := e.onClose
+	e.mu.RUnlock()
+	if f != nil {
+		f()
+	}
+}
+
+var _ stack.LinkEndpoint = (*linkEndpoint)(nil)

@@ -1,0 +1,180 @@
+package uplink
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	vswitch "github.com/corralnet/corral/switch"
+)
+
+// needRoot: not root → t.Fatal under CI=true, else t.Skip.
+var netipZero netip.AddrPort
+
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("needs root (network namespace, AF_PACKET); CI=true, so not skipping")
+	}
+	t.Skip("needs root (network namespace, AF_PACKET)")
+}
+
+func run(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %v\n%s", args, err, out)
+	}
+}
+
+// inNetNS runs f on a thread switched into the named namespace.
+func inNetNS(t *testing.T, ns string, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		fd, err := unix.Open("/var/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Errorf("open netns %s: %v", ns, err)
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			t.Errorf("setns %s: %v", ns, err)
+			return
+		}
+		f()
+	}()
+	<-done
+}
+
+// Topology: one namespace, a veth pair ra ══ rb (MTU 1500), a raw Uplink
+// on each end.
+func TestIntegrationRawUplink(t *testing.T) {
+	needRoot(t)
+	ns := fmt.Sprintf("ut%d-raw", os.Getpid())
+	_ = exec.Command("ip", "netns", "del", ns).Run()
+	run(t, "ip", "netns", "add", ns)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+	run(t, "ip", "-n", ns, "link", "add", "ra", "mtu", "1500", "type", "veth", "peer", "name", "rb", "mtu", "1500")
+	run(t, "ip", "-n", ns, "link", "set", "ra", "up")
+	run(t, "ip", "-n", ns, "link", "set", "rb", "up")
+
+	var a, b *testHost
+	inNetNS(t, ns, func() {
+		a = newHost(t, 1, []uint32{1}, func(c *Config) { c.UDPListen = netipZero; c.RawInterface = "ra" })
+		b = newHost(t, 2, []uint32{1, 2}, func(c *Config) { c.UDPListen = netipZero; c.RawInterface = "rb" })
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+	if got, want := a.u.MaxEncapLen(), 1514; got != want {
+		t.Fatalf("raw MaxEncapLen = %d, want %d", got, want)
+	}
+	waitHello(t, a, b, 1, 2)
+	waitHello(t, b, a, 1)
+
+	// Flood, unicast, fragmented unicast (4+1514 > 1500).
+	f := frame(100, 0xff, 1, 1)
+	a.send(t, 1, vswitch.Broadcast, f)
+	b.expect(t, 1, a.u.OuterMAC(), f)
+	for _, n := range []int{60, 1496, 1497, 1514, 2900} {
+		g := frame(n, 2, 1, byte(n))
+		a.send(t, 1, b.u.OuterMAC(), g)
+		b.expect(t, 1, a.u.OuterMAC(), g)
+		h := frame(n, 1, 2, byte(n+1))
+		b.send(t, 1, a.u.OuterMAC(), h)
+		a.expect(t, 1, b.u.OuterMAC(), h)
+	}
+	// a lacks fence 2: b's fence-2 flood is not sent to it (one peer that
+	// does not want it: no broadcast, no unicast copy).
+	b.send(t, 2, vswitch.Broadcast, frame(80, 0xff, 2, 3))
+	a.expectNone(t, 2, 300*time.Millisecond)
+	if got := a.u.Status().RxByFence[2]; got != 0 {
+		t.Fatalf("a rx_by_fence[2] = %d, want 0", got)
+	}
+	if st := b.u.Status(); st.Counters["rx_reassembled"] < 3 || st.Transport != "raw" {
+		t.Fatalf("b: transport %s rx_reassembled %d", st.Transport, st.Counters["rx_reassembled"])
+	}
+
+	// The interface going down and up does not end the uplink.
+	run(t, "ip", "-n", ns, "link", "set", "rb", "down")
+	b.send(t, 1, a.u.OuterMAC(), frame(64, 1, 2, 0x55)) // fails, counted
+	time.Sleep(100 * time.Millisecond)
+	run(t, "ip", "-n", ns, "link", "set", "rb", "up")
+	waitFor(t, "veth carrier", func() bool {
+		out, _ := exec.Command("ip", "-n", ns, "-br", "link", "show", "rb").Output()
+		return strings.Contains(string(out), "UP ")
+	})
+	t.Logf("b after link down/up: rx_errors %d tx_errors %d", b.u.Status().Counters["rx_errors"], b.u.Status().Counters["tx_errors"])
+	g := frame(300, 1, 2, 0x66)
+	waitFor(t, "frames flow again after link down/up", func() bool {
+		b.send(t, 1, a.u.OuterMAC(), g)
+		select {
+		case f := <-a.rx:
+			return bytes.Equal(f.data, g)
+		case <-time.After(200 * time.Millisecond):
+			return false
+		}
+	})
+}
+
+// Topology: namespaces g1 and g2 joined by a veth (192.0.2.1 ══ 192.0.2.2),
+// one Uplink in each on 0.0.0.0:7407 with multicast group 239.7.4.7:7407
+// and no static peers: they find each other through the group.
+func TestIntegrationMulticastGroup(t *testing.T) {
+	needRoot(t)
+	var nss [2]string
+	for i := range nss {
+		nss[i] = fmt.Sprintf("ut%d-g%d", os.Getpid(), i+1)
+		ns := nss[i]
+		_ = exec.Command("ip", "netns", "del", ns).Run()
+		run(t, "ip", "netns", "add", ns)
+		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+		run(t, "ip", "-n", ns, "link", "set", "lo", "up")
+	}
+	run(t, "ip", "-n", nss[0], "link", "add", "g", "type", "veth", "peer", "name", "g", "netns", nss[1])
+	for i, ns := range nss {
+		run(t, "ip", "-n", ns, "addr", "add", fmt.Sprintf("192.0.2.%d/24", i+1), "dev", "g")
+		run(t, "ip", "-n", ns, "link", "set", "g", "up")
+	}
+	group := netip.MustParseAddrPort("239.7.4.7:7407")
+	var hs [2]*testHost
+	for i, ns := range nss {
+		inNetNS(t, ns, func() {
+			hs[i] = newHost(t, uint16(i+1), []uint32{1}, func(c *Config) {
+				c.UDPListen = netip.MustParseAddrPort("0.0.0.0:7407")
+				c.Group = group
+			})
+		})
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	a, b := hs[0], hs[1]
+	waitHello(t, a, b, 1)
+	waitHello(t, b, a, 1)
+	f := frame(100, 0xff, 1, 1)
+	a.send(t, 1, vswitch.Broadcast, f)
+	b.expect(t, 1, a.u.OuterMAC(), f)
+	g := frame(1514, 1, 2, 2) // unicast, fragmented
+	b.send(t, 1, a.u.OuterMAC(), g)
+	a.expect(t, 1, b.u.OuterMAC(), g)
+	for _, h := range hs {
+		c := h.u.Status().Counters
+		if c["duplicate_mac"] != 0 {
+			t.Fatalf("%s: duplicate_mac %d for its own looped-back hellos", h.u.cfg.HostName, c["duplicate_mac"])
+		}
+	}
+}
