@@ -150,14 +150,26 @@ func (v *vm) plugInto(t testing.TB, h *ulHost, fence string) {
 	t.Helper()
 	v.plug = harness.Start(t, nil, harness.CorralBinary(t), "plug", "unix://"+h.sock(fence),
 		"--tap", "t0", "--netns", v.ns.Name, "--mtu", fmt.Sprint(vmMTU))
-	harness.WaitFor(t, ulWait, v.name+"'s TAP", func() bool {
-		_, err := v.ns.Exec(context.Background(), "ip", "link", "show", "t0")
-		return err == nil
+	// corral plug logs "plugged" once the TAP exists and is up.
+	if err := v.plug.WaitLog("plugged", ulWait); err != nil {
+		t.Fatal(err)
+	}
+	var out string
+	var err error
+	harness.WaitFor(t, ulWait, v.name+"'s TAP configured", func() bool {
+		for _, args := range [][]string{
+			{"ip", "link", "set", "t0", "down"},
+			{"ip", "link", "set", "t0", "address", v.mac, "mtu", fmt.Sprint(vmMTU)},
+			{"ip", "addr", "replace", v.ip + "/24", "dev", "t0"},
+			{"ip", "link", "set", "t0", "up"},
+		} {
+			if out, err = v.ns.Exec(context.Background(), args...); err != nil {
+				t.Logf("%s: %v: %s (retrying)", v.name, err, out)
+				return false
+			}
+		}
+		return true
 	})
-	v.ns.MustExec(t, "ip", "link", "set", "t0", "down")
-	v.ns.MustExec(t, "ip", "link", "set", "t0", "address", v.mac, "mtu", fmt.Sprint(vmMTU))
-	v.ns.MustExec(t, "ip", "addr", "replace", v.ip+"/24", "dev", "t0")
-	v.ns.MustExec(t, "ip", "link", "set", "t0", "up")
 }
 
 // unplug stops the VM's plug process (its TAP goes with it).
@@ -588,10 +600,68 @@ func BenchmarkE2EUplinkIperf(b *testing.B) {
 			}
 			b.ReportMetric(res.End.SumReceived.BitsPerSecond/1e9, "Gbit/s")
 			b.ReportMetric(float64(res.End.SumSent.Retransmits), "retransmits")
+			for _, h := range hosts {
+				snmp := h.ns.MustExec(b, "cat", "/proc/net/snmp")
+				for _, l := range strings.Split(snmp, "\n") {
+					if strings.HasPrefix(l, "Udp:") {
+						b.Logf("%s %s", h.name, l)
+					}
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				out, _ := exec.CommandContext(ctx, harness.CorralBinary(b), "status", "--admin", h.admin()).CombinedOutput()
+				cancel()
+				b.Logf("%s status:\n%s", h.name, out)
+			}
 			st := hosts[1].status(b)
 			b.Logf("vm mtu %d: %.2f Gbit/s, %d retransmits; b2 rx_reassembled %d, rx_gro_buffers %d, gso %v gro %v",
 				mtu, res.End.SumReceived.BitsPerSecond/1e9, res.End.SumSent.Retransmits,
 				st.Counters["rx_reassembled"], st.Counters["rx_gro_buffers"], st.GSO, st.GRO)
 		})
+	}
+}
+
+// Multicast group instead of static peers: three hosts on br0 find each
+// other through 239.7.4.7:7407; floods go to the group once.
+//
+//	vmga (blue) ─ [ug h1] ─┐
+//	                       br0 ── [ug h3] (no VM)
+//	vmgb (blue) ─ [ug h2] ─┘
+func TestIntegrationUplinkGroup(t *testing.T) {
+	harness.NeedRoot(t)
+	rt := harness.RuntimeDir(t)
+	_, nss := hubLAN(t, "ug", 3)
+	var hosts []*ulHost
+	for i, ns := range nss {
+		h := &ulHost{name: fmt.Sprintf("g%d", i+1), ns: ns, rt: rt}
+		h.yaml = hostYAML(h.name, 0x60+i, "  udp: {listen: \"0.0.0.0:7407\", group: \"239.7.4.7:7407\"}\n", []string{"blue"}, h)
+		// The group's route: out of eth0 (the namespaces have no default route).
+		ns.MustExec(t, "ip", "route", "add", "224.0.0.0/4", "dev", "eth0")
+		h.start(t)
+		hosts = append(hosts, h)
+	}
+	harness.WaitFor(t, ulWait, "peers found through the group", func() bool {
+		for _, h := range hosts {
+			n := 0
+			for _, p := range h.status(t).Peers {
+				if p.HelloKnown {
+					n++
+				}
+			}
+			if n != 2 {
+				return false
+			}
+		}
+		return true
+	})
+	a, b := newVM(t, "ga", macA, ipA), newVM(t, "gb", macB, ipB)
+	a.plugInto(t, hosts[0], "blue")
+	b.plugInto(t, hosts[1], "blue")
+	a.mustReach(t, ipB)
+	b.mustReach(t, ipA, "-M", "do", "-s", bigPingBytes)
+	for _, h := range hosts {
+		st := h.status(t)
+		if st.Group != "239.7.4.7:7407" || st.Counters["duplicate_mac"] != 0 {
+			t.Fatalf("%s: group %q, duplicate_mac %d", h.name, st.Group, st.Counters["duplicate_mac"])
+		}
 	}
 }

@@ -26,6 +26,7 @@ const (
 	ctrDropInvalid // Parse failed with an error not listed below
 	ctrDropOwnMAC
 	ctrDropOwnEcho
+	ctrDropOtherDst
 	ctrDupMAC
 	ctrDropBadHello
 	ctrDropTooBig
@@ -56,6 +57,7 @@ var counterNames = [numCounters]string{
 	ctrDropInvalid:     "drop_invalid",
 	ctrDropOwnMAC:      "drop_own_mac",
 	ctrDropOwnEcho:     "drop_own_echo",
+	ctrDropOtherDst:    "drop_other_dst",
 	ctrDupMAC:          "duplicate_mac",
 	ctrDropBadHello:    "drop_bad_hello",
 	ctrDropTooBig:      "drop_tx_too_big",

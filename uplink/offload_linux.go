@@ -310,3 +310,19 @@ func (t *udpTransport) reorderFragments(run []outItem) {
 	clear(out)
 	t.reorder = out[:0]
 }
+
+// setBuffers sizes the socket buffers: SO_RCVBUFFORCE/SO_SNDBUFFORCE when
+// privileged (beyond net.core.rmem_max), else the capped ordinary options.
+func setBuffers(conn *net.UDPConn, size int) {
+	rc, err := conn.SyscallConn()
+	if err == nil {
+		_ = rc.Control(func(fd uintptr) {
+			if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size) != nil {
+				_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, size)
+			}
+			if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, size) != nil {
+				_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, size)
+			}
+		})
+	}
+}

@@ -178,3 +178,38 @@ func TestIntegrationMulticastGroup(t *testing.T) {
 		}
 	}
 }
+
+// TestRawNeedsCapNetRaw drops CAP_NET_RAW on one thread (capabilities are
+// per thread on Linux; the thread is discarded afterwards) and checks that
+// New fails with a message that names the capability.
+func TestRawNeedsCapNetRaw(t *testing.T) {
+	needRoot(t)
+	var err error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+		var data [2]unix.CapUserData
+		if e := unix.Capget(&hdr, &data[0]); e != nil {
+			err = fmt.Errorf("capget: %w", e)
+			return
+		}
+		data[0].Effective &^= 1 << unix.CAP_NET_RAW
+		if e := unix.Capset(&hdr, &data[0]); e != nil {
+			err = fmt.Errorf("capset: %w", e)
+			return
+		}
+		var u *Uplink
+		u, err = New(Config{HostID: 1, RawInterface: "lo"})
+		if u != nil {
+			u.Close()
+			err = fmt.Errorf("New succeeded without CAP_NET_RAW")
+		}
+	}()
+	<-done
+	if err == nil || !strings.Contains(err.Error(), "needs CAP_NET_RAW") {
+		t.Fatalf("New without CAP_NET_RAW: %v; want an error that names CAP_NET_RAW", err)
+	}
+	t.Logf("error: %v", err)
+}

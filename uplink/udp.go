@@ -10,7 +10,6 @@ import (
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
-	"golang.org/x/sys/unix"
 )
 
 // outItem is one datagram or raw frame to send.
@@ -247,29 +246,13 @@ func (t *udpTransport) sendPlain(items []outItem) error {
 
 func (t *udpTransport) close() error { return t.conn.Close() }
 
+// socketBufSize is the receive and send buffer size asked for.
+const socketBufSize = 4 << 20
+
 // normErr maps closed-socket errors to net.ErrClosed.
 func normErr(err error) error {
 	if errors.Is(err, net.ErrClosed) {
 		return net.ErrClosed
 	}
 	return err
-}
-
-// socketBufSize is the receive and send buffer size asked for.
-const socketBufSize = 4 << 20
-
-// setBuffers sizes the socket buffers: SO_RCVBUFFORCE/SO_SNDBUFFORCE when
-// privileged (beyond net.core.rmem_max), else the capped ordinary options.
-func setBuffers(conn *net.UDPConn, size int) {
-	rc, err := conn.SyscallConn()
-	if err == nil {
-		_ = rc.Control(func(fd uintptr) {
-			if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size) != nil {
-				_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, size)
-			}
-			if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, size) != nil {
-				_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, size)
-			}
-		})
-	}
 }

@@ -48,6 +48,10 @@ func (u *Uplink) logDrops(last map[string]uint64) map[string]uint64 {
 	return cur
 }
 
+// maxDupLog bounds the addresses remembered for rate-limiting duplicate
+// outer MAC errors.
+const maxDupLog = 256
+
 // rxErrorPause is how long ReadTrunk pauses after a transient error.
 const rxErrorPause = 20 * time.Millisecond
 
@@ -111,7 +115,8 @@ type Uplink struct {
 	closeOnce sync.Once
 	closed    atomic.Bool
 	wg        sync.WaitGroup
-	started   time.Time
+
+	helloTrimmed bool // owned by the control goroutine
 
 	dupMu  sync.Mutex // guards dupLog
 	dupLog map[netip.AddrPort]time.Time
@@ -162,7 +167,6 @@ func newBase(cfg Config) *Uplink {
 		down:     make(chan fence.OuterMAC, 64),
 		dupReply: make(chan netip.AddrPort, 8),
 		done:     make(chan struct{}),
-		started:  time.Now(),
 		dupLog:   map[netip.AddrPort]time.Time{},
 	}
 	for u.instance == 0 {
@@ -303,6 +307,12 @@ func (u *Uplink) ReadTrunk(bufs [][]byte, sizes []int, meta []vswitch.TrunkMeta,
 				u.ownMAC(fr, fenceID, rx.from[i])
 				continue
 			}
+			if d := fr.Dst(); d != u.self && !d.IsBroadcast() {
+				// Unicast for another host (a raw segment flooding
+				// unknown unicast): not ours to deliver.
+				u.ctr.add(ctrDropOtherDst, 1)
+				continue
+			}
 			if p := t.byMAC[src]; p != nil && p.ap == rx.from[i] {
 				p.seen.Store(nowNano)
 			} else {
@@ -370,6 +380,9 @@ func (u *Uplink) ownMAC(fr fence.Frame, fenceID uint32, from netip.AddrPort) {
 	}
 	u.ctr.add(ctrDupMAC, 1)
 	u.dupMu.Lock()
+	if len(u.dupLog) >= maxDupLog {
+		clear(u.dupLog) // bounded: forged hellos from many addresses
+	}
 	last, ok := u.dupLog[from]
 	logIt := !ok || time.Since(last) >= u.cfg.HelloInterval
 	if logIt {
@@ -658,6 +671,19 @@ func (u *Uplink) hook(f func() []uint32) []uint32 {
 // group), or only to the UDP address to when it is not nil.
 func (u *Uplink) sendHello(buf []byte, fences, gws []uint32, to *net.UDPAddr) []byte {
 	buf = append(buf[:0], make([]byte, fence.EncapLen)...)
+	// A hello is never fragmented: trim the lists to what one frame holds
+	// (gateways first, then fences), and say so.
+	room := (u.maxEncap - fence.EncapLen - fence.HelloHeaderLen - min(len(u.cfg.HostName), fence.MaxHelloName)) / 3
+	room = min(room, fence.MaxHelloFences+fence.MaxHelloGateways)
+	if nf, ng := min(len(fences), fence.MaxHelloFences, room), len(gws); nf+ng > room || nf < len(fences) || ng > fence.MaxHelloGateways {
+		gws = gws[:min(ng, room-nf, fence.MaxHelloGateways)]
+		fences = fences[:nf]
+		if !u.helloTrimmed {
+			u.helloTrimmed = true
+			u.log.Warn("hello trimmed: too many fences for one hello; peers may not send floods of the others here",
+				"fences_sent", len(fences), "gateways_sent", len(gws))
+		}
+	}
 	h := fence.Hello{HostID: u.cfg.HostID, Instance: u.instance, Name: u.cfg.HostName, Fences: fences, Gateways: gws}
 	buf = h.AppendTo(buf)
 	fr := u.params.Encap(buf, fence.EncapLen, len(buf)-fence.EncapLen, fence.BroadcastMAC, u.self,

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -367,6 +368,9 @@ func TestInvalidFramesCounted(t *testing.T) {
 		{"runt", "drop_runt", func() []byte {
 			return encap(p, fence.BroadcastMAC, other, fence.HeaderFields{Fence: 1}, inner[:10])
 		}},
+		{"unicast for another host", "drop_other_dst", func() []byte {
+			return encap(p, p.OuterMAC(0x99), other, fence.HeaderFields{Fence: 1}, inner)
+		}},
 		{"own mac", "drop_own_mac", func() []byte {
 			return encap(p, fence.BroadcastMAC, a.u.OuterMAC(), fence.HeaderFields{Fence: 1}, inner)
 		}},
@@ -536,5 +540,48 @@ func TestGatewayConflict(t *testing.T) {
 	}
 	if p, ok := a.peer(b.u.OuterMAC()); !ok || !slices.Equal(p.Gateways, []uint32{5}) {
 		t.Fatalf("a's view of b: %+v", p)
+	}
+}
+
+func TestNoGoroutineLeak(t *testing.T) {
+	before := runtime.NumGoroutine()
+	for i := 0; i < 3; i++ {
+		u, err := New(Config{HostID: 1, UDPListen: netip.MustParseAddrPort("127.0.0.1:0"), HelloInterval: 10 * time.Millisecond,
+			Peers: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:9")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			bufs := [][]byte{make([]byte, vswitch.BufSize)}
+			_, err := u.ReadTrunk(bufs, []int{0}, []vswitch.TrunkMeta{{}}, vswitch.Headroom)
+			done <- err
+		}()
+		time.Sleep(20 * time.Millisecond)
+		u.Close()
+		if err := <-done; !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("ReadTrunk after Close: %v, want net.ErrClosed", err)
+		}
+	}
+	waitFor(t, "goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
+}
+
+func TestHelloTrimmedToOneFrame(t *testing.T) {
+	many := make([]uint32, 600)
+	for i := range many {
+		many[i] = uint32(i + 1)
+	}
+	a := newHost(t, 1, many, func(c *Config) { c.GatewayFences = func() []uint32 { return many[:300] } })
+	b := newHost(t, 2, []uint32{1}, peersOf(a))
+	waitFor(t, "b knows a's (trimmed) hello", func() bool {
+		p, ok := b.peer(a.u.OuterMAC())
+		return ok && p.HelloKnown && len(p.Fences) > 0
+	})
+	p, _ := b.peer(a.u.OuterMAC())
+	if len(p.Fences) != fence.MaxHelloFences || len(p.Fences)+len(p.Gateways) > (1472-18-18-2)/3 {
+		t.Fatalf("a's hello lists %d fences and %d gateways", len(p.Fences), len(p.Gateways))
+	}
+	if !strings.Contains(a.log.String(), "hello trimmed") {
+		t.Fatal("trimming not logged")
 	}
 }
