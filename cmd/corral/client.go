@@ -96,6 +96,25 @@ func (c *cli) query(cmd *cobra.Command, path string, v any, human func(w io.Writ
 	if err != nil {
 		return err
 	}
+	return c.print(cmd, path, body, v, human)
+}
+
+// send sends body to path with method; with --json it copies the answer
+// to stdout, otherwise it decodes it into v and calls human.
+func (c *cli) send(cmd *cobra.Command, method, path string, body, v any, human func(w io.Writer)) error {
+	ac, err := c.adminClient(cmd)
+	if err != nil {
+		return err
+	}
+	out, err := ac.do(cmd.Context(), method, path, body)
+	if err != nil {
+		return err
+	}
+	return c.print(cmd, path, out, v, human)
+}
+
+// print writes an answer: raw with --json, else decoded into v by human.
+func (c *cli) print(cmd *cobra.Command, path string, body []byte, v any, human func(w io.Writer)) error {
 	if asJSON, _ := cmd.Flags().GetBool("json"); asJSON {
 		_, err := c.stdout.Write(body)
 		return err
@@ -158,9 +177,27 @@ func (c *cli) adminClient(cmd *cobra.Command) (*adminClient, error) {
 // get returns the body of a 200 answer; other answers are errors carrying
 // the server's message.
 func (ac *adminClient) get(ctx context.Context, path string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://corral"+path, nil)
+	return ac.do(ctx, http.MethodGet, path, nil)
+}
+
+// do sends a request with v (nil: none) as its JSON body and returns the
+// body of a 2xx answer; other answers are errors carrying the server's
+// message.
+func (ac *adminClient) do(ctx context.Context, method, path string, v any) ([]byte, error) {
+	var rd io.Reader
+	if v != nil {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://corral"+path, rd)
 	if err != nil {
 		return nil, err
+	}
+	if v != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := ac.hc.Do(req)
 	if err != nil {
@@ -174,7 +211,7 @@ func (ac *adminClient) get(ctx context.Context, path string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("admin %s: %w", ac.addr, err)
 	}
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode/100 != 2 {
 		var e admin.ErrorResponse
 		if json.Unmarshal(body, &e) == nil && e.Error != "" {
 			return nil, fmt.Errorf("admin: %s", e.Error)

@@ -79,6 +79,10 @@ type fileGateway struct {
 	MaxTCPConns    int64         `mapstructure:"max_tcp_conns"`
 	MaxUDPFlows    int64         `mapstructure:"max_udp_flows"`
 	UDPIdleTimeout string        `mapstructure:"udp_idle_timeout"`
+	IPv6           *bool         `mapstructure:"ipv6"` // nil: true
+	IPv6Prefix     string        `mapstructure:"ipv6_prefix"`
+	Allow          []string      `mapstructure:"allow"`
+	Deny           []string      `mapstructure:"deny"`
 }
 
 type fileForward struct {

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -273,6 +274,24 @@ func TestBadConfig(t *testing.T) {
   - {name: b, id: 2, gateway: {enabled: true, forwards: [{listen: "127.0.0.1:2222", target: "10.0.2.15:22"}]}}
 `, nil, nil, "config: fences[1].gateway.forwards[0].listen: tcp 127.0.0.1:2222 already used by fences[0]"},
 		{"lease time", "fences: [{name: a, id: 1, gateway: {enabled: true, lease_time: forever}}]\n", nil, nil, "config: fences[0].gateway.lease_time:"},
+		{"ipv6 not bool", "fences: [{name: a, id: 1, gateway: {enabled: true, ipv6: maybe}}]\n", nil, nil, "config: fences[0].gateway.ipv6:"},
+		{"ipv6 prefix garbage", "fences: [{name: a, id: 1, gateway: {enabled: true, ipv6_prefix: nope}}]\n", nil, nil,
+			`config: fences[0].gateway.ipv6_prefix: "nope"`},
+		{"ipv6 prefix /48", "fences: [{name: a, id: 1, gateway: {enabled: true, ipv6_prefix: \"fd00:1::/48\"}}]\n", nil, nil,
+			`config: fences[0].gateway.ipv6_prefix: "fd00:1::/48": want an IPv6 /64`},
+		{"ipv6 prefix v4", "fences: [{name: a, id: 1, gateway: {enabled: true, ipv6_prefix: 10.0.0.0/8}}]\n", nil, nil,
+			"config: fences[0].gateway.ipv6_prefix:"},
+		{"ipv6 prefix with ipv6 off", "fences: [{name: a, id: 1, gateway: {enabled: true, ipv6: false, ipv6_prefix: \"fd00:1::/64\"}}]\n", nil, nil,
+			"config: fences[0].gateway.ipv6_prefix: \"fd00:1::/64\": set while fences[0].gateway.ipv6 is false"},
+		{"allow garbage", "fences: [{name: a, id: 1}, {name: b, id: 2, gateway: {enabled: true, allow: [10.0.0.0/8, lan]}}]\n", nil, nil,
+			`config: fences[1].gateway.allow[1]: "lan": want a prefix`},
+		{"allow host bits", "fences: [{name: a, id: 1, gateway: {enabled: true, allow: [192.0.2.1/24]}}]\n", nil, nil,
+			`config: fences[0].gateway.allow[0]: "192.0.2.1/24": host bits set (did you mean 192.0.2.0/24?)`},
+		{"deny bad length", "fences: [{name: a, id: 1, gateway: {enabled: true, deny: [\"2001:db8::/129\"]}}]\n", nil, nil,
+			`config: fences[0].gateway.deny[0]: "2001:db8::/129"`},
+		{"ipv6 forward target with ipv6 off", "fences: [{name: a, id: 1, gateway: {enabled: true, ipv6: false, forwards: [{listen: \"127.0.0.1:2222\", target: \"[fd63:6f72:7261::15]:22\"}]}}]\n", nil, nil,
+			`config: fences[0].gateway.forwards[0].target: "[fd63:6f72:7261::15]:22": IPv6 target while fences[0].gateway.ipv6 is false`},
+		{"deny not a list", "fences: [{name: a, id: 1, gateway: {enabled: true, deny: {a: 1}}}]\n", nil, nil, "config: fences[0].gateway.deny"},
 		{"yaml syntax", "fences: [\n", nil, nil, "config: "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -378,6 +397,37 @@ func TestGoodConfigs(t *testing.T) {
 					t.Errorf("got %+v", g)
 				}
 			}},
+		{"gateway ipv6 default on", "fences: [{name: a, id: 1, gateway: {enabled: true}}]\n", func(t *testing.T, c *Config) {
+			g := c.Fences[0].Gateway
+			if g == nil || g.NoIPv6 || g.IPv6Prefix.IsValid() || g.Allow != nil || g.Deny != nil {
+				t.Errorf("got %+v, want IPv6 on with the default prefix, no allow/deny", g)
+			}
+		}},
+		{"gateway ipv6 off", "fences: [{name: a, id: 1, gateway: {enabled: true, ipv6: false}}]\n", func(t *testing.T, c *Config) {
+			if g := c.Fences[0].Gateway; g == nil || !g.NoIPv6 {
+				t.Errorf("got %+v, want NoIPv6", g)
+			}
+		}},
+		{"gateway ipv6 prefix, allow, deny", `fences: [{name: a, id: 1, gateway: {enabled: true, ipv6: true, ipv6_prefix: "fd00:1:2:3::/64",
+  allow: [127.0.0.1, 192.0.2.0/24, "2001:db8::/32"], deny: [192.0.2.7/32, "::1"]}}]`, func(t *testing.T, c *Config) {
+			g := c.Fences[0].Gateway
+			want := func(ps ...string) []netip.Prefix {
+				var out []netip.Prefix
+				for _, p := range ps {
+					out = append(out, netip.MustParsePrefix(p))
+				}
+				return out
+			}
+			if g == nil || g.NoIPv6 || g.IPv6Prefix != netip.MustParsePrefix("fd00:1:2:3::/64") {
+				t.Fatalf("got %+v", g)
+			}
+			if !slices.Equal(g.Allow, want("127.0.0.1/32", "192.0.2.0/24", "2001:db8::/32")) {
+				t.Errorf("allow: got %v", g.Allow)
+			}
+			if !slices.Equal(g.Deny, want("192.0.2.7/32", "::1/128")) {
+				t.Errorf("deny: got %v", g.Deny)
+			}
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("CORRAL_TEST_DIR", "/srv/corral")

@@ -2,8 +2,16 @@
 //
 //	corral [run] [--config FILE] [--log-level L] [--log-format F]
 //	corral plug ADDRESS (--tap NAME [--netns NS] [--mtu N] | --stdio)
-//	corral status | fences | ports | fdb [FENCE] | peers   [--admin ADDR] [--json]
+//	corral status | fences | ports | fdb [FENCE] | peers | gateways [FENCE]   [--admin ADDR] [--json]
+//	corral forward add FENCE PROTO LISTEN TARGET | ls [FENCE] | rm FENCE PROTO LISTEN
 //	corral version
+//
+// Admin routes added here (besides those of package admin): GET /v1/peers
+// (uplink.Status plus gateway_conflicts), GET/POST/DELETE /v1/forwards
+// (port forwards at run time, forward.go), GET /v1/gateways (addresses,
+// leases, forwards and NAT counters, gateways.go). metrics.listen serves
+// Prometheus text at /metrics from a collector that reads the switch's,
+// uplink's and gateways' snapshots at scrape time (metrics.go).
 //
 // This package is the only one that imports cobra and viper. The
 // configuration is read once: the embedded default (default.yaml), then

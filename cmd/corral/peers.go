@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,7 +28,11 @@ func init() {
 				admin.WriteError(w, http.StatusNotFound, "no uplink configured (uplink.udp.listen or uplink.raw.interface)")
 				return
 			}
-			admin.WriteJSON(w, http.StatusOK, u.Status())
+			st := u.Status()
+			admin.WriteJSON(w, http.StatusOK, peersResponse{
+				Status:           st,
+				GatewayConflicts: gatewayConflicts(rt.gatewayFences(), st.Peers),
+			})
 		}))
 		return nil
 	})
@@ -37,14 +42,51 @@ func init() {
 			Short: "Show the uplink and the remote hosts it knows",
 			Args:  noArgs,
 			RunE: func(cmd *cobra.Command, args []string) error {
-				var st uplink.Status
+				var st peersResponse
 				return c.query(cmd, "/v1/peers", &st, func(w io.Writer) { printPeers(w, st) })
 			},
 		}
 	})
 }
 
-func printPeers(w io.Writer, st uplink.Status) {
+// peersResponse is the body of GET /v1/peers: uplink.Status (its fields
+// inline) and the gateway conflicts seen in it.
+type peersResponse struct {
+	uplink.Status
+	// GatewayConflicts lists fences whose gateway runs here and that a
+	// peer announces in its hellos as served by it too (issue 4 item 7;
+	// the uplink also logs each at error level and counts
+	// gateway_conflict). Always present, empty when all is well.
+	GatewayConflicts []gatewayConflict `json:"gateway_conflicts"`
+}
+
+// gatewayConflict is one fence served by a gateway here and on a peer.
+type gatewayConflict struct {
+	Fence    uint32 `json:"fence"`
+	Peer     string `json:"peer"` // the peer's outer MAC
+	PeerName string `json:"peer_name"`
+	PeerAddr string `json:"peer_addr,omitempty"`
+}
+
+// gatewayConflicts intersects the local gateway fences with every peer's
+// announced gateways.
+func gatewayConflicts(local []uint32, peers []uplink.PeerStatus) []gatewayConflict {
+	out := []gatewayConflict{}
+	if len(local) == 0 {
+		return out
+	}
+	for _, p := range peers {
+		for _, g := range p.Gateways {
+			if slices.Contains(local, g) {
+				out = append(out, gatewayConflict{Fence: g, Peer: p.OuterMAC, PeerName: p.Name, PeerAddr: p.Addr})
+			}
+		}
+	}
+	return out
+}
+
+func printPeers(w io.Writer, resp peersResponse) {
+	st := resp.Status
 	fmt.Fprintf(w, "uplink %s %s, outer MAC %s (host %s, id %#04x, installation %d), MTU %d\n\n",
 		st.Transport, st.Addr, st.OuterMAC, st.Name, st.HostID, st.Installation, st.MTU)
 	fmt.Fprintln(w, "PEER\tOUTER MAC\tADDR\tHOST ID\tFENCES\tGATEWAYS\tLAST SEEN")
@@ -64,6 +106,10 @@ func printPeers(w io.Writer, st uplink.Status) {
 	}
 	if len(nonZero) > 0 {
 		fmt.Fprintf(w, "\ncounters:%s\n", strings.TrimPrefix(fmtDrops(nonZero), ", drops"))
+	}
+	for _, c := range resp.GatewayConflicts {
+		fmt.Fprintf(w, "\nERROR: fence %d: gateway served here and by peer %s (%s %s); configure it on one host only\n",
+			c.Fence, orDash(c.PeerName), c.Peer, c.PeerAddr)
 	}
 }
 

@@ -90,11 +90,6 @@ type instance struct {
 // An error stops corral.
 var runHooks []func(rt *instance) error
 
-// serveMetrics, when a file of this package sets it, serves Prometheus
-// metrics on cfg.Metrics (it runs as a run hook). Until then a configured
-// metrics.listen is reported and ignored.
-var serveMetrics func(rt *instance) error
-
 // onClose registers f to run at shutdown.
 func (rt *instance) onClose(f func() error) { rt.closers = append(rt.closers, f) }
 
@@ -194,9 +189,7 @@ func runSwitch(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
 		rt.admin = srv
 	}
 	if cfg.Metrics != "" {
-		if serveMetrics == nil {
-			log.Warn("metrics.listen is set, but this build has no metrics exporter; ignored", "listen", cfg.Metrics)
-		} else if err := serveMetrics(rt); err != nil {
+		if err := startMetrics(rt); err != nil {
 			return fmt.Errorf("metrics: %w", err)
 		}
 	}

@@ -352,6 +352,26 @@ func gatewayConfig(key string, f Fence, g fileGateway) (*stack.Config, error) {
 	if sc.UDPIdleTimeout, err = parseDuration(key+".udp_idle_timeout", g.UDPIdleTimeout); err != nil {
 		return nil, err
 	}
+	sc.NoIPv6 = g.IPv6 != nil && !*g.IPv6
+	if g.IPv6Prefix != "" {
+		p, err := netip.ParsePrefix(g.IPv6Prefix)
+		if err != nil {
+			return nil, cfgErr(key+".ipv6_prefix", "%q: %v", g.IPv6Prefix, err)
+		}
+		if !p.Addr().Is6() || p.Addr().Is4In6() || p.Bits() != 64 {
+			return nil, cfgErr(key+".ipv6_prefix", "%q: want an IPv6 /64 such as fd00:1::/64", g.IPv6Prefix)
+		}
+		if sc.NoIPv6 {
+			return nil, cfgErr(key+".ipv6_prefix", "%q: set while %s.ipv6 is false", g.IPv6Prefix, key)
+		}
+		sc.IPv6Prefix = p
+	}
+	if sc.Allow, err = parsePrefixes(key+".allow", g.Allow); err != nil {
+		return nil, err
+	}
+	if sc.Deny, err = parsePrefixes(key+".deny", g.Deny); err != nil {
+		return nil, err
+	}
 	sc.MaxTCPConns = int(g.MaxTCPConns)
 	sc.MaxUDPFlows = int(g.MaxUDPFlows)
 	for j, r := range g.Resolvers {
@@ -377,6 +397,9 @@ func gatewayConfig(key string, f Fence, g fileGateway) (*stack.Config, error) {
 		t, err := netip.ParseAddrPort(fw.Target)
 		if err != nil {
 			return nil, cfgErr(k+".target", "%q: want IP:port", fw.Target)
+		}
+		if sc.NoIPv6 && t.Addr().Unmap().Is6() {
+			return nil, cfgErr(k+".target", "%q: IPv6 target while %s.ipv6 is false", fw.Target, key)
 		}
 		sf := stack.Forward{Proto: proto, Listen: l, Target: t}
 		if err := sf.Validate(); err != nil {
@@ -410,6 +433,29 @@ func checkForwardConflicts(fences []Fence) error {
 		}
 	}
 	return nil
+}
+
+// parsePrefixes parses a list of CIDR prefixes; a bare address is a
+// one-address prefix (/32 or /128).
+func parsePrefixes(key string, list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for i, s := range list {
+		k := fmt.Sprintf("%s[%d]", key, i)
+		s = strings.TrimSpace(s)
+		if p, err := netip.ParsePrefix(s); err == nil {
+			if p != p.Masked() {
+				return nil, cfgErr(k, "%q: host bits set (did you mean %s?)", s, p.Masked())
+			}
+			out = append(out, p)
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" {
+			return nil, cfgErr(k, "%q: want a prefix such as 192.0.2.0/24 or an address", s)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }
 
 func parseDuration(key, s string) (time.Duration, error) {

@@ -7,7 +7,9 @@
 //	GET /v1/ports           []vswitch.PortStatus
 //	GET /v1/fdb[?fence=F]   []FenceFDB (F is a fence ID or name)
 //
-// Other areas (peers, port forwards, capture) add routes with
-// [Server.Handle] before [Server.Serve]. Errors are JSON objects
+// Other areas add routes with [Server.Handle] before [Server.Serve];
+// cmd/corral adds GET /v1/peers, GET/POST/DELETE /v1/forwards and
+// GET /v1/gateways (they need the uplink and stack packages, which admin
+// does not import). Errors are JSON objects
 // {"error": "..."} with a 4xx or 5xx status.
 package admin
