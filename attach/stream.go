@@ -73,7 +73,8 @@ type streamPort struct {
 	wfn     func(fd uintptr) bool
 	werrno  error
 	wbuf    []byte
-	werr    error // sticky write error
+	werr    error  // sticky write error
+	pend    []byte // unsent tail of a frame TryWrite sent in part
 	wframes int
 }
 
@@ -96,7 +97,7 @@ func newStreamPort(rwc io.ReadWriteCloser, opts Options) *streamPort {
 	if sc, ok := rwc.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
 			p.rc = rc
-			p.iovs = make([]unix.Iovec, 0, BatchSize)
+			p.iovs = make([]unix.Iovec, 0, maxIOV+1) // +1: a pending tail
 			p.wfn = p.writeFn
 		}
 	}
@@ -106,8 +107,9 @@ func newStreamPort(rwc io.ReadWriteCloser, opts Options) *streamPort {
 	return p
 }
 
-// BatchSize implements vswitch.Port.BatchSize.
-func (p *streamPort) BatchSize() int { return BatchSize }
+// BatchSize implements vswitch.Port.BatchSize: up to IOV_MAX frames per
+// writev. (The switch reads with at most 64 buffers whatever this says.)
+func (p *streamPort) BatchSize() int { return maxIOV }
 
 // Close implements vswitch.Port.Close.
 func (p *streamPort) Close() error {
@@ -217,6 +219,10 @@ func (p *streamPort) Write(bufs [][]byte, offset int) (int, error) {
 		return p.writeCopy(bufs, offset)
 	}
 	p.iovs = p.iovs[:0]
+	if len(p.pend) > 0 {
+		p.iovs = append(p.iovs, unix.Iovec{Base: &p.pend[0]})
+		p.iovs[0].SetLen(len(p.pend))
+	}
 	for _, b := range bufs {
 		l := len(b) - offset
 		if l <= 0 || l > p.maxFrame {
@@ -237,11 +243,115 @@ func (p *streamPort) Write(bufs [][]byte, offset int) (int, error) {
 	}
 	clear(p.iovs) // drop references to the switch's buffers
 	p.wiov = nil
+	p.pend = p.pend[:0]
 	if err != nil {
 		p.werr = p.writeErr(err)
 		return 0, p.werr
 	}
 	return len(bufs), nil
+}
+
+// TryWrite implements vswitch.TryWriter: one writev that never waits.
+// The switch calls it from its reader goroutines when this port's queue is
+// empty, never at the same time as Write. If the socket takes only part of
+// a frame, the frame counts as sent and its tail is kept in pend (a copy;
+// the switch's buffer is not kept), which the next TryWrite or Write sends
+// first. EAGAIN sends nothing and returns 0.
+func (p *streamPort) TryWrite(bufs [][]byte, offset int) (int, error) {
+	if p.closed.Load() {
+		return 0, net.ErrClosed
+	}
+	if p.werr != nil {
+		return 0, p.werr
+	}
+	if p.rc == nil || offset < LengthSize {
+		return 0, nil
+	}
+	if len(p.pend) > 0 {
+		m, e := p.tryv([]unix.Iovec{{Base: &p.pend[0], Len: uint64(len(p.pend))}})
+		if e != nil {
+			return 0, e
+		}
+		n := copy(p.pend, p.pend[m:])
+		p.pend = p.pend[:n]
+		if n > 0 {
+			return 0, nil
+		}
+	}
+	p.iovs = p.iovs[:0]
+	nb := 0 // frames of bufs covered by iovs
+	for _, b := range bufs {
+		if len(p.iovs) == maxIOV {
+			break
+		}
+		nb++
+		l := len(b) - offset
+		if l <= 0 || l > p.maxFrame {
+			continue
+		}
+		binary.BigEndian.PutUint32(b[offset-LengthSize:], uint32(l))
+		p.iovs = append(p.iovs, unix.Iovec{Base: &b[offset-LengthSize]})
+		p.iovs[len(p.iovs)-1].SetLen(LengthSize + l)
+	}
+	if len(p.iovs) == 0 {
+		return nb, nil
+	}
+	m, err := p.tryv(p.iovs)
+	if err != nil {
+		clear(p.iovs)
+		return 0, err
+	}
+	// Map bytes written to frames; a frame sent in part is counted and its
+	// tail kept in pend.
+	sent := 0
+	for _, b := range bufs[:nb] {
+		l := len(b) - offset
+		if l <= 0 || l > p.maxFrame {
+			sent++
+			continue
+		}
+		fl := LengthSize + l
+		if m >= fl {
+			m -= fl
+			sent++
+			continue
+		}
+		if m > 0 {
+			if p.pend == nil {
+				p.pend = make([]byte, 0, LengthSize+p.maxFrame)
+			}
+			p.pend = append(p.pend[:0], b[offset-LengthSize+m:]...)
+			sent++
+		}
+		break
+	}
+	clear(p.iovs)
+	return sent, nil
+}
+
+// tryv runs one writev that does not wait; EAGAIN is 0 bytes.
+func (p *streamPort) tryv(iovs []unix.Iovec) (int, error) {
+	var m uintptr
+	var e unix.Errno
+	err := p.rc.Write(func(fd uintptr) bool {
+		for {
+			m, _, e = unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iovs[0])), uintptr(len(iovs)))
+			if e != unix.EINTR {
+				return true
+			}
+		}
+	})
+	if err == nil && e != 0 && e != unix.EAGAIN {
+		err = e
+	}
+	if err != nil {
+		p.werr = p.writeErr(err)
+		return 0, p.werr
+	}
+	if e == unix.EAGAIN {
+		return 0, nil
+	}
+	return int(m), nil
 }
 
 // maxIOV is the most iovecs one writev takes (IOV_MAX).
