@@ -8,7 +8,7 @@ import (
 )
 
 // Splice moves frames between a and b in both directions, in batches of
-// up to min(a.BatchSize(), b.BatchSize()) frames, with buffers allocated
+// up to min(a.BatchSize(), b.BatchSize(), 64) frames, with buffers allocated
 // once (vswitch.BufSize each, frames at offset vswitch.Headroom). It
 // returns when either side fails or ctx is done, after closing both ports
 // and waiting for its goroutines: the first error (io.EOF when a stream
@@ -28,7 +28,10 @@ func Splice(ctx context.Context, a, b vswitch.Port) error {
 	}
 	unreg := context.AfterFunc(ctx, func() { stop(ctx.Err()) })
 	defer unreg()
-	batch := max(min(a.BatchSize(), b.BatchSize()), 1)
+	// Every buffer is vswitch.BufSize (64 KiB) and preallocated, so the
+	// batch is capped: a stream port's BatchSize (IOV_MAX, for writev)
+	// would otherwise cost 2 × 1024 × 64 KiB.
+	batch := max(min(a.BatchSize(), b.BatchSize(), maxSpliceBatch), 1)
 	wg.Add(2)
 	go func() { defer wg.Done(); stop(pump(a, b, batch)) }()
 	go func() { defer wg.Done(); stop(pump(b, a, batch)) }()
@@ -37,6 +40,9 @@ func Splice(ctx context.Context, a, b vswitch.Port) error {
 }
 
 // pump copies frames from src to dst until one fails.
+// maxSpliceBatch bounds Splice's batches (and so its memory: 2 × 64 × 64 KiB).
+const maxSpliceBatch = 64
+
 func pump(src, dst vswitch.Port, batch int) error {
 	const off = vswitch.Headroom
 	bufs := make([][]byte, batch)

@@ -47,12 +47,30 @@ const maxBatch = 1024
 // BatchSize still gets large writes.
 const maxReadBatch = 64
 
+// Transmit queue bounds. A queue holds at most QueueLen frames, and its
+// frames' buffers take at most QueueBytes bytes of memory (an empty queue
+// takes any frame); a frame that does not fit is dropped and counted
+// (queue_full). A frame of up to 1984 bytes sits in a 2 KiB pool buffer
+// and counts 2048 bytes, a larger one in a 64 KiB buffer and counts 65600.
+// So the defaults hold 4096 frames of up to 1984 bytes, which lets one
+// 256 KiB stream read of 64-byte frames (3855 frames) queue whole behind a
+// busy writer, or 127 larger frames; a stuck port pins at most 8 MiB of
+// buffers, plus its ring of 40 bytes per frame slot (160 KiB). The trunk's
+// queue is four times as large. These replace the first bound (512 frames) as
+// the switch's default: with 512 frames, a fast sender to a fast receiver
+// lost most of every burst of small frames.
+const (
+	DefaultQueueFrames = 4096
+	DefaultQueueBytes  = DefaultQueueFrames * smallBufSize
+)
+
 // Config configures a [Switch]. The zero value of every field means its default.
 type Config struct {
 	AgingTime    time.Duration // 0: DefaultAgingTime
 	MaxPortMACs  int           // 0: DefaultMaxPortMACs
 	MaxFenceMACs int           // 0: DefaultMaxFenceMACs
-	QueueLen     int           // 0: DefaultQueueLen
+	QueueLen     int           // transmit queue bound in frames; 0: DefaultQueueFrames
+	QueueBytes   int           // transmit queue bound in buffer bytes; 0: DefaultQueueBytes
 	Logger       *slog.Logger  // nil: discard
 	// Now is the clock used for learning and aging (nil: time.Now). Tests
 	// inject a fake clock here. It is called once per batch, not per frame.
@@ -68,11 +86,12 @@ type FenceConfig struct {
 
 // PortConfig describes one port when it is attached.
 type PortConfig struct {
-	Name     string // shown in logs and the admin API, e.g. "unix:/run/x.sock#3"
-	Fence    uint32
-	PinMAC   MAC // non-zero: only frames with this source MAC are accepted
-	MaxMACs  int // 0: Config.MaxPortMACs
-	QueueLen int // 0: Config.QueueLen
+	Name       string // shown in logs and the admin API, e.g. "unix:/run/x.sock#3"
+	Fence      uint32
+	PinMAC     MAC // non-zero: only frames with this source MAC are accepted
+	MaxMACs    int // 0: Config.MaxPortMACs
+	QueueLen   int // 0: Config.QueueLen
+	QueueBytes int // 0: Config.QueueBytes
 }
 
 // Switch is the switch core. Its methods are safe for concurrent use.
@@ -105,7 +124,7 @@ type Switch struct {
 // New returns a switch with no fences. It starts the aging janitor;
 // [Switch.Close] stops it.
 func New(cfg Config) (*Switch, error) {
-	if cfg.AgingTime < 0 || cfg.MaxPortMACs < 0 || cfg.MaxFenceMACs < 0 || cfg.QueueLen < 0 {
+	if cfg.AgingTime < 0 || cfg.MaxPortMACs < 0 || cfg.MaxFenceMACs < 0 || cfg.QueueLen < 0 || cfg.QueueBytes < 0 {
 		return nil, fmt.Errorf("vswitch: negative value in Config")
 	}
 	if cfg.AgingTime == 0 {
@@ -118,7 +137,10 @@ func New(cfg Config) (*Switch, error) {
 		cfg.MaxFenceMACs = DefaultMaxFenceMACs
 	}
 	if cfg.QueueLen == 0 {
-		cfg.QueueLen = DefaultQueueLen
+		cfg.QueueLen = DefaultQueueFrames
+	}
+	if cfg.QueueBytes == 0 {
+		cfg.QueueBytes = DefaultQueueBytes
 	}
 	s := &Switch{
 		cfg:   cfg,
@@ -230,7 +252,7 @@ func (s *Switch) attach(p Port, pc PortConfig, start bool) (*port, error) {
 		return nil, ErrBadBatchSize
 	}
 	batch = min(batch, maxBatch)
-	if pc.MaxMACs < 0 || pc.QueueLen < 0 {
+	if pc.MaxMACs < 0 || pc.QueueLen < 0 || pc.QueueBytes < 0 {
 		return nil, fmt.Errorf("vswitch: port %q: negative limit", pc.Name)
 	}
 	s.mu.Lock()
@@ -255,7 +277,7 @@ func (s *Switch) attach(p Port, pc PortConfig, start bool) (*port, error) {
 		done:       make(chan struct{}),
 		writerDone: make(chan struct{}),
 	}
-	ps.q.init(cmp.Or(pc.QueueLen, s.cfg.QueueLen), &ps.drops)
+	ps.q.init(cmp.Or(pc.QueueLen, s.cfg.QueueLen), cmp.Or(pc.QueueBytes, s.cfg.QueueBytes), &ps.drops)
 	ps.q.port = ps
 	ps.q.tw, _ = p.(TryWriter)
 	s.ports[ps.id] = ps
@@ -306,7 +328,7 @@ func (s *Switch) attachTrunk(t Trunk, batch int, start bool) (*trunk, error) {
 		return nil, ErrTrunkAttached
 	}
 	tr := &trunk{s: s, t: t, batch: batch, done: make(chan struct{}), writerDone: make(chan struct{})}
-	tr.q.init(4*s.cfg.QueueLen, &tr.drops)
+	tr.q.init(4*s.cfg.QueueLen, 4*s.cfg.QueueBytes, &tr.drops)
 	s.trunk.Store(tr)
 	if start {
 		s.wg.Add(2)

@@ -251,7 +251,17 @@ func (r *reader) deliverGroup(g *group) {
 // frames into *frames and *bytes, the others as drops. It reports whether
 // the writer must be woken.
 func (r *reader) enqueue(q *txQueue, f *fence, idx []int32, frames, bytes *uint64) bool {
-	room := max(0, min(len(idx), q.room()))
+	// Copy only what the queue has room for now (a hint; pushBatch decides).
+	roomFrames, roomBytes := q.room()
+	room := 0
+	for room < len(idx) && room < roomFrames {
+		charge := bufCharge(int(r.stage[idx[room]].size))
+		if room > 0 && charge > roomBytes {
+			break
+		}
+		roomBytes -= charge
+		room++
+	}
 	out := r.out[:0]
 	for _, k := range idx[:room] {
 		st := &r.stage[k]
@@ -323,6 +333,13 @@ func (r *reader) processPort(p *port, n int) {
 	var rxBytes uint64
 	var newMACs int64
 	pinned := !p.pin.IsZero()
+	// Bulk traffic repeats the same source and destination frame after
+	// frame: remember the last lookups (the table does not change while
+	// the read lock is held). knownSrc is set only for a source already
+	// learned on p, the one outcome that needs no further work.
+	var lastSrc, lastDst MAC
+	var lastD *entry
+	knownSrc, knownDst := false, false
 
 	f.mu.RLock()
 	for i := 0; i < n; i++ {
@@ -346,10 +363,13 @@ func (r *reader) processPort(p *port, n int) {
 			p.dropIn(DropPinned)
 			continue
 		}
-		if e := f.table[src]; e != nil && e.port == p {
+		if knownSrc && src == lastSrc {
+			// refreshed with the earlier frame of this batch
+		} else if e := f.table[src]; e != nil && e.port == p {
 			if now-e.seen.Load() >= seenGranularity {
 				e.seen.Store(now)
 			}
+			lastSrc, knownSrc = src, true
 		} else if !r.pending(f, src) {
 			if p.macs.Load()+newMACs >= p.maxMACs {
 				p.dropIn(DropMACLimit)
@@ -365,7 +385,10 @@ func (r *reader) processPort(p *port, n int) {
 			r.flood(f, p, ports, tr, i, size)
 			continue
 		}
-		d := f.table[dst]
+		if !knownDst || dst != lastDst {
+			lastDst, lastD, knownDst = dst, f.table[dst], true
+		}
+		d := lastD
 		switch {
 		case d == nil:
 			r.flood(f, p, ports, tr, i, size)

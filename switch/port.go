@@ -41,8 +41,6 @@ const (
 	DefaultMaxPortMACs = 16
 	// DefaultMaxFenceMACs is how many entries one fence's table holds.
 	DefaultMaxFenceMACs = 65536
-	// DefaultQueueLen is a port's transmit queue length in frames.
-	DefaultQueueLen = 512
 )
 
 // Port is one attachment of the switch: a VM connection, a datagram peer, a

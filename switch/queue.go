@@ -33,8 +33,17 @@ type txQueue struct {
 	// +checklocks:mu
 	n int
 	// +checklocks:mu
+	bytes int // buffer bytes queued: the sum of cap(b) (see bufCharge)
+	// +checklocks:mu
 	closed bool
+	// maxBytes bounds bytes, so the memory a queue pins; a frame is
+	// refused when it would exceed it, unless the queue is empty.
+	maxBytes int
 
+	// queued and queuedBytes mirror n and bytes for lock-free hints (how
+	// many frames to copy before pushing, status); the authoritative
+	// counts are n and bytes.
+	queuedBytes atomic.Int64
 	// queued mirrors n for lock-free hints (room before copying, status);
 	// the authoritative count is n.
 	queued atomic.Int64
@@ -51,14 +60,26 @@ type txQueue struct {
 	tw   TryWriter
 }
 
-func (q *txQueue) init(n int, drops *dropCounters) {
+func (q *txQueue) init(n, maxBytes int, drops *dropCounters) {
 	q.ring = make([]txFrame, n)
+	q.maxBytes = maxBytes
 	q.wake = make(chan struct{}, 1)
 	q.drops = drops
 }
 
-// room returns a hint of how many frames the queue takes now.
-func (q *txQueue) room() int { return len(q.ring) - int(q.queued.Load()) }
+// bufCharge is what a queued frame of size bytes counts against a queue's
+// byte bound: the capacity of the pool buffer it sits in.
+func bufCharge(size int) int {
+	if Headroom+size <= smallBufSize {
+		return smallBufSize
+	}
+	return BufSize
+}
+
+// room returns a hint of how many frames and bytes the queue takes now.
+func (q *txQueue) room() (frames, bytes int) {
+	return len(q.ring) - int(q.queued.Load()), q.maxBytes - int(q.queuedBytes.Load())
+}
 
 // pushBatch appends frames in order until the queue is full. It returns
 // how many it took (the queue owns their buffers; the caller keeps the
@@ -72,15 +93,21 @@ func (q *txQueue) pushBatch(frames []txFrame) (n int, closed, wake bool) {
 	}
 	wake = q.n == 0
 	for n < len(frames) && q.n < len(q.ring) {
+		size := cap(frames[n].b)
+		if q.n > 0 && q.bytes+size > q.maxBytes {
+			break
+		}
 		i := q.head + q.n
 		if i >= len(q.ring) {
 			i -= len(q.ring)
 		}
 		q.ring[i] = frames[n]
 		q.n++
+		q.bytes += size
 		n++
 	}
 	q.queued.Store(int64(q.n))
+	q.queuedBytes.Store(int64(q.bytes))
 	q.mu.Unlock()
 	return n, false, wake && n > 0
 }
@@ -98,6 +125,7 @@ func (q *txQueue) pop(dst []txFrame) (_ []txFrame, closed bool) {
 	q.mu.Lock()
 	for q.n > 0 && len(dst) < cap(dst) {
 		dst = append(dst, q.ring[q.head])
+		q.bytes -= cap(q.ring[q.head].b)
 		q.ring[q.head] = txFrame{}
 		q.head++
 		if q.head == len(q.ring) {
@@ -106,6 +134,7 @@ func (q *txQueue) pop(dst []txFrame) (_ []txFrame, closed bool) {
 		q.n--
 	}
 	q.queued.Store(int64(q.n))
+	q.queuedBytes.Store(int64(q.bytes))
 	closed = q.closed
 	q.mu.Unlock()
 	return dst, closed
@@ -119,11 +148,11 @@ func (q *txQueue) signal() {
 	}
 }
 
-// len returns the number of queued frames.
-func (q *txQueue) len() int {
+// len returns the number of queued frames and their bytes.
+func (q *txQueue) len() (frames, bytes int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.n
+	return q.n, q.bytes
 }
 
 // close refuses further pushes, returns the queued buffers to pool and
@@ -140,7 +169,9 @@ func (q *txQueue) close(pool *bufPool) {
 			q.n--
 		}
 		pool.mu.Unlock()
+		q.bytes = 0
 		q.queued.Store(0)
+		q.queuedBytes.Store(0)
 	}
 	q.mu.Unlock()
 	q.signal()

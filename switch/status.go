@@ -46,9 +46,11 @@ type PortStatus struct {
 	MACs    int    `json:"macs"` // source MACs learned on this port
 	MaxMACs int    `json:"max_macs"`
 	// PinMAC is the pinned source MAC, "" when the port is not pinned.
-	PinMAC   string `json:"pin_mac,omitempty"`
-	QueueLen int    `json:"queue_len"` // transmit queue capacity in frames
-	Queued   int    `json:"queued"`    // frames waiting in the transmit queue
+	PinMAC      string `json:"pin_mac,omitempty"`
+	QueueLen    int    `json:"queue_len"`    // transmit queue capacity in frames
+	Queued      int    `json:"queued"`       // frames waiting in the transmit queue
+	QueueBytes  int    `json:"queue_bytes"`  // transmit queue capacity in frame bytes
+	QueuedBytes int    `json:"queued_bytes"` // bytes of the frames waiting
 
 	RxFrames uint64 `json:"rx_frames"` // frames read from the port (inbound)
 	RxBytes  uint64 `json:"rx_bytes"`
@@ -62,13 +64,15 @@ type PortStatus struct {
 
 // TrunkStatus describes the attached trunk.
 type TrunkStatus struct {
-	RxFrames uint64            `json:"rx_frames"`
-	RxBytes  uint64            `json:"rx_bytes"`
-	TxFrames uint64            `json:"tx_frames"`
-	TxBytes  uint64            `json:"tx_bytes"`
-	QueueLen int               `json:"queue_len"`
-	Queued   int               `json:"queued"`
-	Drops    map[string]uint64 `json:"drops,omitempty"`
+	RxFrames    uint64            `json:"rx_frames"`
+	RxBytes     uint64            `json:"rx_bytes"`
+	TxFrames    uint64            `json:"tx_frames"`
+	TxBytes     uint64            `json:"tx_bytes"`
+	QueueLen    int               `json:"queue_len"`
+	Queued      int               `json:"queued"`
+	QueueBytes  int               `json:"queue_bytes"`
+	QueuedBytes int               `json:"queued_bytes"`
+	Drops       map[string]uint64 `json:"drops,omitempty"`
 }
 
 // FDBEntry is one bridge table entry of a fence.
@@ -108,9 +112,10 @@ func (s *Switch) Status() Status {
 	s.mu.Unlock()
 	slices.SortFunc(ports, func(a, b *port) int { return cmp.Compare(a.id, b.id) })
 	for _, p := range ports {
+		queued, queuedBytes := p.q.len()
 		ps := PortStatus{
 			ID: p.id, Name: p.name, Fence: p.fence.id, MACs: int(p.macs.Load()), MaxMACs: int(p.maxMACs),
-			QueueLen: len(p.q.ring), Queued: p.q.len(),
+			QueueLen: len(p.q.ring), Queued: queued, QueueBytes: p.q.maxBytes, QueuedBytes: queuedBytes,
 			RxFrames: p.rxFrames.Load(), RxBytes: p.rxBytes.Load(),
 			TxFrames: p.txFrames.Load(), TxBytes: p.txBytes.Load(),
 			Drops: p.drops.snapshot(),
@@ -121,10 +126,11 @@ func (s *Switch) Status() Status {
 		st.Ports = append(st.Ports, ps)
 	}
 	if t := s.trunk.Load(); t != nil {
+		queued, queuedBytes := t.q.len()
 		st.Trunk = &TrunkStatus{
 			RxFrames: t.rxFrames.Load(), RxBytes: t.rxBytes.Load(),
 			TxFrames: t.txFrames.Load(), TxBytes: t.txBytes.Load(),
-			QueueLen: len(t.q.ring), Queued: t.q.len(),
+			QueueLen: len(t.q.ring), Queued: queued, QueueBytes: t.q.maxBytes, QueuedBytes: queuedBytes,
 			Drops: t.drops.snapshot(),
 		}
 	}

@@ -185,14 +185,26 @@ func (errClosedT) Error() string { return "closed" }
 // port reads b.N unicast frames as fast as it can, the other's Write
 // counts them. Frames the destination's writer cannot keep up with are
 // dropped (queue_full) and reported as drops/op.
+//
+// In the direct/ variants the destination implements vswitch.TryWriter
+// (and always takes everything), so the reader writes the frames itself.
 func BenchmarkPipeline(b *testing.B) {
-	for _, size := range []int{64, 1500} {
-		b.Run(sizeName(size), func(b *testing.B) {
+	for _, bc := range []struct {
+		name   string
+		size   int
+		direct bool
+	}{{"64", 64, false}, {"1500", 1500, false}, {"direct/64", 64, true}, {"direct/1500", 1500, true}} {
+		size := bc.size
+		b.Run(bc.name, func(b *testing.B) {
 			s := newSwitch(b, vswitch.Config{QueueLen: 1024})
 			dst := newBenchPort(frame(mac(2), mac(1), 0), 64, 1)
 			dst.frame = make([]byte, 60)
 			copy(dst.frame, frame(mac(1), mac(2), 0))
-			if _, err := s.Attach(dst, vswitch.PortConfig{Name: "dst", Fence: 1}); err != nil {
+			var dp vswitch.Port = dst
+			if bc.direct {
+				dp = benchTryPort{dst}
+			}
+			if _, err := s.Attach(dp, vswitch.PortConfig{Name: "dst", Fence: 1}); err != nil {
 				b.Fatal(err)
 			}
 			waitFor(b, waitTimeout, "dst learned", func() bool { return len(s.FDB(1)) == 1 })
@@ -217,9 +229,7 @@ func BenchmarkPipeline(b *testing.B) {
 	}
 }
 
-func sizeName(n int) string {
-	if n == 64 {
-		return "64"
-	}
-	return "1500"
-}
+// benchTryPort is a benchPort whose TryWrite takes every frame.
+type benchTryPort struct{ *benchPort }
+
+func (p benchTryPort) TryWrite(bufs [][]byte, offset int) (int, error) { return p.Write(bufs, offset) }
