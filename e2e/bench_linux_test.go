@@ -106,6 +106,17 @@ func BenchmarkSwitch(b *testing.B) {
 			})
 		}
 	}
+	// What two VMs on one host see: iperf3 TCP between two namespaces whose
+	// TAPs `corral plug` attaches to one corral.
+	for _, mtu := range []int{1500, 65520} {
+		b.Run(fmt.Sprintf("corral/iperf3-tcp-mtu%d", mtu), func(b *testing.B) {
+			benchIperfRuns(b, func(b *testing.B) (client, server *harness.NS, addr string) {
+				harness.NeedRoot(b)
+				sock := benchStartCorralSwitch(b)
+				return benchPlugGuests(b, [2]string{sock, sock}, mtu)
+			})
+		})
+	}
 }
 
 func benchRun(b *testing.B, tg benchTarget, w benchWorkload) {
@@ -486,6 +497,19 @@ func benchDial(b testing.TB, path string) net.Conn {
 // benchSetupCorral starts the real binary with one fence listening on a
 // unix socket and attaches both clients there.
 func benchSetupCorral(b *testing.B, w benchWorkload) benchPair {
+	sock := benchStartCorralSwitch(b)
+	admin := filepath.Join(filepath.Dir(sock), "admin.sock")
+	return benchPair{
+		a:     newBenchConn(b, benchDial(b, sock), 4),
+		b:     newBenchConn(b, benchDial(b, sock), 4),
+		learn: true,
+		after: func() { b.Logf("corral counters: %s", benchCorralCounters(b, admin)) },
+	}
+}
+
+// benchStartCorralSwitch starts corral with one fence (no gateway) on the
+// unix socket it returns; the admin socket is admin.sock beside it.
+func benchStartCorralSwitch(b *testing.B) string {
 	dir := harness.ShortTempDir(b)
 	sock := filepath.Join(dir, "bench.sock")
 	cfg := fmt.Sprintf(`fences:
@@ -499,13 +523,7 @@ log:
   level: info
 `, sock, filepath.Join(dir, "admin.sock"))
 	harness.StartCorral(b, nil, cfg)
-	admin := filepath.Join(dir, "admin.sock")
-	return benchPair{
-		a:     newBenchConn(b, benchDial(b, sock), 4),
-		b:     newBenchConn(b, benchDial(b, sock), 4),
-		learn: true,
-		after: func() { b.Logf("corral counters: %s", benchCorralCounters(b, admin)) },
-	}
+	return sock
 }
 
 // benchCorralCounters summarizes a running corral's frame counters and

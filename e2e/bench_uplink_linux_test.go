@@ -150,7 +150,12 @@ func benchUplinkFrames(b *testing.B, raw bool) benchPair {
 // (MTU mtu) `corral plug` attaches to host 1 and host 2; it waits until
 // they ping.
 func benchPlugPair(b *testing.B, h benchHosts, mtu int) (client, server *harness.NS, addr string) {
-	socks := h.startCorrals(b, false)
+	return benchPlugGuests(b, h.startCorrals(b, false), mtu)
+}
+
+// benchPlugGuests makes two guest namespaces whose tap0 (MTU mtu) `corral
+// plug` attaches to socks[0] and socks[1]; it waits until they ping.
+func benchPlugGuests(b *testing.B, socks [2]string, mtu int) (client, server *harness.NS, addr string) {
 	bin := harness.CorralBinary(b)
 	var guests [2]*harness.NS
 	for i := range guests {

@@ -11,8 +11,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	vswitch "github.com/corralnet/corral/switch"
 )
 
 // NetNSDir is where `ip netns add` keeps named network namespaces.
@@ -31,6 +34,12 @@ type Config struct {
 	NetNS string
 	// MTU of the interface; 0 keeps the kernel's default (1500).
 	MTU int
+	// Offload opens the device with IFF_VNET_HDR and TSO4/TSO6/CSUM
+	// offloads: the kernel hands over TCP super-frames (up to 64 KiB),
+	// which Read cuts into MTU-sized frames, and Write coalesces runs of
+	// TCP segments of one flow into one super-frame per write(2). Frames
+	// on the Port side stay ordinary Ethernet frames either way.
+	Offload bool
 }
 
 // Validate reports a configuration Open would refuse.
@@ -78,6 +87,25 @@ type Device struct {
 
 	// Drops counts frames the kernel refused on Write (EINVAL, EMSGSIZE).
 	drops atomic.Uint64
+
+	// Offload state (Config.Offload).
+	offload bool
+	rxBad   atomic.Uint64 // frames Read dropped: bad virtio_net_hdr or GSO packet
+	// pend holds a super-frame whose segments did not all fit the bufs of
+	// one Read; pendLen > 0 while segments remain, from pendNext on.
+	pend     []byte
+	pendLen  int
+	pendNext int
+	pendGSO  gsoFrame
+	// whdr is the virtio_net_hdr plus headers of a coalesced super-frame;
+	// iov the iovecs of its writev(2).
+	whdr    []byte
+	iov     []unix.Iovec
+	wframes [][]byte
+	// coalesced counts frames Write merged into super-frames; segmented
+	// the super-frames Read cut.
+	coalesced atomic.Uint64
+	segmented atomic.Uint64
 }
 
 // Open creates the TAP device cfg describes (IFF_TAP|IFF_NO_PI), inside
@@ -114,9 +142,17 @@ func Open(cfg Config) (*Device, error) {
 		f.Close()
 		return nil, err
 	}
-	d := &Device{f: f, rc: rc, name: r.name}
+	d := &Device{f: f, rc: rc, name: r.name, offload: cfg.Offload}
 	d.rfn = d.readFn
 	d.wfn = d.writeFn
+	if cfg.Offload {
+		d.rfn = d.readFnOffload
+		d.wfn = d.writeFnOffload
+		d.pend = make([]byte, vswitch.MaxFrameSize)
+		d.whdr = make([]byte, superHdrMax)
+		d.iov = make([]unix.Iovec, BatchSize+1)
+		d.wframes = make([][]byte, 0, BatchSize)
+	}
 	return d, nil
 }
 
@@ -164,10 +200,24 @@ func createHere(cfg Config) (int, string, error) {
 		unix.Close(fd)
 		return -1, "", fmt.Errorf("tap name %q: %w", cfg.Name, err)
 	}
-	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI)
+	flags := uint16(unix.IFF_TAP | unix.IFF_NO_PI)
+	if cfg.Offload {
+		flags |= unix.IFF_VNET_HDR
+	}
+	ifr.SetUint16(flags)
 	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
 		unix.Close(fd)
 		return -1, "", fmt.Errorf("create tap %q: %w", cfg.Name, err)
+	}
+	if cfg.Offload {
+		if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, VnetHdrLen); err != nil {
+			unix.Close(fd)
+			return -1, "", fmt.Errorf("tap %q: TUNSETVNETHDRSZ: %w", cfg.Name, err)
+		}
+		if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, unix.TUN_F_CSUM|unix.TUN_F_TSO4|unix.TUN_F_TSO6); err != nil {
+			unix.Close(fd)
+			return -1, "", fmt.Errorf("tap %q: TUNSETOFFLOAD: %w", cfg.Name, err)
+		}
 	}
 	name := ifr.Name()
 	if err := linkUp(name, cfg.MTU); err != nil {
@@ -211,6 +261,21 @@ func (d *Device) Name() string { return d.name }
 // Drops is the number of frames the kernel refused on Write.
 func (d *Device) Drops() uint64 { return d.drops.Load() }
 
+// RxBad is the number of frames Read dropped (offload only): a bad
+// virtio_net_hdr, an unsupported GSO type or a malformed super-frame.
+func (d *Device) RxBad() uint64 { return d.rxBad.Load() }
+
+// Coalesced is the number of frames Write merged into TCP super-frames
+// (offload only).
+func (d *Device) Coalesced() uint64 { return d.coalesced.Load() }
+
+// Segmented is the number of TCP super-frames Read cut into segments
+// (offload only).
+func (d *Device) Segmented() uint64 { return d.segmented.Load() }
+
+// Offload reports whether the device uses virtio_net_hdr offloads.
+func (d *Device) Offload() bool { return d.offload }
+
 // BatchSize implements vswitch.Port.BatchSize.
 func (d *Device) BatchSize() int { return BatchSize }
 
@@ -233,6 +298,19 @@ func (d *Device) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		return 0, errors.New("read: no buffers")
 	}
 	d.rbufs, d.rsizes, d.roff, d.rn, d.rerrno = bufs, sizes, offset, 0, nil
+	if d.offload {
+		if offset < VnetHdrLen {
+			return 0, fmt.Errorf("read %s: offset %d below %d", d.name, offset, VnetHdrLen)
+		}
+		if d.pendLen > 0 {
+			d.emitPending()
+			if d.pendLen > 0 || d.rn == len(bufs) {
+				n := d.rn
+				d.rbufs, d.rsizes = nil, nil
+				return n, nil
+			}
+		}
+	}
 	err := d.rc.Read(d.rfn)
 	n := d.rn
 	if err == nil && n == 0 {
@@ -275,6 +353,9 @@ func (d *Device) Write(bufs [][]byte, offset int) (int, error) {
 	if d.closed.Load() {
 		return 0, net.ErrClosed
 	}
+	if d.offload && offset < VnetHdrLen {
+		return 0, fmt.Errorf("write %s: offset %d below %d", d.name, offset, VnetHdrLen)
+	}
 	d.wbufs, d.woff, d.wn, d.werrno = bufs, offset, 0, nil
 	err := d.rc.Write(d.wfn)
 	if err == nil {
@@ -310,4 +391,153 @@ func (d *Device) writeFn(fd uintptr) bool {
 		}
 	}
 	return true
+}
+
+// readFnOffload reads frames with their virtio_net_hdr, each straight into
+// the next buffer (the header lands in the headroom). Checksums the kernel
+// left to us are completed; a TCP super-frame is cut into segments in the
+// following buffers, or, when they do not all fit, copied to d.pend and
+// handed out over this and the next Reads. False (wait) only when it got
+// no frame.
+func (d *Device) readFnOffload(fd uintptr) bool {
+	for d.rn < len(d.rbufs) {
+		buf := d.rbufs[d.rn][d.roff-VnetHdrLen:]
+		m, err := unix.Read(int(fd), buf)
+		switch {
+		case err == nil && m > 0:
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return d.rn > 0
+		case err == nil:
+			return true
+		default:
+			d.rerrno = err
+			return true
+		}
+		if m < VnetHdrLen+vswitch.MinFrameSize {
+			d.rxBad.Add(1)
+			continue
+		}
+		h := decodeVnetHdr(buf)
+		frame := buf[VnetHdrLen:m]
+		if h.gsoType == vnetGSONone {
+			if h.flags&vnetFlagNeedsCsum != 0 {
+				if completeCsum(frame, int(h.csumStart), int(h.csumOffset)) != nil {
+					d.rxBad.Add(1)
+					continue
+				}
+			}
+			d.rsizes[d.rn] = len(frame)
+			d.rn++
+			continue
+		}
+		g, err := parseGSO(frame, h)
+		if err != nil {
+			d.rxBad.Add(1)
+			continue
+		}
+		d.segmented.Add(1)
+		if g.nseg > len(d.rbufs)-d.rn {
+			d.pendLen = copy(d.pend, frame)
+			d.pendNext = 0
+			d.pendGSO = g
+			d.emitPending()
+			return true
+		}
+		// Segments 1.. first: segment 0 is cut in place, over the source.
+		for i := 1; i < g.nseg; i++ {
+			d.rsizes[d.rn+i] = g.segment(d.rbufs[d.rn+i][d.roff:], frame, i)
+		}
+		d.rsizes[d.rn] = g.segment(frame, frame, 0)
+		d.rn += g.nseg
+	}
+	return true
+}
+
+// emitPending hands out the pending super-frame's next segments into the
+// free bufs of the current Read.
+func (d *Device) emitPending() {
+	src := d.pend[:d.pendLen]
+	for d.pendNext < d.pendGSO.nseg && d.rn < len(d.rbufs) {
+		d.rsizes[d.rn] = d.pendGSO.segment(d.rbufs[d.rn][d.roff:], src, d.pendNext)
+		d.rn++
+		d.pendNext++
+	}
+	if d.pendNext == d.pendGSO.nseg {
+		d.pendLen = 0
+	}
+}
+
+// writeFnOffload writes runs of coalescable TCP segments as one
+// super-frame (one writev(2) of the virtio_net_hdr and headers, then the
+// payloads, without copying them) and every other frame on its own behind
+// a zero virtio_net_hdr written into its headroom; false means wait.
+func (d *Device) writeFnOffload(fd uintptr) bool {
+	for d.wn < len(d.wbufs) {
+		n, hl := d.coalesce(d.wbufs[d.wn:])
+		var err error
+		if n == 1 {
+			b := d.wbufs[d.wn][d.woff-VnetHdrLen:]
+			clear(b[:VnetHdrLen])
+			_, err = unix.Write(int(fd), b)
+		} else {
+			err = d.writev(fd, n, hl)
+		}
+		switch err {
+		case nil:
+			if n > 1 {
+				d.coalesced.Add(uint64(n))
+			}
+			d.wn += n
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return false
+		case unix.EINVAL, unix.EMSGSIZE:
+			d.drops.Add(uint64(n))
+			d.wn += n
+		default:
+			d.werrno = err
+			return true
+		}
+	}
+	return true
+}
+
+// coalesce runs coalesceRun over the frames (without their headroom)
+// starting at d.wn; frame slices are views into d.wbufs.
+func (d *Device) coalesce(bufs [][]byte) (n, hl int) {
+	// coalesceRun wants frames without headroom: reslice in d.wframes.
+	fr := d.wframes[:0]
+	for _, b := range bufs {
+		if cap(fr) == len(fr) {
+			break
+		}
+		fr = append(fr, b[d.woff:])
+	}
+	n, hl = coalesceRun(fr, d.whdr)
+	clear(fr)
+	return n, hl
+}
+
+// writev writes the coalesced super-frame: d.whdr[:hl], then the payloads
+// of the next n frames.
+func (d *Device) writev(fd uintptr, n, hl int) error {
+	iov := d.iov[:n+1]
+	iov[0].Base = &d.whdr[0]
+	iov[0].SetLen(hl)
+	skip := d.woff + hl - VnetHdrLen
+	for i := 0; i < n; i++ {
+		p := d.wbufs[d.wn+i][skip:]
+		iov[i+1].Base = &p[0]
+		iov[i+1].SetLen(len(p))
+	}
+	_, _, e := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+	for i := range iov {
+		iov[i] = unix.Iovec{}
+	}
+	if e != 0 {
+		return e
+	}
+	return nil
 }

@@ -18,7 +18,7 @@ import (
 var _ vswitch.Port = (*Device)(nil)
 
 // needRoot fails under CI=true and skips otherwise when not root.
-func needRoot(t *testing.T) {
+func needRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() == 0 {
 		return
@@ -31,7 +31,7 @@ func needRoot(t *testing.T) {
 
 // newNS creates a network namespace named after the test process and
 // deletes it at cleanup.
-func newNS(t *testing.T, short string) string {
+func newNS(t testing.TB, short string) string {
 	t.Helper()
 	name := fmt.Sprintf("ctap%d-%s", os.Getpid(), short)
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
@@ -41,7 +41,7 @@ func newNS(t *testing.T, short string) string {
 	return name
 }
 
-func ipIn(t *testing.T, ns string, args ...string) string {
+func ipIn(t testing.TB, ns string, args ...string) string {
 	t.Helper()
 	out, err := exec.Command("ip", append([]string{"-n", ns}, args...)...).CombinedOutput()
 	if err != nil {

@@ -63,8 +63,24 @@ type Config struct {
 	// LocalFences returns the fences that have local ports (hook, typically
 	// vswitch.Switch.LocalFences). Nil: none announced.
 	LocalFences func() []uint32
-	// GatewayFences returns the fences whose gateway this host serves. May be nil.
+	// GatewayFences returns the fences whose gateway this host is
+	// configured to serve (yielded ones included: the uplink leaves those
+	// out of its hellos itself). May be nil.
 	GatewayFences func() []uint32
+	// OnGatewayConflict is called (from the uplink's own goroutine, in
+	// order with OnGatewayResume) when a peer's hello claims the gateway
+	// of a fence that GatewayFences lists and this host serves. yield
+	// true: the peer wins the tie-break (lower outer MAC); this host must
+	// stop serving the fence (the uplink already stopped announcing it).
+	// yield false: this host wins and keeps serving; the peer yields.
+	// Each conflict is reported once (again only after the peer restarts
+	// or is expired and comes back). May be nil.
+	OnGatewayConflict func(fence uint32, peer [6]byte, yield bool)
+	// OnGatewayResume is called when a yielded fence is free again: no
+	// known peer that wins the tie-break claims it any more (the winner
+	// expired, or its hello stopped naming the fence). This host may serve
+	// it again; the uplink announces it again. May be nil.
+	OnGatewayResume func(fence uint32)
 	// OnPeerDown is called (from the uplink's own goroutine) when a peer
 	// expires, with its outer MAC (typically vswitch.Switch.FlushHost).
 	OnPeerDown func(host [6]byte)

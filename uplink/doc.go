@@ -51,6 +51,27 @@
 // outer MAC: logged as an error (rate-limited) and answered with our hello
 // so that the other host reports it too.
 //
+// Gateway conflicts (DESIGN.md 6: two hosts serving one fence is detected
+// by hellos and refused): Config.GatewayFences lists the fences whose
+// gateway this host is configured to serve. When a peer's hello claims one
+// of them, the tie-break that every host computes alike decides: the host
+// with the lower outer MAC (byte-wise; within an installation, the lower
+// host ID) keeps serving, the other yields. Both log the conflict once at
+// error level ("two hosts serve the gateway of one fence", with the fence,
+// the other host and the action) and count gateway_conflict. The yielding
+// host drops the fence from its hellos at once (they announce
+// GatewayFences minus the yielded fences) and gets
+// Config.OnGatewayConflict(fence, peer, true), on which it must detach its
+// gateway; the winner gets OnGatewayConflict(fence, peer, false). A yielded
+// fence is listed in Status.GatewayYields. When no known peer that wins
+// over this host claims the fence any more (the winner expired after three
+// silent hello intervals, or stopped announcing it), the yield ends:
+// logged at warn level, Config.OnGatewayResume(fence) is called and the
+// fence is announced again, so a standby gateway takes over from a dead
+// one. Hooks run on the control goroutine, in order; between a conflict's
+// first hello and the yield both hosts serve for at most a poll interval
+// (100 ms) plus a round trip.
+//
 // Buffers: the uplink never keeps a buffer the switch passes after the call
 // returns. ReadTrunk receives each datagram into bufs[i] at
 // offset-fence.EncapLen, so whole inner frames land at bufs[i][offset:]

@@ -27,6 +27,9 @@ type Status struct {
 	RxByFence map[uint32]uint64 `json:"rx_by_fence"`
 	// Reassembly are the fragment reassembler's counters.
 	Reassembly fence.ReassemblyStats `json:"reassembly"`
+	// GatewayYields are the configured gateway fences this host does not
+	// serve because a peer that wins the tie-break serves them. Never nil.
+	GatewayYields []GatewayYield `json:"gateway_yields"`
 }
 
 // PeerStatus is one remote host of the host table.
@@ -59,6 +62,7 @@ func (u *Uplink) Status() Status {
 		Counters:      u.ctr.snapshot(),
 		RxByFence:     u.fenceCtr.snapshot(),
 		Reassembly:    u.rx.reasm.Stats(),
+		GatewayYields: u.gatewayYields(),
 	}
 	if u.group != nil {
 		s.Group = u.cfg.Group.String()

@@ -120,6 +120,12 @@ type Uplink struct {
 
 	dupMu  sync.Mutex // guards dupLog
 	dupLog map[netip.AddrPort]time.Time
+
+	gw struct { // gateway conflicts (gateway.go)
+		sync.Mutex
+		yielded map[uint32]gwYield
+		events  []gwEvent
+	}
 }
 
 // New validates cfg, binds the transport and starts hellos. The raw uplink
@@ -169,6 +175,7 @@ func newBase(cfg Config) *Uplink {
 		done:     make(chan struct{}),
 		dupLog:   map[netip.AddrPort]time.Time{},
 	}
+	u.gw.yielded = map[uint32]gwYield{}
 	for u.instance == 0 {
 		u.instance = rand.Uint64()
 	}
@@ -195,7 +202,12 @@ func (u *Uplink) start(batch int) {
 	}
 
 	u.wg.Add(1)
-	go u.control()
+	// The first hello is sent before New returns, hence before any hello
+	// is read: every host announces its configured gateways once, so that
+	// a gateway conflict is seen (and logged) by both hosts.
+	fences, gws := u.hook(u.cfg.LocalFences), u.servedGateways()
+	buf := u.sendHello(make([]byte, 0, 64<<10), fences, gws, nil)
+	go u.control(buf, fences, gws, time.Now())
 	u.log.Info("uplink up", "transport", u.transportName(), "addr", u.addrString(),
 		"max_encap_len", u.maxEncap, "hello_interval", u.cfg.HelloInterval)
 }
@@ -491,14 +503,7 @@ func (u *Uplink) rxHello(fr fence.Frame, from netip.AddrPort, now time.Time) {
 	if changed {
 		u.log.Info("peer hello", "peer", src.String(), "name", h.Name, "addr", from.String(),
 			"fences", p.fences, "gateways", p.gateways)
-		if u.cfg.GatewayFences != nil && len(p.gateways) > 0 {
-			for _, g := range u.cfg.GatewayFences() {
-				if _, ok := slices.BinarySearch(p.gateways, g); ok {
-					u.ctr.add(ctrGatewayConflict, 1)
-					u.log.Error("two hosts serve the gateway of one fence", "fence", g, "other", src.String(), "other_name", h.Name)
-				}
-			}
-		}
+		u.checkGatewayClaims(src, p.name, p.gateways, now)
 	}
 }
 
@@ -620,20 +625,20 @@ func (u *Uplink) dests(items []outItem, t *hostTable, fr []byte, p *peer, fenceI
 }
 
 // control sends hellos and expires silent peers until Close.
-func (u *Uplink) control() {
+// The first hello (buf, lastFences, lastGW, lastHello) was sent by start.
+func (u *Uplink) control(buf []byte, lastFences, lastGW []uint32, lastHello time.Time) {
 	defer u.wg.Done()
 	tick := time.NewTicker(min(pollInterval, u.cfg.HelloInterval))
 	defer tick.Stop()
-	buf := make([]byte, 0, 64<<10)
-	var lastFences, lastGW []uint32
-	var lastHello time.Time
 	lastSummary, lastDrops := time.Now(), u.ctr.drops()
 	for {
 		now := time.Now()
 		if now.Sub(lastSummary) >= dropSummaryInterval {
 			lastSummary, lastDrops = now, u.logDrops(lastDrops)
 		}
-		fences, gws := u.hook(u.cfg.LocalFences), u.hook(u.cfg.GatewayFences)
+		u.checkYields(u.table.Load())
+		u.runGatewayEvents()
+		fences, gws := u.hook(u.cfg.LocalFences), u.servedGateways()
 		if now.Sub(lastHello) >= u.cfg.HelloInterval || !slices.Equal(fences, lastFences) || !slices.Equal(gws, lastGW) {
 			buf = u.sendHello(buf[:0], fences, gws, nil)
 			lastHello, lastFences, lastGW = now, fences, gws

@@ -529,18 +529,170 @@ func TestPeerRestartFlushes(t *testing.T) {
 	}
 }
 
+// gwEvents records a host's gateway hook calls.
+type gwEvents struct {
+	mu  sync.Mutex
+	log []string
+}
+
+func (e *gwEvents) add(s string) {
+	e.mu.Lock()
+	e.log = append(e.log, s)
+	e.mu.Unlock()
+}
+
+func (e *gwEvents) get() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.log)
+}
+
+// gwHooks configures gateway fences gws and records the hooks in ev.
+func gwHooks(ev *gwEvents, gws ...uint32) func(*Config) {
+	return func(c *Config) {
+		c.GatewayFences = func() []uint32 { return gws }
+		c.OnGatewayConflict = func(f uint32, peer [6]byte, yield bool) {
+			ev.add(fmt.Sprintf("conflict %d %s yield=%v", f, fence.OuterMAC(peer), yield))
+		}
+		c.OnGatewayResume = func(f uint32) { ev.add(fmt.Sprintf("resume %d", f)) }
+	}
+}
+
 func TestGatewayConflict(t *testing.T) {
-	gw := func(c *Config) { c.GatewayFences = func() []uint32 { return []uint32{5} } }
-	a := newHost(t, 1, []uint32{5}, gw)
-	b := newHost(t, 2, []uint32{5}, func(c *Config) { gw(c); peersOf(a)(c) })
-	for _, h := range []*testHost{a, b} {
-		waitFor(t, h.u.cfg.HostName+" sees the gateway conflict", func() bool {
-			return h.u.Status().Counters["gateway_conflict"] > 0
-		})
+	// a (host 1, the lower outer MAC) and b (host 2) both serve fence 5;
+	// b also serves 6 alone. b yields 5, a keeps it, each reports once.
+	var ea, eb gwEvents
+	a := newHost(t, 1, []uint32{5}, gwHooks(&ea, 5))
+	b := newHost(t, 2, []uint32{5}, func(c *Config) { gwHooks(&eb, 6, 5)(c); peersOf(a)(c) })
+	macA, macB := fence.OuterMAC(a.u.OuterMAC()), fence.OuterMAC(b.u.OuterMAC())
+	waitFor(t, "b yields fence 5", func() bool {
+		return slices.Equal(eb.get(), []string{"conflict 5 " + macA.String() + " yield=true"})
+	})
+	waitFor(t, "a sees b announce only fence 6", func() bool {
+		p, ok := a.peer(macB)
+		return ok && slices.Equal(p.Gateways, []uint32{6})
+	})
+	if p, ok := b.peer(macA); !ok || !slices.Equal(p.Gateways, []uint32{5}) {
+		t.Fatalf("b's view of a: %+v", p)
 	}
-	if p, ok := a.peer(b.u.OuterMAC()); !ok || !slices.Equal(p.Gateways, []uint32{5}) {
-		t.Fatalf("a's view of b: %+v", p)
+	// a heard b's first hello (it announces its configuration before it
+	// knows a) unless b yielded first; either way a never yields.
+	time.Sleep(500 * time.Millisecond) // several hello intervals
+	if got := ea.get(); len(got) > 1 || (len(got) == 1 && got[0] != "conflict 5 "+macB.String()+" yield=false") {
+		t.Fatalf("a's gateway hooks: %q", got)
 	}
+	if got := eb.get(); len(got) != 1 {
+		t.Fatalf("b's gateway hooks after the yield: %q (want exactly one)", got)
+	}
+	if n := strings.Count(b.log.String(), "two hosts serve the gateway of one fence"); n != 1 {
+		t.Fatalf("b logged the conflict %d times:\n%s", n, b.log.String())
+	}
+	if n := strings.Count(a.log.String(), "two hosts serve the gateway of one fence"); n > 1 {
+		t.Fatalf("a logged the conflict %d times", n)
+	}
+	st := b.u.Status()
+	if len(st.GatewayYields) != 1 || st.GatewayYields[0].Fence != 5 || st.GatewayYields[0].Peer != macA.String() ||
+		st.GatewayYields[0].PeerName != "h1" || st.Counters["gateway_conflict"] != 1 {
+		t.Fatalf("b's status: yields %+v, counters %v", st.GatewayYields, st.Counters)
+	}
+	if st := a.u.Status(); len(st.GatewayYields) != 0 {
+		t.Fatalf("a yielded: %+v", st.GatewayYields)
+	}
+	if !hasLine(b.log.String(), "level=ERROR", "fence=5", "action=\"yield") {
+		t.Fatalf("b's error log does not name the yield:\n%s", b.log.String())
+	}
+}
+
+// TestGatewayConflictWinnerLogs starts the loser first, so that the
+// winner surely hears the conflicting claim: it keeps serving and logs the
+// conflict once.
+func TestGatewayConflictWinnerLogs(t *testing.T) {
+	var ea, eb gwEvents
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	aAddr := netip.MustParseAddrPort(pc.LocalAddr().String())
+	pc.Close()
+	b := newHost(t, 9, []uint32{5}, func(c *Config) { gwHooks(&eb, 5)(c); c.Peers = []netip.AddrPort{aAddr} })
+	waitFor(t, "b's first hello is out", func() bool { return b.u.Status().Counters["tx_hellos"] > 0 })
+	a := newHost(t, 3, []uint32{5}, func(c *Config) { gwHooks(&ea, 5)(c); c.UDPListen = aAddr })
+	macA, macB := fence.OuterMAC(a.u.OuterMAC()), fence.OuterMAC(b.u.OuterMAC())
+	waitFor(t, "a keeps serving, b yields", func() bool {
+		return slices.Equal(ea.get(), []string{"conflict 5 " + macB.String() + " yield=false"}) &&
+			slices.Equal(eb.get(), []string{"conflict 5 " + macA.String() + " yield=true"})
+	})
+	if !hasLine(a.log.String(), "level=ERROR", "two hosts serve the gateway of one fence", "fence=5", "action=\"keep serving") {
+		t.Fatalf("a's log:\n%s", a.log.String())
+	}
+	time.Sleep(500 * time.Millisecond)
+	if n := strings.Count(a.log.String(), "two hosts serve the gateway of one fence"); n != 1 {
+		t.Fatalf("a logged the conflict %d times", n)
+	}
+}
+
+// TestGatewayResumeAfterWinnerExpires: the yielded gateway comes back
+// when the winner goes silent, and yields again when it returns.
+func TestGatewayResumeAfterWinnerExpires(t *testing.T) {
+	fast := func(c *Config) { c.HelloInterval = 50 * time.Millisecond }
+	var ea, eb, ea2 gwEvents
+	a := newHost(t, 1, []uint32{5}, func(c *Config) { fast(c); gwHooks(&ea, 5)(c) })
+	b := newHost(t, 2, []uint32{5}, func(c *Config) { fast(c); gwHooks(&eb, 5)(c); peersOf(a)(c) })
+	macA := fence.OuterMAC(a.u.OuterMAC())
+	waitFor(t, "b yields", func() bool { return len(b.u.Status().GatewayYields) == 1 })
+	a.u.Close()
+	waitFor(t, "b resumes", func() bool {
+		return slices.Equal(eb.get(), []string{"conflict 5 " + macA.String() + " yield=true", "resume 5"})
+	})
+	if st := b.u.Status(); len(st.GatewayYields) != 0 {
+		t.Fatalf("b still yielded: %+v", st.GatewayYields)
+	}
+	if !strings.Contains(b.log.String(), "gateway resumed") {
+		t.Fatalf("resume not logged:\n%s", b.log.String())
+	}
+	// a comes back (same host ID, new instance) and b hears it: b yields again.
+	a2 := newHost(t, 1, []uint32{5}, func(c *Config) {
+		fast(c)
+		gwHooks(&ea2, 5)(c)
+		c.Peers = []netip.AddrPort{b.u.LocalAddr()}
+	})
+	_ = a2
+	waitFor(t, "b yields again", func() bool {
+		got := eb.get()
+		return len(got) == 3 && got[2] == "conflict 5 "+macA.String()+" yield=true"
+	})
+	if got := ea2.get(); slices.ContainsFunc(got, func(s string) bool { return strings.Contains(s, "yield=true") }) {
+		t.Fatalf("the winner yielded: %q", got)
+	}
+}
+
+func TestWinsOver(t *testing.T) {
+	p := fence.Params{OUI: fence.DefaultOUI, Installation: 1, EtherType: fence.EtherType}
+	for _, tc := range []struct {
+		a, b uint16
+		want bool
+	}{{1, 2, true}, {2, 1, false}, {0x00ff, 0x0100, true}, {0x1234, 0x1234, false}, {0xfffe, 1, false}} {
+		if got := winsOver(p.OuterMAC(tc.a), p.OuterMAC(tc.b)); got != tc.want {
+			t.Errorf("winsOver(host %#x, host %#x) = %v, want %v", tc.a, tc.b, got, tc.want)
+		}
+		if tc.a != tc.b && winsOver(p.OuterMAC(tc.a), p.OuterMAC(tc.b)) == winsOver(p.OuterMAC(tc.b), p.OuterMAC(tc.a)) {
+			t.Errorf("tie-break of hosts %#x and %#x is not antisymmetric", tc.a, tc.b)
+		}
+	}
+}
+
+// hasLine reports whether one line of logs contains every sub.
+func hasLine(logs string, subs ...string) bool {
+	for _, l := range strings.Split(logs, "\n") {
+		ok := true
+		for _, s := range subs {
+			ok = ok && strings.Contains(l, s)
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
 }
 
 func TestNoGoroutineLeak(t *testing.T) {

@@ -491,3 +491,53 @@ func TestEnsurePrivateDir(t *testing.T) {
 		t.Errorf("a file accepted as directory")
 	}
 }
+
+// TestGatewayMTUOverUplink: a gateway on a host with an uplink advertises
+// the VM MTU that avoids fragmentation (DESIGN.md 3.4; issue 4 item 2)
+// unless gateway.mtu is set; without an uplink it keeps 1500 (0 = stack
+// default, option 26 not sent).
+func TestGatewayMTUOverUplink(t *testing.T) {
+	const gw = "fences: [{name: a, id: 1, gateway: {enabled: true}}, {name: b, id: 2, gateway: {enabled: true, mtu: 1400}}, {name: c, id: 3}]\n"
+	for _, tc := range []struct {
+		name, uplink string
+		want         int // fence a's gateway MTU
+	}{
+		{"no uplink", "", 0},
+		{"udp ipv4", "uplink: {udp: {listen: \":7407\"}}\n", 1440},
+		{"udp ipv4 address", "uplink: {udp: {listen: \"192.0.2.1:7407\", peers: [\"192.0.2.2\"]}}\n", 1440},
+		{"udp ipv4 mtu 9000", "uplink: {mtu: 9000, udp: {listen: \"0.0.0.0:7407\"}}\n", 8940},
+		{"udp ipv4 multicast group", "uplink: {udp: {listen: \"0.0.0.0:7407\", group: \"239.1.2.3\"}}\n", 1440},
+		{"udp ipv6 wildcard", "uplink: {udp: {listen: \"[::]:7407\"}}\n", 1420},
+		{"udp ipv6 address", "uplink: {udp: {listen: \"[2001:db8::1]:7407\"}}\n", 1420},
+		{"udp ipv6 peers", "uplink: {udp: {listen: \"[::]:7407\", peers: [\"[2001:db8::2]:7407\"]}}\n", 1420},
+		{"udp ipv6 mtu 9000", "uplink: {mtu: 9000, udp: {listen: \"[::]:7407\"}}\n", 8920},
+		{"udp ipv6 smallest mtu clamps to 576", "uplink: {mtu: 576, udp: {listen: \"[::]:7407\"}}\n", 576},
+		{"raw", "uplink: {raw: {interface: eth1}}\n", 1482},
+		{"raw mtu 9000", "uplink: {mtu: 9000, raw: {interface: eth1}}\n", 8982},
+		{"raw mtu 65535", "uplink: {mtu: 65535, raw: {interface: eth1}}\n", 65517},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := parse(t, gw+tc.uplink)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.HasUplink != (tc.uplink != "") {
+				t.Fatalf("HasUplink = %v", c.HasUplink)
+			}
+			if g := c.Fences[0].Gateway; g == nil || g.MTU != tc.want {
+				t.Errorf("fence a: gateway %+v, want MTU %d", g, tc.want)
+			}
+			if g := c.Fences[1].Gateway; g == nil || g.MTU != 1400 {
+				t.Errorf("fence b: explicit gateway.mtu 1400 overridden: %+v", g)
+			}
+			if c.Fences[2].Gateway != nil {
+				t.Errorf("fence c has a gateway")
+			}
+			if g := c.Fences[0].Gateway; g != nil {
+				if err := g.Validate(); err != nil {
+					t.Errorf("stack rejects the gateway config: %v", err)
+				}
+			}
+		})
+	}
+}

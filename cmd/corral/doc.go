@@ -22,6 +22,18 @@
 // attach, uplink and stack (validate.go). Any configuration error exits
 // with status 2, naming the key, before any socket exists.
 //
+// Gateways over an uplink (wire.go, validate.go): a gateway whose fence a
+// peer also serves is refused by the uplink's tie-break (package uplink:
+// the lower outer MAC keeps it); the yielding host detaches and closes its
+// gateway (logged at error level with the fence and the peer), leaves it
+// out of GET /v1/gateways (forward requests for it answer 409 naming the
+// peer) and lists it in GET /v1/peers' gateway_yields; when the winner
+// expires, the gateway starts again from the configuration (forwards added
+// at run time are not restored). Without gateway.mtu, a gateway on a host
+// with an uplink advertises (DHCP option 26) the VM MTU that avoids
+// fragmentation: uplink.mtu − 18 (raw), − 60 (UDP/IPv4), − 80 (UDP/IPv6);
+// 1500 without an uplink.
+//
 // Other files extend the binary without touching the core: a subcommand
 // through registerCommand from init, run-time wiring (admin routes, extra
 // services) through runHooks.

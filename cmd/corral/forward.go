@@ -52,9 +52,10 @@ func init() {
 	registerCommand(func(c *cli) *cobra.Command { return c.newForwardCmd() })
 }
 
-// gatewayRoutes registers /v1/forwards and /v1/gateways on srv. gws maps
-// fence IDs to their gateways (fences without one are absent).
-func gatewayRoutes(srv *admin.Server, fences []Fence, gws map[uint32]*stack.Gateway) {
+// gatewayRoutes registers /v1/forwards and /v1/gateways on srv. gws holds
+// the gateways (fences without one, or whose gateway was yielded to a peer,
+// have none).
+func gatewayRoutes(srv *admin.Server, fences []Fence, gws *gatewaySet) {
 	gr := &gatewayAPI{fences: fences, gws: gws}
 	srv.Handle("GET /v1/forwards", http.HandlerFunc(gr.listForwards))
 	srv.Handle("POST /v1/forwards", http.HandlerFunc(gr.addForward))
@@ -64,7 +65,7 @@ func gatewayRoutes(srv *admin.Server, fences []Fence, gws map[uint32]*stack.Gate
 
 type gatewayAPI struct {
 	fences []Fence
-	gws    map[uint32]*stack.Gateway // read-only after start
+	gws    *gatewaySet
 }
 
 // apiError is an error with the HTTP status it is answered with.
@@ -111,7 +112,11 @@ func (gr *gatewayAPI) gateway(want string) (Fence, *stack.Gateway, error) {
 	if err != nil {
 		return f, nil, err
 	}
-	g := gr.gws[f.ID]
+	g := gr.gws.get(f.ID)
+	if g == nil && f.Gateway != nil {
+		return f, nil, &apiError{http.StatusConflict, fmt.Sprintf("fence %q: its gateway is not served here: yielded to peer %s, which serves it too (see corral peers)",
+			f.Name, orDash(gr.gws.yieldedTo(f.ID)))}
+	}
 	if g == nil {
 		return f, nil, &apiError{http.StatusConflict,
 			fmt.Sprintf("fence %q has no gateway (fences[].gateway.enabled is false)", f.Name)}
@@ -157,7 +162,7 @@ func (gr *gatewayAPI) listForwards(w http.ResponseWriter, r *http.Request) {
 		out = append(out, fenceForwardsOf(f, g))
 	} else {
 		for _, f := range gr.fences {
-			if g := gr.gws[f.ID]; g != nil {
+			if g := gr.gws.get(f.ID); g != nil {
 				out = append(out, fenceForwardsOf(f, g))
 			}
 		}

@@ -116,7 +116,7 @@ func (gr *gatewayAPI) gateways(w http.ResponseWriter, r *http.Request) {
 		out = append(out, gatewayStatusOf(f, g))
 	} else {
 		for _, f := range gr.fences {
-			if g := gr.gws[f.ID]; g != nil {
+			if g := gr.gws.get(f.ID); g != nil {
 				out = append(out, gatewayStatusOf(f, g))
 			}
 		}

@@ -232,7 +232,7 @@ func rtMetricsSources(rt *instance) metricsSources {
 	src.gateways = func() []gatewayMetrics {
 		var out []gatewayMetrics
 		for _, f := range fences {
-			if g := gws[f.ID]; g != nil {
+			if g := gws.get(f.ID); g != nil {
 				out = append(out, gatewayMetrics{fence: f.Name, stats: g.Stats(), forwards: len(g.Forwards())})
 			}
 		}

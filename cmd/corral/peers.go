@@ -50,13 +50,15 @@ func init() {
 }
 
 // peersResponse is the body of GET /v1/peers: uplink.Status (its fields
-// inline) and the gateway conflicts seen in it.
+// inline, gateway_yields included) and the gateway conflicts seen in it.
 type peersResponse struct {
 	uplink.Status
 	// GatewayConflicts lists fences whose gateway runs here and that a
-	// peer announces in its hellos as served by it too (issue 4 item 7;
-	// the uplink also logs each at error level and counts
-	// gateway_conflict). Always present, empty when all is well.
+	// peer announces in its hellos as served by it too (issue 4 item 7).
+	// Such a conflict lasts until the uplink's tie-break makes one host
+	// yield (the yielding host lists the fence in gateway_yields; both
+	// log it at error level and count gateway_conflict). Always present,
+	// empty when all is well.
 	GatewayConflicts []gatewayConflict `json:"gateway_conflicts"`
 }
 
@@ -106,6 +108,10 @@ func printPeers(w io.Writer, resp peersResponse) {
 	}
 	if len(nonZero) > 0 {
 		fmt.Fprintf(w, "\ncounters:%s\n", strings.TrimPrefix(fmtDrops(nonZero), ", drops"))
+	}
+	for _, y := range st.GatewayYields {
+		fmt.Fprintf(w, "\nERROR: fence %d: gateway configured here but not served: yielded to peer %s (%s) since %s, which serves it too and wins the tie-break (lower outer MAC); configure it on one host only\n",
+			y.Fence, orDash(y.PeerName), y.Peer, y.Since.Format(time.RFC3339))
 	}
 	for _, c := range resp.GatewayConflicts {
 		fmt.Fprintf(w, "\nERROR: fence %d: gateway served here and by peer %s (%s %s); configure it on one host only\n",

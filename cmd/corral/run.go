@@ -15,7 +15,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/corralnet/corral/attach"
-	"github.com/corralnet/corral/stack"
 	vswitch "github.com/corralnet/corral/switch"
 	"github.com/corralnet/corral/switch/admin"
 	"github.com/corralnet/corral/uplink"
@@ -75,8 +74,8 @@ type instance struct {
 	log   *slog.Logger
 	sw    *vswitch.Switch
 	admin *admin.Server // nil without an admin socket
-	// gateways by fence ID; uplink is nil without an uplink.
-	gateways map[uint32]*stack.Gateway
+	// gateways of the fences (never nil); uplink is nil without an uplink.
+	gateways *gatewaySet
 	uplink   *uplink.Uplink
 	group    *errgroup.Group
 	ctx      context.Context // cancelled at shutdown
@@ -109,7 +108,8 @@ func runSwitch(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
 	gctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g, gctx := errgroup.WithContext(gctx)
-	rt := &instance{cfg: cfg, log: log, sw: sw, group: g, ctx: gctx}
+	rt := &instance{cfg: cfg, log: log, sw: sw, group: g, ctx: gctx, gateways: newGatewaySet(sw, log, cfg.Fences)}
+	rt.onClose(rt.gateways.close)
 
 	var listeners []attach.Listener
 	shutdown := func() {
@@ -169,7 +169,7 @@ func runSwitch(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
 			})
 		}
 		if f.Gateway != nil {
-			if err := startGateway(rt, f, log); err != nil {
+			if err := startGateway(rt, f); err != nil {
 				return fmt.Errorf("fence %s: gateway: %w", f.Name, err)
 			}
 		}

@@ -156,3 +156,41 @@ func parseListenAddrPort(s string) (netip.AddrPort, error) {
 	}
 	return ap, nil
 }
+
+// Guest MTU bounds: what stack.Config accepts.
+const (
+	minGuestMTU = 576
+	maxGuestMTU = 65520
+)
+
+// guestMTU is the largest IP MTU of a VM whose frames cross uplink c
+// without being fragmented (DESIGN.md 3.4), for DHCP option 26: the
+// longest encapsulated frame the uplink sends whole, less the
+// encapsulation (outer Ethernet and fence headers, 18 bytes) and the inner
+// Ethernet header (14). Raw: mtu − 4 − 14 = mtu − 18; UDP over IPv4:
+// mtu − 20 − 8 − 18 − 14 = mtu − 60; over IPv6 (an IPv6 or dual-stack
+// listen address, or an IPv6 peer or group) mtu − 80. DESIGN's "46 for
+// UDP/IPv4" counts the inner frame (Ethernet header included), not the
+// VM's MTU. On the raw uplink an interface MTU smaller than uplink.mtu is
+// not known here (the uplink uses the smaller one at run time).
+func guestMTU(c uplink.Config) int {
+	mtu := c.MTU
+	if mtu == 0 {
+		mtu = uplink.DefaultMTU
+	}
+	var encap int
+	if c.RawInterface != "" {
+		encap = fence.MaxEncapLenRaw(mtu)
+	} else {
+		v6 := c.UDPListen.IsValid() && !c.UDPListen.Addr().Is4()
+		for _, p := range c.Peers {
+			v6 = v6 || !p.Addr().Unmap().Is4()
+		}
+		if c.Group.IsValid() && !c.Group.Addr().Unmap().Is4() {
+			v6 = true
+		}
+		encap = fence.MaxEncapLenUDP(mtu, v6)
+	}
+	const innerEthernet = 14
+	return min(max(encap-fence.EncapLen-innerEthernet, minGuestMTU), maxGuestMTU)
+}

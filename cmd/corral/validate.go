@@ -196,6 +196,16 @@ func validate(raw *fileConfig) (*Config, error) {
 	if err := uplinkConfig(cfg, raw); err != nil {
 		return nil, err
 	}
+	// Over an uplink, gateways advertise the MTU that avoids fragmentation
+	// (DESIGN.md 3.4) unless gateway.mtu is set.
+	if cfg.HasUplink {
+		mtu := guestMTU(cfg.Uplink)
+		for i := range cfg.Fences {
+			if g := cfg.Fences[i].Gateway; g != nil && g.MTU == 0 {
+				g.MTU = mtu
+			}
+		}
+	}
 	return cfg, nil
 }
 

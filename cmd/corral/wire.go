@@ -1,41 +1,192 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
+	"net"
+	"slices"
+	"sync"
 
 	"github.com/corralnet/corral/stack"
 	vswitch "github.com/corralnet/corral/switch"
 	"github.com/corralnet/corral/uplink"
 )
 
-// startGateway starts fence f's gateway and attaches it to the switch like
-// any port.
-func startGateway(rt *instance, f Fence, log *slog.Logger) error {
+// gatewaySet holds the gateways of the configured fences. A gateway can
+// stop and start at run time: when the uplink reports that a peer serves
+// the same fence and wins the tie-break, this host yields (its gateway is
+// detached and closed); when that peer is gone, it resumes (a new gateway
+// from the configuration; forwards added at run time are not restored).
+type gatewaySet struct {
+	sw  *vswitch.Switch
+	log *slog.Logger
+
+	cfgIDs []uint32 // fences with a configured gateway, sorted; read-only
+
+	mu      sync.Mutex
+	closed  bool
+	fences  map[uint32]Fence // fences with a configured gateway
+	serving map[uint32]*servedGateway
+	yielded map[uint32]string // fence → the winner's outer MAC
+}
+
+type servedGateway struct {
+	gw *stack.Gateway
+	h  *vswitch.PortHandle
+}
+
+func newGatewaySet(sw *vswitch.Switch, log *slog.Logger, fences []Fence) *gatewaySet {
+	s := &gatewaySet{sw: sw, log: log, fences: map[uint32]Fence{},
+		serving: map[uint32]*servedGateway{}, yielded: map[uint32]string{}}
+	for _, f := range fences {
+		if f.Gateway != nil {
+			s.cfgIDs = append(s.cfgIDs, f.ID)
+		}
+	}
+	slices.Sort(s.cfgIDs)
+	return s
+}
+
+// start starts fence f's gateway and attaches it to the switch like any
+// port.
+func (s *gatewaySet) start(f Fence) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fences[f.ID] = f
+	return s.startLocked(f)
+}
+
+func (s *gatewaySet) startLocked(f Fence) error {
 	sc := *f.Gateway
-	sc.Logger = log.With("component", "gateway") // the gateway adds the fence
+	sc.Logger = s.log.With("component", "gateway") // the gateway adds the fence
 	gw, err := stack.New(sc)
 	if err != nil {
 		return err
 	}
-	h, err := rt.sw.Attach(gw, vswitch.PortConfig{Name: "gateway:" + f.Name, Fence: f.ID})
+	h, err := s.sw.Attach(gw, vswitch.PortConfig{Name: "gateway:" + f.Name, Fence: f.ID})
 	if err != nil {
 		gw.Close()
 		return err
 	}
-	if rt.gateways == nil {
-		rt.gateways = map[uint32]*stack.Gateway{}
-	}
-	rt.gateways[f.ID] = gw
-	rt.onClose(h.Close)
+	s.serving[f.ID] = &servedGateway{gw: gw, h: h}
 	return nil
 }
+
+// get returns the gateway serving fence id, nil when there is none (not
+// configured, or yielded).
+func (s *gatewaySet) get(id uint32) *stack.Gateway {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if g := s.serving[id]; g != nil {
+		return g.gw
+	}
+	return nil
+}
+
+// yieldedTo returns the outer MAC of the peer fence id's gateway was
+// yielded to ("" when not yielded).
+func (s *gatewaySet) yieldedTo(id uint32) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.yielded[id]
+}
+
+// configured lists the fences with a gateway in the configuration (the
+// uplink's GatewayFences: it leaves yielded ones out of its hellos). It
+// takes no lock: the uplink calls it from its reader while a hook may hold
+// s.mu closing a gateway port.
+func (s *gatewaySet) configured() []uint32 { return s.cfgIDs }
+
+// served lists the fences whose gateway runs here now, sorted.
+func (s *gatewaySet) served() []uint32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids := make([]uint32, 0, len(s.serving))
+	for id := range s.serving {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// conflict is uplink.Config.OnGatewayConflict: on yield, the gateway of
+// fence id is detached and closed. The winner keeps serving (the uplink
+// logged the conflict).
+func (s *gatewaySet) conflict(id uint32, peer [6]byte, yield bool) {
+	if !yield {
+		return
+	}
+	mac := net.HardwareAddr(peer[:]).String()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.serving[id]
+	if s.closed || g == nil {
+		return
+	}
+	delete(s.serving, id)
+	s.yielded[id] = mac
+	f := s.fences[id]
+	if err := g.h.Close(); err != nil {
+		s.log.Warn("close yielded gateway", "fence", f.Name, "err", err)
+	}
+	g.gw.Close()
+	s.log.Error("gateway yielded: another host serves this fence's gateway and wins the tie-break (lower outer MAC); this host's gateway is detached; configure the gateway on one host only",
+		"fence", f.Name, "fence_id", id, "peer", mac)
+}
+
+// resume is uplink.Config.OnGatewayResume: the fence's gateway starts
+// again from the configuration.
+func (s *gatewaySet) resume(id uint32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.fences[id]
+	if s.closed || !ok || s.serving[id] != nil {
+		return
+	}
+	prev := s.yielded[id]
+	delete(s.yielded, id)
+	if err := s.startLocked(f); err != nil {
+		s.log.Error("gateway resume failed", "fence", f.Name, "fence_id", id, "err", err)
+		return
+	}
+	s.log.Warn("gateway resumed: no other host serves this fence's gateway any more", "fence", f.Name, "fence_id", id, "previous_peer", prev)
+}
+
+// close detaches and closes every gateway; later hooks do nothing.
+func (s *gatewaySet) close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	var errs []error
+	ids := make([]uint32, 0, len(s.serving))
+	for id := range s.serving {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for i := len(ids) - 1; i >= 0; i-- {
+		if err := s.serving[ids[i]].h.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("gateway of fence %d: %w", ids[i], err))
+		}
+	}
+	clear(s.serving)
+	if len(errs) > 0 {
+		return errs[0]
+	}
+	return nil
+}
+
+// startGateway starts fence f's gateway and attaches it to the switch like
+// any port.
+func startGateway(rt *instance, f Fence) error { return rt.gateways.start(f) }
 
 // startUplink starts the uplink and attaches it to the switch as its trunk.
 func startUplink(rt *instance) error {
 	uc := rt.cfg.Uplink
 	uc.Logger = rt.log.With("component", "uplink")
 	uc.LocalFences = rt.sw.LocalFences
-	uc.GatewayFences = rt.gatewayFences
+	uc.GatewayFences = rt.gateways.configured
+	uc.OnGatewayConflict = rt.gateways.conflict
+	uc.OnGatewayResume = rt.gateways.resume
 	uc.OnPeerDown = func(h [6]byte) { rt.sw.FlushHost(vswitch.MAC(h)) }
 	u, err := uplink.New(uc)
 	if err != nil {
@@ -49,13 +200,5 @@ func startUplink(rt *instance) error {
 	return nil
 }
 
-// gatewayFences lists the fences whose gateway runs here (for hellos).
-func (rt *instance) gatewayFences() []uint32 {
-	var ids []uint32
-	for _, f := range rt.cfg.Fences {
-		if f.Gateway != nil {
-			ids = append(ids, f.ID)
-		}
-	}
-	return ids
-}
+// gatewayFences lists the fences whose gateway runs here now.
+func (rt *instance) gatewayFences() []uint32 { return rt.gateways.served() }

@@ -129,6 +129,11 @@ END {
 			print "."
 			print ""
 		}
+		i1 = "BenchmarkSwitch/corral/iperf3-tcp-mtu1500"; i2 = "BenchmarkSwitch/corral/iperf3-tcp-mtu65520"
+		if (get(i1, "Gbit/s") != "" || get(i2, "Gbit/s") != "" || (i1 in failed) || (i2 in failed)) {
+			printf "Two VMs on one host: iperf3 TCP between two namespaces whose TAPs `corral plug` attaches to one corral: %s at MTU 1500, %s at MTU 65520.\n", iperf(i1), iperf(i2)
+			print ""
+		}
 		print "Throughput counts only frames that reached the receiving port, in a 3 s window after 0.5 s of warm-up; Gbit/s are of Ethernet frame bytes (no length prefix). Round trip: one 64-byte frame port A → port B → echoed back, one at a time."
 		print ""
 	}
