@@ -575,10 +575,13 @@ func TestGatewayConflict(t *testing.T) {
 	if p, ok := b.peer(macA); !ok || !slices.Equal(p.Gateways, []uint32{5}) {
 		t.Fatalf("b's view of a: %+v", p)
 	}
-	// a heard b's first hello (it announces its configuration before it
-	// knows a) unless b yielded first; either way a never yields.
+	// b's first hello (sent by New, before b reads a's) claimed fence 5:
+	// a saw the conflict and keeps serving.
+	waitFor(t, "a reports the conflict", func() bool {
+		return slices.Equal(ea.get(), []string{"conflict 5 " + macB.String() + " yield=false"})
+	})
 	time.Sleep(500 * time.Millisecond) // several hello intervals
-	if got := ea.get(); len(got) > 1 || (len(got) == 1 && got[0] != "conflict 5 "+macB.String()+" yield=false") {
+	if got := ea.get(); len(got) != 1 {
 		t.Fatalf("a's gateway hooks: %q", got)
 	}
 	if got := eb.get(); len(got) != 1 {
@@ -587,7 +590,7 @@ func TestGatewayConflict(t *testing.T) {
 	if n := strings.Count(b.log.String(), "two hosts serve the gateway of one fence"); n != 1 {
 		t.Fatalf("b logged the conflict %d times:\n%s", n, b.log.String())
 	}
-	if n := strings.Count(a.log.String(), "two hosts serve the gateway of one fence"); n > 1 {
+	if n := strings.Count(a.log.String(), "two hosts serve the gateway of one fence"); n != 1 {
 		t.Fatalf("a logged the conflict %d times", n)
 	}
 	st := b.u.Status()
