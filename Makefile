@@ -2,7 +2,7 @@
 GO        ?= go
 BIN       ?= bin/corral
 GOFLAGS   ?=
-TEST_TIMEOUT ?= 80m
+TEST_TIMEOUT ?= 25m
 FUZZTIME  ?= 20s
 
 .PHONY: all build run test test-deps unit integration e2e bench fuzz lint clean guest

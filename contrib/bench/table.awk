@@ -23,6 +23,7 @@ function get(name, unit) {
 function fmtnum(v) {
 	if (v == "") return "—"
 	v += 0
+	if (v == 0) return "0"
 	if (v >= 100) return sprintf("%.0f", v)
 	if (v >= 10) return sprintf("%.1f", v)
 	if (v >= 1) return sprintf("%.2f", v)
