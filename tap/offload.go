@@ -157,6 +157,7 @@ func completeCsum(frame []byte, start, off int) error {
 // tcpInfo locates the headers of an Ethernet/IP/TCP frame.
 type tcpInfo struct {
 	v6    bool
+	l2    int // Ethernet header length with its VLAN tags
 	ipHL  int // IP header length
 	tcpHL int // TCP header length
 	hdrs  int // Ethernet + IP + TCP header bytes
@@ -165,21 +166,33 @@ type tcpInfo struct {
 
 // parseTCP locates the headers of an Ethernet frame carrying IPv4 (no
 // fragment) or IPv6 (no extension header) and TCP. The IP length field
-// must match the frame length exactly (no Ethernet padding). v4Opts
-// allows IPv4 options.
-func parseTCP(f []byte, v4Opts bool) (tcpInfo, bool) {
+// must match the frame length exactly (no Ethernet padding). lenient
+// allows IPv4 options and up to two VLAN tags (802.1Q, 802.1ad).
+func parseTCP(f []byte, lenient bool) (tcpInfo, bool) {
 	var ti tcpInfo
-	if len(f) < ethHdrLen+20 {
+	ti.l2 = ethHdrLen
+	et := uint16(0)
+	if len(f) >= ethHdrLen {
+		et = binary.BigEndian.Uint16(f[12:])
+	}
+	for tags := 0; lenient && tags < 2 && (et == 0x8100 || et == 0x88a8); tags++ {
+		if len(f) < ti.l2+4 {
+			return ti, false
+		}
+		et = binary.BigEndian.Uint16(f[ti.l2+2:])
+		ti.l2 += 4
+	}
+	if len(f) < ti.l2+20 {
 		return ti, false
 	}
-	ip := f[ethHdrLen:]
-	switch binary.BigEndian.Uint16(f[12:]) {
+	ip := f[ti.l2:]
+	switch et {
 	case etherIPv4:
 		if ip[0]>>4 != 4 || ip[9] != protoTCP {
 			return ti, false
 		}
 		ti.ipHL = int(ip[0]&0x0f) * 4
-		if ti.ipHL < 20 || (!v4Opts && ti.ipHL != 20) {
+		if ti.ipHL < 20 || (!lenient && ti.ipHL != 20) {
 			return ti, false
 		}
 		if binary.BigEndian.Uint16(ip[6:])&0x3fff != 0 { // MF or offset: a fragment
@@ -200,7 +213,7 @@ func parseTCP(f []byte, v4Opts bool) (tcpInfo, bool) {
 	default:
 		return ti, false
 	}
-	tcp := ethHdrLen + ti.ipHL
+	tcp := ti.l2 + ti.ipHL
 	if len(f) < tcp+20 {
 		return ti, false
 	}
@@ -239,7 +252,7 @@ func parseGSO(f []byte, h vnetHdr) (gsoFrame, error) {
 
 // segment writes segment i of the super-frame src into dst and returns its
 // length. dst may be src itself only for i == 0 (the first segment is a
-// prefix of the super-frame); cut every other segment first. IPv4 length,
+// prefix of the super-frame, cut in place); cut every other segment first. IPv4 length,
 // ID and header checksum, IPv6 payload length, TCP sequence number and
 // flags (FIN/PSH only on the last segment, CWR only on the first) and the
 // TCP checksum are all set.
@@ -247,24 +260,24 @@ func (g *gsoFrame) segment(dst, src []byte, i int) int {
 	start := g.hdrs + i*g.gso
 	plen := min(g.gso, len(src)-start)
 	n := g.hdrs + plen
-	if i != 0 {
+	if i != 0 || &dst[0] != &src[0] {
 		copy(dst[:g.hdrs], src[:g.hdrs])
 		copy(dst[g.hdrs:n], src[start:start+plen])
 	}
-	ip := dst[ethHdrLen:]
+	ip := dst[g.l2:]
 	l4len := g.tcpHL + plen
 	if g.v6 {
 		binary.BigEndian.PutUint16(ip[4:], uint16(l4len))
 	} else {
 		binary.BigEndian.PutUint16(ip[2:], uint16(g.ipHL+l4len))
-		id := binary.BigEndian.Uint16(src[ethHdrLen+4:])
+		id := binary.BigEndian.Uint16(src[g.l2+4:])
 		binary.BigEndian.PutUint16(ip[4:], id+uint16(i))
 		ipv4HdrCsum(ip, g.ipHL)
 	}
-	tcp := dst[ethHdrLen+g.ipHL : n]
-	seq := binary.BigEndian.Uint32(src[ethHdrLen+g.ipHL+4:])
+	tcp := dst[g.l2+g.ipHL : n]
+	seq := binary.BigEndian.Uint32(src[g.l2+g.ipHL+4:])
 	binary.BigEndian.PutUint32(tcp[4:], seq+uint32(i*g.gso))
-	flags := src[ethHdrLen+g.ipHL+13]
+	flags := src[g.l2+g.ipHL+13]
 	if i != g.nseg-1 {
 		flags &^= tcpFIN | tcpPSH
 	}
@@ -287,7 +300,7 @@ const superHdrMax = VnetHdrLen + ethHdrLen + 60 + 60
 // identical Ethernet/IP/TCP headers except IPv4 ID and length, contiguous
 // sequence numbers, only ACK (and PSH on the last) set, equal ACK number,
 // window and options, and the same payload size except a shorter last,
-// at most maxSuper bytes of IP. It returns n >= 1. When n > 1 it writes
+// at most maxSuper bytes of IP, no VLAN tag. It returns n >= 1. When n > 1 it writes
 // the virtio_net_hdr and the super-frame's headers into hdr (at least
 // superHdrMax long) and returns their length hl: the super-frame is
 // hdr[:hl] followed by frames[k][hl-VnetHdrLen:] for k < n.

@@ -297,11 +297,11 @@ func (d *Device) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	if len(bufs) == 0 {
 		return 0, errors.New("read: no buffers")
 	}
+	if d.offload && offset < VnetHdrLen {
+		return 0, fmt.Errorf("read %s: offset %d below %d", d.name, offset, VnetHdrLen)
+	}
 	d.rbufs, d.rsizes, d.roff, d.rn, d.rerrno = bufs, sizes, offset, 0, nil
 	if d.offload {
-		if offset < VnetHdrLen {
-			return 0, fmt.Errorf("read %s: offset %d below %d", d.name, offset, VnetHdrLen)
-		}
 		if d.pendLen > 0 {
 			d.emitPending()
 			if d.pendLen > 0 || d.rn == len(bufs) {

@@ -24,9 +24,10 @@ func (c *cli) newPlugCmd() *cobra.Command {
 		netns   string
 		mtu     int
 		stdio   bool
+		offload bool
 	)
 	cmd := &cobra.Command{
-		Use:   "plug ADDRESS (--tap NAME [--netns NS] [--mtu N] | --stdio)",
+		Use:   "plug ADDRESS (--tap NAME [--netns NS] [--mtu N] [--offload] | --stdio)",
 		Short: "Connect a TAP device or stdio to a switch address",
 		Long: `Connect a local TAP device (created inside network namespace NS when
 --netns is given) or stdin/stdout (4-byte big-endian length framing, for
@@ -44,13 +45,13 @@ or tcp://127.0.0.1:7000, until either side ends or a signal arrives.`,
 			if (tapName == "") == !stdio {
 				return usageError{errors.New("plug: give exactly one of --tap NAME and --stdio")}
 			}
-			if stdio && (netns != "" || mtu != 0) {
-				return usageError{errors.New("plug: --netns and --mtu go with --tap, not --stdio")}
+			if stdio && (netns != "" || mtu != 0 || offload) {
+				return usageError{errors.New("plug: --netns, --mtu and --offload go with --tap, not --stdio")}
 			}
 			if mtu < 0 || mtu > vswitch.MaxFrameSize-14 {
 				return usageError{fmt.Errorf("plug: --mtu %d out of range", mtu)}
 			}
-			tc := tap.Config{Name: tapName, NetNS: netns, MTU: mtu}
+			tc := tap.Config{Name: tapName, NetNS: netns, MTU: mtu, Offload: offload}
 			if !stdio {
 				if err := tc.Validate(); err != nil {
 					return usageError{fmt.Errorf("plug: %w", err)}
@@ -73,6 +74,7 @@ or tcp://127.0.0.1:7000, until either side ends or a signal arrives.`,
 	f.StringVar(&tapName, "tap", "", "TAP device to create and connect")
 	f.StringVar(&netns, "netns", "", "network namespace to create the TAP device in (ip netns name)")
 	f.IntVar(&mtu, "mtu", 0, "MTU of the TAP device (0: the kernel's default)")
+	f.BoolVar(&offload, "offload", false, "use TAP offloads (IFF_VNET_HDR, TSO/checksum): TCP super-frames are cut to MTU-sized frames on the way in and coalesced on the way out")
 	f.BoolVar(&stdio, "stdio", false, "connect stdin/stdout (4-byte length framing) instead of a TAP")
 	return cmd
 }
@@ -100,7 +102,7 @@ func (c *cli) plug(ctx context.Context, log *slog.Logger, addr attach.Addr, tc t
 		}
 		local = dev
 	}
-	log.Info("plugged", "addr", addr.String(), "local", localName(tc.Name, tc.NetNS, stdio))
+	log.Info("plugged", "addr", addr.String(), "local", localName(tc.Name, tc.NetNS, stdio), "offload", tc.Offload)
 	err = attach.Splice(ctx, local, remote)
 	local.Close()
 	remote.Close()
