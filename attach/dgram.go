@@ -2,7 +2,6 @@ package attach
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -161,6 +160,7 @@ func listenDgram(addr Addr, opts Options, onPort OnPort) (*dgramListener, error)
 	return l, nil
 }
 
+// Addr implements Listener.Addr.
 func (l *dgramListener) Addr() Addr { return l.addr }
 
 // Stats returns the listener's drop counters.
@@ -174,6 +174,7 @@ func (l *dgramListener) Stats() DgramStats {
 	}
 }
 
+// Close implements Listener.Close.
 func (l *dgramListener) Close() error {
 	var err error
 	l.once.Do(func() {
@@ -210,21 +211,16 @@ func (l *dgramListener) peers() []*peerPort {
 
 // recvFn runs one non-blocking recvmmsg; false means wait for data.
 func (l *dgramListener) recvFn(fd uintptr) bool {
-	for {
-		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&l.hdrs[0])), uintptr(len(l.hdrs)), unix.MSG_DONTWAIT, 0, 0)
-		switch e {
-		case 0:
-			l.rn = int(r)
-			return true
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return false
-		default:
-			l.rerrno = e
-			return true
-		}
+	n, e := recvmmsg(fd, l.hdrs)
+	switch e {
+	case 0:
+		l.rn = n
+	case unix.EAGAIN:
+		return false
+	default:
+		l.rerrno = e
 	}
+	return true
 }
 
 // read is the reader goroutine.
@@ -233,12 +229,8 @@ func (l *dgramListener) read() {
 	errs := 0
 	for {
 		for i := range l.hdrs {
-			l.iovs[i].Base = &l.bufs[i][0]
-			l.iovs[i].SetLen(len(l.bufs[i]))
 			h := &l.hdrs[i]
-			*h = unix.Mmsghdr{}
-			h.Hdr.Iov = &l.iovs[i]
-			h.Hdr.SetIovlen(1)
+			setMsg(h, &l.iovs[i], l.bufs[i])
 			h.Hdr.Name = (*byte)(unsafe.Pointer(&l.names[i]))
 			h.Hdr.Namelen = unix.SizeofSockaddrAny
 		}
@@ -248,12 +240,7 @@ func (l *dgramListener) read() {
 			err = l.rerrno
 		}
 		if err != nil {
-			select {
-			case <-l.done:
-				return
-			default:
-			}
-			if errors.Is(err, net.ErrClosed) {
+			if closing(l.done, err) {
 				return
 			}
 			// A datagram socket has no final errors besides close
@@ -594,36 +581,11 @@ func (p *peerPort) Write(bufs [][]byte, offset int) (int, error) {
 	if p.werr != nil {
 		return 0, p.werr
 	}
-	total := 0
-	for len(bufs) > 0 {
-		chunk := bufs[:min(len(bufs), len(p.whdrs))]
-		bufs = bufs[len(chunk):]
-		n, err := p.writeChunk(chunk, offset)
-		total += n
-		if err != nil {
-			return total, err
-		}
-	}
-	return total, nil
+	return writeChunks(bufs, offset, len(p.whdrs), p.writeChunk)
 }
 
 func (p *peerPort) writeChunk(bufs [][]byte, offset int) (int, error) {
-	p.wn = 0
-	for _, b := range bufs {
-		l := len(b) - offset
-		if l <= 0 {
-			continue
-		}
-		p.wiovs[p.wn].Base = &b[offset]
-		p.wiovs[p.wn].SetLen(l)
-		h := &p.whdrs[p.wn]
-		*h = unix.Mmsghdr{}
-		h.Hdr.Iov = &p.wiovs[p.wn]
-		h.Hdr.SetIovlen(1)
-		h.Hdr.Name = (*byte)(unsafe.Pointer(&p.sa))
-		h.Hdr.Namelen = p.salen
-		p.wn++
-	}
+	p.wn = setSendMsgs(p.whdrs, p.wiovs, bufs, offset, (*byte)(unsafe.Pointer(&p.sa)), p.salen)
 	skipped := len(bufs) - p.wn
 	p.wsent = 0
 	p.werrno = nil
@@ -650,12 +612,7 @@ func (p *peerPort) writeChunk(bufs [][]byte, offset int) (int, error) {
 	}
 	clear(p.wiovs[:p.wn])
 	if err != nil {
-		select {
-		case <-p.shut:
-			return 0, net.ErrClosed
-		default:
-		}
-		if errors.Is(err, net.ErrClosed) {
+		if closing(p.shut, err) {
 			return 0, net.ErrClosed
 		}
 		p.werr = fmt.Errorf("write to %s: %w", p.name, err)

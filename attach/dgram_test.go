@@ -16,6 +16,23 @@ import (
 	vswitch "github.com/corralnet/corral/switch"
 )
 
+// listenDialUDP listens on udp target with opts, handing ports to onPort,
+// and dials the listener; both are closed at cleanup.
+func listenDialUDP(t *testing.T, target string, opts Options, onPort OnPort) (*dgramListener, net.Conn) {
+	t.Helper()
+	l, err := Listen(context.Background(), Addr{UDP, target}, opts, onPort)
+	if err != nil {
+		t.Fatalf("Listen(udp %s): %v", target, err)
+	}
+	t.Cleanup(func() { l.Close() })
+	cl, err := net.Dial("udp", l.Addr().Target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return l.(*dgramListener), cl
+}
+
 // recvDgram reads one datagram from c with the test deadline.
 func recvDgram(t testing.TB, c net.PacketConn) []byte {
 	t.Helper()
@@ -113,16 +130,7 @@ func TestUDPBatchAndOversize(t *testing.T) {
 	c := newCollector()
 	opts := testOpts(t)
 	opts.MaxFrame = 1518
-	l, err := Listen(context.Background(), Addr{UDP, "127.0.0.1:0"}, opts, c.onPort)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	cl, err := net.Dial("udp", l.Addr().Target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	dl, cl := listenDialUDP(t, "127.0.0.1:0", opts, c.onPort)
 	cl.Write(frame(0, 60))
 	g := c.next(t)
 	var want [][]byte
@@ -137,42 +145,25 @@ func TestUDPBatchAndOversize(t *testing.T) {
 	}
 	got := readFrames(t, g.p, 1+len(want))
 	sameFrames(t, got, append([][]byte{frame(0, 60)}, want...))
-	dl := l.(*dgramListener)
-	deadline := time.Now().Add(testTimeout)
-	for dl.oversize.Load() != 4 || dl.empty.Load() != 4 {
-		if time.Now().After(deadline) {
-			t.Fatalf("oversize %d empty %d, want 4 and 4", dl.oversize.Load(), dl.empty.Load())
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitUntil(t, time.Now().Add(testTimeout),
+		func() bool { return dl.oversize.Load() == 4 && dl.empty.Load() == 4 },
+		func() string {
+			return fmt.Sprintf("oversize %d empty %d, want 4 and 4", dl.oversize.Load(), dl.empty.Load())
+		})
 }
 
 func TestDgramQueueFullDrops(t *testing.T) {
 	c := newCollector()
 	opts := testOpts(t)
 	opts.QueueLen = 4
-	l, err := Listen(context.Background(), Addr{UDP, "127.0.0.1:0"}, opts, c.onPort)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	cl, err := net.Dial("udp", l.Addr().Target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	dl, cl := listenDialUDP(t, "127.0.0.1:0", opts, c.onPort)
 	for i := 0; i < 20; i++ { // nobody reads the port meanwhile
 		cl.Write(frame(i, 60))
 	}
 	g := c.next(t)
-	dl := l.(*dgramListener)
-	deadline := time.Now().Add(testTimeout)
-	for dl.queueFull.Load() < 16 {
-		if time.Now().After(deadline) {
-			t.Fatalf("queueFull = %d, want 16", dl.queueFull.Load())
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitUntil(t, time.Now().Add(testTimeout),
+		func() bool { return dl.queueFull.Load() >= 16 },
+		func() string { return fmt.Sprintf("queueFull = %d, want 16", dl.queueFull.Load()) })
 	if q := dl.queueFull.Load(); q != 16 {
 		t.Fatalf("queueFull = %d, want 16", q)
 	}
@@ -184,16 +175,7 @@ func TestDgramPeerIdleExpiry(t *testing.T) {
 	c := newCollector()
 	opts := testOpts(t)
 	opts.PeerIdle = 100 * time.Millisecond
-	l, err := Listen(context.Background(), Addr{UDP, "127.0.0.1:0"}, opts, c.onPort)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	cl, err := net.Dial("udp", l.Addr().Target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	_, cl := listenDialUDP(t, "127.0.0.1:0", opts, c.onPort)
 	cl.Write(frame(0, 60))
 	g := c.next(t)
 	start := time.Now()
@@ -265,13 +247,9 @@ func TestUnixgramVFKTAndPeers(t *testing.T) {
 	defer anon.Close()
 	anon.Write(frame(5, 60))
 	dl := l.(*dgramListener)
-	deadline := time.Now().Add(testTimeout)
-	for dl.unnamed.Load() != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("unnamed datagram not counted")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitUntil(t, time.Now().Add(testTimeout),
+		func() bool { return dl.unnamed.Load() == 1 },
+		func() string { return "unnamed datagram not counted" })
 	c.none(t, 20*time.Millisecond)
 
 	// A peer whose socket is gone: Write fails, final for that port only.
@@ -434,16 +412,7 @@ func checkDialedDgram(t *testing.T, p vswitch.Port, srv net.PacketConn) {
 
 func TestUDPv6AndRefusedPeer(t *testing.T) {
 	c := newCollector()
-	l, err := Listen(context.Background(), Addr{UDP, "[::1]:0"}, testOpts(t), c.onPort)
-	if err != nil {
-		t.Fatalf("listen on ::1: %v", err)
-	}
-	defer l.Close()
-	cl, err := net.Dial("udp", l.Addr().Target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	dl, cl := listenDialUDP(t, "[::1]:0", testOpts(t), c.onPort)
 	cl.Write(frame(1, 60))
 	g := c.next(t)
 	if !strings.Contains(g.name, "[::1]:") {
@@ -462,9 +431,8 @@ func TestUDPv6AndRefusedPeer(t *testing.T) {
 	c.mu.Lock()
 	c.refuse = errors.New("port limit")
 	c.mu.Unlock()
-	dl := l.(*dgramListener)
 	before := c.calls.Load()
-	cl2, err := net.Dial("udp", l.Addr().Target)
+	cl2, err := net.Dial("udp", dl.Addr().Target)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -472,15 +440,24 @@ func TestUDPv6AndRefusedPeer(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		cl2.Write(frame(i, 60))
 	}
-	deadline := time.Now().Add(testTimeout)
-	for dl.refused.Load() != 3 {
-		if time.Now().After(deadline) {
-			t.Fatalf("refused = %d, want 3", dl.refused.Load())
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitUntil(t, time.Now().Add(testTimeout),
+		func() bool { return dl.refused.Load() == 3 },
+		func() string { return fmt.Sprintf("refused = %d, want 3", dl.refused.Load()) })
 	if n := c.calls.Load() - before; n != 1 {
 		t.Fatalf("onPort called %d times for one refused peer, want 1", n)
+	}
+}
+
+// readCount reads from p into bufs (reused by every Read) until want
+// frames have come.
+func readCount(t testing.TB, p vswitch.Port, bufs [][]byte, sizes []int, want int) {
+	t.Helper()
+	for got := 0; got < want; {
+		n, err := p.Read(bufs, sizes, vswitch.Headroom)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got += n
 	}
 }
 
@@ -506,13 +483,7 @@ func TestDatagramPathsNoAllocs(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			for got := 0; got < 3; {
-				n, err := g.p.Read(bufs, sizes, vswitch.Headroom)
-				if err != nil {
-					t.Fatal(err)
-				}
-				got += n
-			}
+			readCount(t, g.p, bufs, sizes, 3)
 		}
 		round()
 		if a := testing.AllocsPerRun(200, round); a != 0 {
@@ -535,13 +506,7 @@ func TestDatagramPathsNoAllocs(t *testing.T) {
 			if _, err := p.Write(out, vswitch.Headroom); err != nil {
 				t.Fatal(err)
 			}
-			for got := 0; got < 3; {
-				n, err := g.p.Read(bufs, sizes, vswitch.Headroom)
-				if err != nil {
-					t.Fatal(err)
-				}
-				got += n
-			}
+			readCount(t, g.p, bufs, sizes, 3)
 		}
 		round()
 		if a := testing.AllocsPerRun(200, round); a != 0 {
@@ -616,48 +581,29 @@ func TestRefusedPeerClosedByOnPort(t *testing.T) {
 	var calls atomic.Int32
 	opts := testOpts(t)
 	opts.PeerIdle = 300 * time.Millisecond
-	l, err := Listen(context.Background(), Addr{UDP, "127.0.0.1:0"}, opts, func(p vswitch.Port, name string) (<-chan struct{}, error) {
+	dl, cl := listenDialUDP(t, "127.0.0.1:0", opts, func(p vswitch.Port, name string) (<-chan struct{}, error) {
 		calls.Add(1)
 		p.Close()
 		return nil, errors.New("refused")
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	cl, err := net.Dial("udp", l.Addr().Target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	dl := l.(*dgramListener)
 	for i := 0; i < 5; i++ {
 		cl.Write(frame(i, 60))
 	}
-	deadline := time.Now().Add(testTimeout)
-	for dl.refused.Load() != 5 {
-		if time.Now().After(deadline) {
-			t.Fatalf("refused = %d, want 5", dl.refused.Load())
-		}
-		time.Sleep(time.Millisecond)
-	}
+	deadline := time.Now().Add(testTimeout) // for all three waits
+	waitUntil(t, deadline,
+		func() bool { return dl.refused.Load() == 5 },
+		func() string { return fmt.Sprintf("refused = %d, want 5", dl.refused.Load()) })
 	if n := calls.Load(); n != 1 {
 		t.Fatalf("onPort called %d times, want 1", n)
 	}
 	// Idle long enough: the tombstone goes, the peer is offered again.
-	for dl.Stats().Peers != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("tombstone never expired")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitUntil(t, deadline,
+		func() bool { return dl.Stats().Peers == 0 },
+		func() string { return "tombstone never expired" })
 	cl.Write(frame(9, 60))
-	for calls.Load() != 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("onPort calls = %d after expiry, want 2", calls.Load())
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitUntil(t, deadline,
+		func() bool { return calls.Load() == 2 },
+		func() string { return fmt.Sprintf("onPort calls = %d after expiry, want 2", calls.Load()) })
 }
 
 func TestReadNoBuffers(t *testing.T) {

@@ -116,11 +116,18 @@ type stdio struct {
 	once    sync.Once
 }
 
-func (s *stdio) Read(b []byte) (int, error)  { return s.in.Read(b) }
+// Read implements io.Reader on standard input.
+func (s *stdio) Read(b []byte) (int, error) { return s.in.Read(b) }
+
+// Write implements io.Writer on standard output.
 func (s *stdio) Write(b []byte) (int, error) { return s.out.Write(b) }
+
+// SyscallConn implements syscall.Conn with standard output's descriptor.
 func (s *stdio) SyscallConn() (syscall.RawConn, error) {
 	return s.out.SyscallConn()
 }
+
+// Close implements io.Closer: it closes both duplicates, once.
 func (s *stdio) Close() error {
 	var err error
 	s.once.Do(func() {
@@ -134,11 +141,11 @@ func (s *stdio) Close() error {
 func dupNonblock(fd int, name string) (*os.File, error) {
 	nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("dup %s: %w", name, err)
 	}
 	if err := unix.SetNonblock(nfd, true); err != nil {
 		unix.Close(nfd)
-		return nil, err
+		return nil, fmt.Errorf("%s: set non-blocking: %w", name, err)
 	}
 	return os.NewFile(uintptr(nfd), name), nil
 }
@@ -192,8 +199,10 @@ func listenStdio(opts Options, onPort OnPort) (*stdioListener, error) {
 	return l, nil
 }
 
+// Addr implements Listener.Addr.
 func (l *stdioListener) Addr() Addr { return Addr{Scheme: Stdio} }
 
+// Close implements Listener.Close.
 func (l *stdioListener) Close() error {
 	l.once.Do(func() {
 		close(l.done)

@@ -90,6 +90,18 @@ func (w testWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
+// waitUntil polls cond every millisecond until it holds, and fails the
+// test with msg() if it still does not at deadline.
+func waitUntil(t testing.TB, deadline time.Time, cond func() bool, msg func() string) {
+	t.Helper()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal(msg())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // shortDir returns a temporary directory whose paths fit a sockaddr_un.
 func shortDir(t testing.TB) string {
 	d, err := os.MkdirTemp("", "att")

@@ -160,12 +160,14 @@ func ListenUnixStream(path string, mode fs.FileMode) (net.Listener, error) {
 	return &removingListener{Listener: x.(net.Listener), sf: sf}, nil
 }
 
+// removingListener is a net.Listener that removes its socket file on Close.
 type removingListener struct {
 	net.Listener
 	sf   *socketFile
 	once sync.Once
 }
 
+// Close implements net.Listener.Close and removes the socket file.
 func (l *removingListener) Close() error {
 	err := l.Listener.Close()
 	l.once.Do(l.sf.remove)
@@ -303,8 +305,10 @@ func cidString(cid uint32) string {
 	return fmt.Sprint(cid)
 }
 
+// Addr implements Listener.Addr.
 func (l *streamListener) Addr() Addr { return l.addr }
 
+// Close implements Listener.Close.
 func (l *streamListener) Close() error {
 	var err error
 	l.once.Do(func() {
@@ -317,18 +321,25 @@ func (l *streamListener) Close() error {
 	return err
 }
 
+// closing reports whether err comes from a Close: done is closed, or err
+// is [net.ErrClosed].
+func closing(done <-chan struct{}, err error) bool {
+	select {
+	case <-done:
+		return true
+	default:
+		return errors.Is(err, net.ErrClosed)
+	}
+}
+
+// accept is the accept goroutine.
 func (l *streamListener) accept() {
 	defer l.wg.Done()
 	var delay time.Duration
 	for n := 0; ; {
 		c, err := l.ln.Accept()
 		if err != nil {
-			select {
-			case <-l.done:
-				return
-			default:
-			}
-			if errors.Is(err, net.ErrClosed) {
+			if closing(l.done, err) {
 				return
 			}
 			// EMFILE and friends: back off and try again.

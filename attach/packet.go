@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"unsafe"
@@ -23,13 +22,12 @@ import (
 // stream and an oversized one a framing error (final). On a datagram
 // socket both are dropped and counted.
 type packetPort struct {
+	closeOnce
 	conn     io.Closer
 	rc       syscall.RawConn
 	seqpkt   bool
 	maxFrame int
-	closed   atomic.Bool
-	once     sync.Once
-	onClose  func()
+	onClose  func() // optional, run once after conn is closed
 
 	// Drops counts datagrams dropped on read (empty, oversized).
 	drops atomic.Uint64
@@ -55,7 +53,7 @@ type packetPort struct {
 func newPacketPort(c syscall.Conn, seqpkt bool, opts Options, onClose func()) (*packetPort, error) {
 	rc, err := c.SyscallConn()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("raw conn: %w", err)
 	}
 	p := &packetPort{
 		conn:     c.(io.Closer),
@@ -77,17 +75,7 @@ func newPacketPort(c syscall.Conn, seqpkt bool, opts Options, onClose func()) (*
 func (p *packetPort) BatchSize() int { return BatchSize }
 
 // Close implements vswitch.Port.Close.
-func (p *packetPort) Close() error {
-	var err error
-	p.once.Do(func() {
-		p.closed.Store(true)
-		err = p.conn.Close()
-		if p.onClose != nil {
-			p.onClose()
-		}
-	})
-	return err
-}
+func (p *packetPort) Close() error { return p.close(p.conn, p.onClose) }
 
 // Read implements vswitch.Port.Read.
 func (p *packetPort) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
@@ -105,12 +93,7 @@ func (p *packetPort) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 			return 0, p.rerr
 		}
 		for i, b := range bufs {
-			p.riovs[i].Base = &b[offset]
-			p.riovs[i].SetLen(min(len(b)-offset, p.maxFrame+1))
-			h := &p.rhdrs[i]
-			*h = unix.Mmsghdr{}
-			h.Hdr.Iov = &p.riovs[i]
-			h.Hdr.SetIovlen(1)
+			setMsg(&p.rhdrs[i], &p.riovs[i], b[offset:offset+min(len(b)-offset, p.maxFrame+1)])
 		}
 		p.rn = len(bufs)
 		p.rerrno = nil
@@ -160,21 +143,71 @@ func (p *packetPort) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	}
 }
 
+// writeChunks writes bufs with write, at most size frames per call, and
+// returns the sum of what the calls wrote; it stops at the first error.
+func writeChunks(bufs [][]byte, offset, size int, write func(chunk [][]byte, offset int) (int, error)) (int, error) {
+	total := 0
+	for len(bufs) > 0 {
+		chunk := bufs[:min(len(bufs), size)]
+		bufs = bufs[len(chunk):]
+		n, err := write(chunk, offset)
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// setMsg makes h a message of one iovec, iov, over all of b (not empty).
+func setMsg(h *unix.Mmsghdr, iov *unix.Iovec, b []byte) {
+	iov.Base = &b[0]
+	iov.SetLen(len(b))
+	*h = unix.Mmsghdr{}
+	h.Hdr.Iov = iov
+	h.Hdr.SetIovlen(1)
+}
+
+// setSendMsgs fills hdrs and iovs from the start with one message per
+// frame b[offset:] of bufs, in order, addressed to name (namelen bytes)
+// unless name is nil, and returns how many messages it made. Buffers with
+// nothing after offset are left out.
+func setSendMsgs(hdrs []unix.Mmsghdr, iovs []unix.Iovec, bufs [][]byte, offset int, name *byte, namelen uint32) int {
+	n := 0
+	for _, b := range bufs {
+		if len(b) <= offset {
+			continue
+		}
+		setMsg(&hdrs[n], &iovs[n], b[offset:])
+		hdrs[n].Hdr.Name = name
+		hdrs[n].Hdr.Namelen = namelen
+		n++
+	}
+	return n
+}
+
 // recvFn runs one non-blocking recvmmsg; false means wait for data.
 func (p *packetPort) recvFn(fd uintptr) bool {
+	n, e := recvmmsg(fd, p.rhdrs[:p.rn])
+	switch e {
+	case 0:
+		p.rn = n
+	case unix.EAGAIN:
+		return false
+	default:
+		p.rerrno = e
+	}
+	return true
+}
+
+// recvmmsg receives up to len(hdrs) (> 0) messages with one non-blocking
+// recvmmsg(2), retrying on EINTR. It returns how many it got, or the
+// errno (EAGAIN: nothing to read yet).
+func recvmmsg(fd uintptr, hdrs []unix.Mmsghdr) (int, syscall.Errno) {
 	for {
-		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&p.rhdrs[0])), uintptr(p.rn), unix.MSG_DONTWAIT, 0, 0)
-		switch e {
-		case 0:
-			p.rn = int(r)
-			return true
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return false
-		default:
-			p.rerrno = e
-			return true
+		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&hdrs[0])), uintptr(len(hdrs)), unix.MSG_DONTWAIT, 0, 0)
+		if e != unix.EINTR {
+			return int(r), e
 		}
 	}
 }
@@ -187,34 +220,11 @@ func (p *packetPort) Write(bufs [][]byte, offset int) (int, error) {
 	if p.werr != nil {
 		return 0, p.werr
 	}
-	total := 0
-	for len(bufs) > 0 {
-		chunk := bufs[:min(len(bufs), len(p.whdrs))]
-		bufs = bufs[len(chunk):]
-		n, err := p.writeChunk(chunk, offset)
-		total += n
-		if err != nil {
-			return total, err
-		}
-	}
-	return total, nil
+	return writeChunks(bufs, offset, len(p.whdrs), p.writeChunk)
 }
 
 func (p *packetPort) writeChunk(bufs [][]byte, offset int) (int, error) {
-	p.wn = 0
-	for _, b := range bufs {
-		l := len(b) - offset
-		if l <= 0 {
-			continue
-		}
-		p.wiovs[p.wn].Base = &b[offset]
-		p.wiovs[p.wn].SetLen(l)
-		h := &p.whdrs[p.wn]
-		*h = unix.Mmsghdr{}
-		h.Hdr.Iov = &p.wiovs[p.wn]
-		h.Hdr.SetIovlen(1)
-		p.wn++
-	}
+	p.wn = setSendMsgs(p.whdrs, p.wiovs, bufs, offset, nil, 0)
 	skipped := len(bufs) - p.wn
 	p.wsent = 0
 	p.werrno = nil

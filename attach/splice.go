@@ -39,10 +39,10 @@ func Splice(ctx context.Context, a, b vswitch.Port) error {
 	return first
 }
 
-// pump copies frames from src to dst until one fails.
 // maxSpliceBatch bounds Splice's batches (and so its memory: 2 × 64 × 64 KiB).
 const maxSpliceBatch = 64
 
+// pump copies frames from src to dst until one fails.
 func pump(src, dst vswitch.Port, batch int) error {
 	const off = vswitch.Headroom
 	bufs := make([][]byte, batch)

@@ -33,12 +33,33 @@ var ErrFrameLength = errors.New("bad frame length")
 // the Port contract does not allow (it could never return n > 0).
 var errNoBuffers = errors.New("read: no buffers")
 
+// closeOnce is the Close of the connection ports (stream and packet): the
+// first call marks the port closed, closes c and then runs after, if not
+// nil; later calls do nothing and return nil.
+type closeOnce struct {
+	closed atomic.Bool // read by Read and Write to report net.ErrClosed
+	once   sync.Once
+}
+
+func (o *closeOnce) close(c io.Closer, after func()) error {
+	var err error
+	o.once.Do(func() {
+		o.closed.Store(true)
+		err = c.Close()
+		if after != nil {
+			after()
+		}
+	})
+	return err
+}
+
 // FrameLengthError is a malformed length prefix on a stream.
 type FrameLengthError struct {
 	Len uint32 // the length read
 	Max int    // the port's maximum frame
 }
 
+// Error implements error.
 func (e *FrameLengthError) Error() string {
 	return fmt.Sprintf("bad frame length %d (want 1 to %d)", e.Len, e.Max)
 }
@@ -55,11 +76,9 @@ func (e *FrameLengthError) Unwrap() error { return ErrFrameLength }
 // file descriptor (syscall.Conn), or copies the batch into one buffer and
 // writes it otherwise. Neither allocates.
 type streamPort struct {
+	closeOnce
 	rwc      io.ReadWriteCloser
 	maxFrame int
-	closed   atomic.Bool
-	once     sync.Once
-	onClose  func() // optional, run once after rwc is closed
 
 	// Read side, owned by the single reader.
 	rbuf []byte
@@ -69,8 +88,10 @@ type streamPort struct {
 	// Write side, owned by the single writer.
 	rc      syscall.RawConn // nil: copy into wbuf instead
 	iovs    []unix.Iovec
-	wiov    []unix.Iovec // iovs still to send, during writeFn
+	wiov    []unix.Iovec // iovs still to send, during writeFn and tryFn
 	wfn     func(fd uintptr) bool
+	tfn     func(fd uintptr) bool
+	tn      int // bytes tryFn wrote
 	werrno  error
 	wbuf    []byte
 	werr    error  // sticky write error
@@ -99,6 +120,7 @@ func newStreamPort(rwc io.ReadWriteCloser, opts Options) *streamPort {
 			p.rc = rc
 			p.iovs = make([]unix.Iovec, 0, maxIOV+1) // +1: a pending tail
 			p.wfn = p.writeFn
+			p.tfn = p.tryFn
 		}
 	}
 	if p.rc == nil {
@@ -112,17 +134,7 @@ func newStreamPort(rwc io.ReadWriteCloser, opts Options) *streamPort {
 func (p *streamPort) BatchSize() int { return maxIOV }
 
 // Close implements vswitch.Port.Close.
-func (p *streamPort) Close() error {
-	var err error
-	p.once.Do(func() {
-		p.closed.Store(true)
-		err = p.rwc.Close()
-		if p.onClose != nil {
-			p.onClose()
-		}
-	})
-	return err
-}
+func (p *streamPort) Close() error { return p.close(p.rwc, nil) }
 
 // Read implements vswitch.Port.Read.
 func (p *streamPort) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
@@ -224,13 +236,7 @@ func (p *streamPort) Write(bufs [][]byte, offset int) (int, error) {
 		p.iovs[0].SetLen(len(p.pend))
 	}
 	for _, b := range bufs {
-		l := len(b) - offset
-		if l <= 0 || l > p.maxFrame {
-			continue // never send a length the peer must reject
-		}
-		binary.BigEndian.PutUint32(b[offset-LengthSize:], uint32(l))
-		p.iovs = append(p.iovs, unix.Iovec{Base: &b[offset-LengthSize]})
-		p.iovs[len(p.iovs)-1].SetLen(LengthSize + l)
+		p.appendIOV(b, offset)
 	}
 	if len(p.iovs) == 0 {
 		return len(bufs), nil
@@ -251,6 +257,30 @@ func (p *streamPort) Write(bufs [][]byte, offset int) (int, error) {
 	return len(bufs), nil
 }
 
+// sendLen returns the length of the frame b[offset:], or 0 for a frame
+// that is not sent: an empty one, or one longer than the maximum frame
+// (never send a length the peer must reject). Write and TryWrite count
+// such frames as written.
+func (p *streamPort) sendLen(b []byte, offset int) int {
+	if l := len(b) - offset; l > 0 && l <= p.maxFrame {
+		return l
+	}
+	return 0
+}
+
+// appendIOV puts the length of the frame b[offset:] into the headroom
+// before it and appends one iovec for length and frame to p.iovs, unless
+// the frame is not sent (see sendLen).
+func (p *streamPort) appendIOV(b []byte, offset int) {
+	l := p.sendLen(b, offset)
+	if l == 0 {
+		return
+	}
+	binary.BigEndian.PutUint32(b[offset-LengthSize:], uint32(l))
+	p.iovs = append(p.iovs, unix.Iovec{Base: &b[offset-LengthSize]})
+	p.iovs[len(p.iovs)-1].SetLen(LengthSize + l)
+}
+
 // TryWrite implements vswitch.TryWriter: one writev that never waits.
 // The switch calls it from its reader goroutines when this port's queue is
 // empty, never at the same time as Write. If the socket takes only part of
@@ -268,7 +298,9 @@ func (p *streamPort) TryWrite(bufs [][]byte, offset int) (int, error) {
 		return 0, nil
 	}
 	if len(p.pend) > 0 {
-		m, e := p.tryv([]unix.Iovec{{Base: &p.pend[0], Len: uint64(len(p.pend))}})
+		p.iovs = append(p.iovs[:0], unix.Iovec{Base: &p.pend[0]})
+		p.iovs[0].SetLen(len(p.pend))
+		m, e := p.tryv(p.iovs)
 		if e != nil {
 			return 0, e
 		}
@@ -285,13 +317,7 @@ func (p *streamPort) TryWrite(bufs [][]byte, offset int) (int, error) {
 			break
 		}
 		nb++
-		l := len(b) - offset
-		if l <= 0 || l > p.maxFrame {
-			continue
-		}
-		binary.BigEndian.PutUint32(b[offset-LengthSize:], uint32(l))
-		p.iovs = append(p.iovs, unix.Iovec{Base: &b[offset-LengthSize]})
-		p.iovs[len(p.iovs)-1].SetLen(LengthSize + l)
+		p.appendIOV(b, offset)
 	}
 	if len(p.iovs) == 0 {
 		return nb, nil
@@ -305,8 +331,8 @@ func (p *streamPort) TryWrite(bufs [][]byte, offset int) (int, error) {
 	// tail kept in pend.
 	sent := 0
 	for _, b := range bufs[:nb] {
-		l := len(b) - offset
-		if l <= 0 || l > p.maxFrame {
+		l := p.sendLen(b, offset)
+		if l == 0 {
 			sent++
 			continue
 		}
@@ -329,29 +355,38 @@ func (p *streamPort) TryWrite(bufs [][]byte, offset int) (int, error) {
 	return sent, nil
 }
 
-// tryv runs one writev that does not wait; EAGAIN is 0 bytes.
+// tryv runs one writev that does not wait; EAGAIN is 0 bytes. It does not
+// allocate: the callback is bound once (tfn) and its results go to fields.
 func (p *streamPort) tryv(iovs []unix.Iovec) (int, error) {
-	var m uintptr
-	var e unix.Errno
-	err := p.rc.Write(func(fd uintptr) bool {
-		for {
-			m, _, e = unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iovs[0])), uintptr(len(iovs)))
-			if e != unix.EINTR {
-				return true
-			}
-		}
-	})
-	if err == nil && e != 0 && e != unix.EAGAIN {
-		err = e
+	p.wiov, p.tn, p.werrno = iovs, 0, nil
+	err := p.rc.Write(p.tfn)
+	p.wiov = nil
+	if err == nil {
+		err = p.werrno
 	}
 	if err != nil {
 		p.werr = p.writeErr(err)
 		return 0, p.werr
 	}
-	if e == unix.EAGAIN {
-		return 0, nil
+	return p.tn, nil
+}
+
+// tryFn runs one writev of p.wiov and never asks to wait: the bytes
+// written go to p.tn (0 on EAGAIN), another error to p.werrno.
+func (p *streamPort) tryFn(fd uintptr) bool {
+	for {
+		m, _, e := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&p.wiov[0])), uintptr(len(p.wiov)))
+		switch e {
+		case unix.EINTR:
+			continue
+		case 0:
+			p.tn = int(m)
+		case unix.EAGAIN:
+		default:
+			p.werrno = e
+		}
+		return true
 	}
-	return int(m), nil
 }
 
 // maxIOV is the most iovecs one writev takes (IOV_MAX).
@@ -392,8 +427,8 @@ func (p *streamPort) writeFn(fd uintptr) bool {
 // writeCopy sends the batch through wbuf with as few writes as fit.
 func (p *streamPort) writeCopy(bufs [][]byte, offset int) (int, error) {
 	for _, b := range bufs {
-		l := len(b) - offset
-		if l <= 0 || l > p.maxFrame {
+		l := p.sendLen(b, offset)
+		if l == 0 {
 			continue
 		}
 		if len(p.wbuf)+LengthSize+l > cap(p.wbuf) {

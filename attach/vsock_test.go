@@ -31,13 +31,15 @@ func needVsockLoopback(t *testing.T) {
 	if err != nil {
 		t.Skipf("skipping: AF_VSOCK unavailable: listen: %v%s", err, modprobe)
 	}
-	defer ln.Close()
 	port := ln.Addr().(*vsock.Addr).Port
+	accepted := make(chan struct{})
 	go func() {
+		defer close(accepted)
 		if c, err := ln.Accept(); err == nil {
 			c.Close()
 		}
 	}()
+	defer func() { ln.Close(); <-accepted }()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	c, err := vsock.DialContext(ctx, unix.VMADDR_CID_LOCAL, port, nil)

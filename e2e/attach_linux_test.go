@@ -187,16 +187,6 @@ func acQuiet(t *testing.T, what string, clients ...*acClient) {
 	}
 }
 
-func acFreeUDPPort(t *testing.T) int {
-	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
-}
-
 // acVsockLoopback reports why AF_VSOCK loopback (CID 1) does not work
 // here, nil when it does (the attach package's rule: as root, try modprobe
 // vsock_loopback first). Without it the vsock scheme is left out of the
@@ -212,13 +202,15 @@ func acVsockLoopback() error {
 	if err != nil {
 		return fmt.Errorf("AF_VSOCK unavailable: listen: %w%s", err, modprobe)
 	}
-	defer l.Close()
 	port := l.Addr().(*vsock.Addr).Port
+	accepted := make(chan struct{})
 	go func() {
+		defer close(accepted)
 		if c, err := l.Accept(); err == nil {
 			c.Close()
 		}
 	}()
+	defer func() { l.Close(); <-accepted }()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	c, err := vsock.DialContext(ctx, unix.VMADDR_CID_LOCAL, port, nil)
@@ -360,7 +352,7 @@ func TestIntegrationAttach(t *testing.T) {
 			tcp:        fmt.Sprintf("127.0.0.1:%d", harness.FreeTCPPort(t)),
 			unixgram:   filepath.Join(sockDir, name+".dgram"),
 			unixpacket: filepath.Join(sockDir, name+".pkt"),
-			udp:        fmt.Sprintf("127.0.0.1:%d", acFreeUDPPort(t)),
+			udp:        fmt.Sprintf("127.0.0.1:%d", harness.FreeUDPPort(t)),
 			vsock:      vsockPort,
 		}
 	}
@@ -512,24 +504,22 @@ func TestIntegrationAttach(t *testing.T) {
 	})
 
 	t.Run("malformed length closes only that port", func(t *testing.T) {
-		bad := A[0] // unix stream
-		if _, err := bad.conn.Write([]byte{0, 0, 0, 0}); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case <-bad.done:
-		case <-time.After(acDeliverTimeout):
-			t.Fatalf("%s: corral kept the port open after a length of 0", bad.name)
-		}
-		// So does a length over the maximum frame, on tcp.
-		bad2 := A[1]
-		if _, err := bad2.conn.Write([]byte{0x7f, 0xff, 0xff, 0xff}); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case <-bad2.done:
-		case <-time.After(acDeliverTimeout):
-			t.Fatalf("%s: corral kept the port open after a huge length", bad2.name)
+		for _, bad := range []struct {
+			c      *acClient
+			length []byte
+			what   string
+		}{
+			{A[0], []byte{0, 0, 0, 0}, "a length of 0"},             // unix stream
+			{A[1], []byte{0x7f, 0xff, 0xff, 0xff}, "a huge length"}, // tcp, over the maximum frame
+		} {
+			if _, err := bad.c.conn.Write(bad.length); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-bad.c.done:
+			case <-time.After(acDeliverTimeout):
+				t.Fatalf("%s: corral kept the port open after %s", bad.c.name, bad.what)
+			}
 		}
 		acWaitPorts(t, adminSock, map[uint32]int{0x0a: len(A) - 2, 0x0b: len(B) + 1})
 		rest := A[2:]

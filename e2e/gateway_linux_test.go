@@ -19,7 +19,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -29,33 +28,8 @@ import (
 	"time"
 
 	"github.com/corralnet/corral/e2e/harness"
-	mdns "github.com/miekg/dns"
+	"github.com/corralnet/corral/stack/dns/dnstest"
 )
-
-// gatewayResolver runs a DNS server on 127.0.0.1 (UDP) answering
-// upstream.example.org with 192.0.2.53.
-func gatewayResolver(t *testing.T) netip.AddrPort {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := mdns.HandlerFunc(func(w mdns.ResponseWriter, r *mdns.Msg) {
-		m := new(mdns.Msg)
-		m.SetReply(r)
-		if len(r.Question) == 1 && r.Question[0].Name == "upstream.example.org." && r.Question[0].Qtype == mdns.TypeA {
-			rr, _ := mdns.NewRR("upstream.example.org. 60 IN A 192.0.2.53")
-			m.Answer = append(m.Answer, rr)
-		} else if len(r.Question) != 1 || r.Question[0].Name != "upstream.example.org." {
-			m.Rcode = mdns.RcodeNameError
-		}
-		w.WriteMsg(m)
-	})
-	srv := &mdns.Server{PacketConn: pc, Handler: h}
-	go srv.ActivateAndServe()
-	t.Cleanup(func() { srv.Shutdown() })
-	return pc.LocalAddr().(*net.UDPAddr).AddrPort()
-}
 
 // udhcpcScript configures the interface from udhcpc's environment and
 // records it.
@@ -86,19 +60,13 @@ func nsRun(t *testing.T, ns *harness.NS, timeout time.Duration, args ...string) 
 func TestIntegrationGateway(t *testing.T) {
 	harness.NeedRoot(t)
 	dir := harness.ShortTempDir(t)
-	resolver := gatewayResolver(t)
+	resolver := dnstest.Resolver(t, map[string]netip.Addr{"upstream.example.org.": netip.MustParseAddr("192.0.2.53")})
 
 	// HTTP server on the host's loopback, reached by guests via 10.0.2.2.
-	hl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hsrv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	hostPage := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "hello from the host, %s\n", r.URL.Path)
-	})}
-	go hsrv.Serve(hl)
-	t.Cleanup(func() { hsrv.Close() })
-	hostPort := hl.Addr().(*net.TCPAddr).Port
+	})
+	hostPort := harness.ServeHTTP(t, "127.0.0.1:0", hostPage)
 
 	fwdA, fwdB := harness.FreeTCPPort(t), harness.FreeTCPPort(t)
 	for fwdB == fwdA {
@@ -244,14 +212,7 @@ log: {level: debug}
 	})
 
 	t.Run("ipv6 slaac and nat to host ::1", func(t *testing.T) {
-		hl6, err := net.Listen("tcp", "[::1]:0")
-		if err != nil {
-			t.Fatalf("host has no ::1: %v", err)
-		}
-		srv6 := &http.Server{Handler: hsrv.Handler}
-		go srv6.Serve(hl6)
-		defer srv6.Close()
-		port6 := hl6.Addr().(*net.TCPAddr).Port
+		port6 := harness.ServeHTTP(t, "[::1]:0", hostPage) // fails if the host has no ::1
 		for _, g := range guests {
 			// The kernel solicits a router when tap0 comes up; the gateway
 			// advertises fd63:6f72:7261::/64 and the guest autoconfigures.

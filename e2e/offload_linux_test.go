@@ -54,10 +54,7 @@ func offloadLab(t testing.TB, offload bool) (hosts []*ulHost, va, vb *vm) {
 		h.yaml = strings.Replace(hostYAML(h.name, 0x70+i, up, []string{"blue"}, h), "level: debug", "level: info", 1)
 		h.start(t)
 	}
-	var extra []string
-	if offload {
-		extra = []string{"--offload"}
-	}
+	extra := []string{fmt.Sprintf("--offload=%v", offload)}
 	va, vb = newVM(t, "oa", macA, ipA), newVM(t, "ob", macB, ipB)
 	va.plugWith(t, hosts[0], "blue", extra...)
 	vb.plugWith(t, hosts[1], "blue", extra...)
@@ -171,9 +168,7 @@ func BenchmarkGatewayOffload(b *testing.B) {
 					filepath.Join(dir, "state"), sock, filepath.Join(dir, "admin.sock"))
 				harness.StartCorral(b, nil, cfg)
 				args := []string{"plug", "unix://" + sock, "--tap", "tap0", "--netns", guest.Name, "--mtu", "1500"}
-				if offload {
-					args = append(args, "--offload")
-				}
+				args = append(args, fmt.Sprintf("--offload=%v", offload))
 				plug := harness.Start(b, nil, harness.CorralBinary(b), args...)
 				benchWaitLink(b, guest, "tap0", plug)
 				benchGuestAddr(b, guest, "tap0", "198.51.100.15/24", "198.51.100.2", 1500)

@@ -21,7 +21,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -233,16 +232,9 @@ func TestE2EQEMUGateway(t *testing.T) {
 	harness.GuestImage(t)
 	dir := harness.ShortTempDir(t)
 	token := fmt.Sprintf("corral-page-%d", time.Now().UnixNano())
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	port := harness.ServeHTTP(t, "127.0.0.1:0", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, token)
-	}), ReadHeaderTimeout: 30 * time.Second}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	port := ln.Addr().(*net.TCPAddr).Port
+	}))
 
 	sw := harness.StartCorral(t, nil, fmt.Sprintf(`
 state_dir: %[1]s/state

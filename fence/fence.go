@@ -116,16 +116,7 @@ var DefaultOUI = OUI{0x02, 0xfe, 0x0c}
 func (o OUI) Valid() bool { return o[0]&0x02 != 0 && o[0]&0x01 == 0 }
 
 // String returns o as "02:fe:0c".
-func (o OUI) String() string {
-	b := make([]byte, 0, 8)
-	for i, x := range o {
-		if i > 0 {
-			b = append(b, ':')
-		}
-		b = appendHexByte(b, x)
-	}
-	return string(b)
-}
+func (o OUI) String() string { return string(appendColonHex(make([]byte, 0, 8), o[:])) }
 
 // OuterMAC is a host's address on the uplink: OUI(3) · installation ID(1) ·
 // host ID(2), DESIGN 3.2.
@@ -157,19 +148,24 @@ func (m OuterMAC) HostID() uint16 { return binary.BigEndian.Uint16(m[OuterMACOff
 func (m OuterMAC) IsBroadcast() bool { return m == BroadcastMAC }
 
 // AppendTo appends m as "02:fe:0c:01:02:c2" to b.
-func (m OuterMAC) AppendTo(b []byte) []byte {
-	for i, x := range m {
-		if i > 0 {
-			b = append(b, ':')
-		}
-		b = appendHexByte(b, x)
-	}
-	return b
-}
+func (m OuterMAC) AppendTo(b []byte) []byte { return appendColonHex(b, m[:]) }
 
 // String returns m as "02:fe:0c:01:02:c2".
 func (m OuterMAC) String() string { return string(m.AppendTo(make([]byte, 0, 17))) }
 
+// appendColonHex appends x as two lower-case hex digits a byte, separated
+// by colons ("02:fe:0c").
+func appendColonHex(b, x []byte) []byte {
+	for i, c := range x {
+		if i > 0 {
+			b = append(b, ':')
+		}
+		b = appendHexByte(b, c)
+	}
+	return b
+}
+
+// appendHexByte appends x as two lower-case hex digits.
 func appendHexByte(b []byte, x byte) []byte {
 	const hex = "0123456789abcdef"
 	return append(b, hex[x>>4], hex[x&0xf])
@@ -464,16 +460,7 @@ func (o OPI) Installation() uint8 { return o[0] }
 func (o OPI) Fence() uint32 { return uint32(o[1])<<16 | uint32(o[2])<<8 | uint32(o[3]) }
 
 // String returns o as "01:00:01:00" (installation 1, fence 0x100).
-func (o OPI) String() string {
-	b := make([]byte, 0, 11)
-	for i, x := range o {
-		if i > 0 {
-			b = append(b, ':')
-		}
-		b = appendHexByte(b, x)
-	}
-	return string(b)
-}
+func (o OPI) String() string { return string(appendColonHex(make([]byte, 0, 11), o[:])) }
 
 // OPI returns the OPI of the frame's fence in the installation of its
 // outer source.

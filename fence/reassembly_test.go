@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"sync"
 	"testing"
 	"time"
 )
@@ -322,42 +321,31 @@ func TestIPFrameLen(t *testing.T) {
 
 func TestReassemblyConcurrent(t *testing.T) {
 	r := NewReassembler(ReassemblyConfig{})
-	var wg sync.WaitGroup
-	errs := make(chan error, 4)
-	for g := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			src := MakeOuterMAC(DefaultOUI, 1, uint16(100+g))
-			var fg Fragmenter
-			out := make([]byte, MaxInnerLen)
-			scratch := make([]byte, 1472)
-			for i := range 200 {
-				x := ipv4UDPFrame(1455+i%40, byte(g*50+i))
-				fr := encap(testParams, x, BroadcastMAC, src, HeaderFields{Fence: uint32(g + 1)})
-				f, l, err := fg.Split(fr, 1472, scratch)
-				if err == nil {
-					_, _, err = r.Add(f, t0, out)
-				}
-				var got []byte
-				if err == nil {
-					got, _, err = r.Add(l, t0, out)
-				}
-				if err == nil && !bytes.Equal(got, x) {
-					err = fmt.Errorf("goroutine %d frame %d: wrong frame", g, i)
-				}
-				if err != nil {
-					errs <- err
-					return
-				}
+	concurrently(t, 4, func(g int) error {
+		src := MakeOuterMAC(DefaultOUI, 1, uint16(100+g))
+		var fg Fragmenter
+		out := make([]byte, MaxInnerLen)
+		scratch := make([]byte, 1472)
+		for i := range 200 {
+			x := ipv4UDPFrame(1455+i%40, byte(g*50+i))
+			fr := encap(testParams, x, BroadcastMAC, src, HeaderFields{Fence: uint32(g + 1)})
+			f, l, err := fg.Split(fr, 1472, scratch)
+			if err == nil {
+				_, _, err = r.Add(f, t0, out)
 			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+			var got []byte
+			if err == nil {
+				got, _, err = r.Add(l, t0, out)
+			}
+			if err == nil && !bytes.Equal(got, x) {
+				err = fmt.Errorf("goroutine %d frame %d: wrong frame", g, i)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if got := r.Stats().Completed; got != 800 {
 		t.Errorf("Completed = %d, want 800", got)
 	}

@@ -5,7 +5,6 @@ import (
 	"crypto/cipher"
 	"encoding/hex"
 	"errors"
-	"sync"
 	"testing"
 )
 
@@ -341,33 +340,22 @@ func TestSealConcurrent(t *testing.T) {
 	a := newTestSealer(t, 0x02c2, 0, testKey(t, 1, 1))
 	b := newTestSealer(t, 0x0003, 0, testKey(t, 1, 1))
 	x := ipv4UDPFrame(300, 5)
-	var wg sync.WaitGroup
-	errs := make(chan error, 4)
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			buf := make([]byte, 64+len(x)+SealTagLen)
-			for range 300 {
-				copy(buf[64:], x)
-				fr, err := a.Encap(buf, 64, len(x), hostB, 1)
-				if err == nil {
-					var got []byte
-					got, err = b.Open(fr.Dst(), fr.Src(), 1, fr.Inner())
-					if err == nil && !bytes.Equal(got, x) {
-						err = errors.New("wrong plaintext")
-					}
-				}
-				if err != nil {
-					errs <- err
-					return
+	concurrently(t, 4, func(int) error {
+		buf := make([]byte, 64+len(x)+SealTagLen)
+		for range 300 {
+			copy(buf[64:], x)
+			fr, err := a.Encap(buf, 64, len(x), hostB, 1)
+			if err == nil {
+				var got []byte
+				got, err = b.Open(fr.Dst(), fr.Src(), 1, fr.Inner())
+				if err == nil && !bytes.Equal(got, x) {
+					err = errors.New("wrong plaintext")
 				}
 			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/corralnet/corral/stack/dhcp"
+	"github.com/corralnet/corral/stack/dns/dnstest"
 	mdns "github.com/miekg/dns"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
@@ -391,30 +392,6 @@ func TestNATLimits(t *testing.T) {
 	}
 }
 
-// startResolver runs a DNS server on 127.0.0.1 answering example.test.
-func startResolver(t *testing.T) netip.AddrPort {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := mdns.HandlerFunc(func(w mdns.ResponseWriter, r *mdns.Msg) {
-		m := new(mdns.Msg)
-		m.SetReply(r)
-		if r.Question[0].Name == "example.test." {
-			rr, _ := mdns.NewRR("example.test. 60 IN A 192.0.2.80")
-			m.Answer = append(m.Answer, rr)
-		} else {
-			m.Rcode = mdns.RcodeNameError
-		}
-		w.WriteMsg(m)
-	})
-	srv := &mdns.Server{PacketConn: pc, Handler: h}
-	go srv.ActivateAndServe()
-	t.Cleanup(func() { pc.Close() })
-	return pc.LocalAddr().(*net.UDPAddr).AddrPort()
-}
-
 // dnsQuery asks the gateway's DNS (at .3) from the guest.
 func dnsQuery(t *testing.T, gs *guest, g *Gateway, name string) *mdns.Msg {
 	t.Helper()
@@ -442,7 +419,7 @@ func dnsQuery(t *testing.T, gs *guest, g *Gateway, name string) *mdns.Msg {
 }
 
 func TestDNSForwardAndLeaseNames(t *testing.T) {
-	res := startResolver(t)
+	res := dnstest.Resolver(t, map[string]netip.Addr{"example.test.": netip.MustParseAddr("192.0.2.80")})
 	// Lease "Web-1" on a first gateway (frames written directly), then a
 	// restarted gateway with a guest stack attached answers its name from
 	// the persisted lease.
@@ -482,39 +459,12 @@ func guestEcho(t *testing.T, gs *guest, port uint16, prefix string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 1024)
-				n, err := c.Read(buf)
-				if err != nil {
-					return
-				}
-				c.Write(append([]byte(prefix), buf[:n]...))
-			}()
-		}
-	}()
+	serveEcho(t, ln, prefix)
 	pc, err := gonet.DialUDP(gs.s, &tcpip.FullAddress{NIC: 1, Port: port}, nil, ipv4.ProtocolNumber)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 1024)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			pc.WriteTo(append([]byte(prefix), buf[:n]...), from)
-		}
-	}()
+	serveEchoPacket(t, pc, prefix)
 }
 
 func tcpRoundTrip(addr string, msg string) (string, error) {

@@ -2,9 +2,9 @@ package stack
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 
@@ -248,14 +248,50 @@ func echoTCP(t *testing.T, prefix string) netip.AddrPort {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
+	serveEcho(t, ln, prefix)
+	return ln.Addr().(*net.TCPAddr).AddrPort()
+}
+
+// echoUDP serves a UDP echo on 127.0.0.1:0 until cleanup.
+func echoUDP(t *testing.T, prefix string) netip.AddrPort {
+	t.Helper()
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveEchoPacket(t, pc, prefix)
+	return pc.LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
+// serveEcho answers what each connection ln accepts sends with the same
+// bytes after prefix, until the peer closes. At cleanup it closes ln and
+// the open connections and waits for its goroutines.
+func serveEcho(t *testing.T, ln net.Listener, prefix string) {
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		conns  = map[net.Conn]struct{}{} // guarded by mu
+		closed bool                      // guarded by mu
+	)
+	wg.Add(1)
 	go func() {
+		defer wg.Done()
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
+			mu.Lock()
+			if closed {
+				mu.Unlock()
+				c.Close()
+				return
+			}
+			conns[c] = struct{}{}
+			mu.Unlock()
+			wg.Add(1)
 			go func() {
+				defer wg.Done()
 				defer c.Close()
 				buf := make([]byte, 4096)
 				for {
@@ -270,29 +306,42 @@ func echoTCP(t *testing.T, prefix string) netip.AddrPort {
 			}()
 		}
 	}()
-	return ln.Addr().(*net.TCPAddr).AddrPort()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		closed = true
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
 }
 
-// echoUDP serves a UDP echo on 127.0.0.1:0 until cleanup.
-func echoUDP(t *testing.T, prefix string) netip.AddrPort {
-	t.Helper()
-	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
+// serveEchoPacket answers each datagram pc receives with the same bytes
+// after prefix. At cleanup it closes pc and waits for its goroutine.
+func serveEchoPacket(t *testing.T, pc net.PacketConn, prefix string) {
+	done := make(chan struct{})
+	stopped := make(chan struct{})
 	go func() {
+		defer close(stopped)
 		buf := make([]byte, 4096)
 		for {
-			n, from, err := pc.ReadFromUDPAddrPort(buf)
+			n, from, err := pc.ReadFrom(buf)
 			if err != nil {
-				if errors.Is(err, net.ErrClosed) {
+				select {
+				case <-done:
 					return
+				default:
+					continue // a transient error: the socket is still open
 				}
-				continue
 			}
-			pc.WriteToUDPAddrPort(append([]byte(prefix), buf[:n]...), from)
+			pc.WriteTo(append([]byte(prefix), buf[:n]...), from)
 		}
 	}()
-	return pc.LocalAddr().(*net.UDPAddr).AddrPort()
+	t.Cleanup(func() {
+		close(done)
+		pc.Close()
+		<-stopped
+	})
 }

@@ -87,21 +87,7 @@ func TestIPv6SLAACAndNAT(t *testing.T) {
 	if err != nil {
 		t.Fatalf("host has no ::1: %v", err)
 	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 100)
-				n, _ := c.Read(buf)
-				c.Write(append([]byte("v6host:"), buf[:n]...))
-			}()
-		}
-	}()
+	serveEcho(t, ln, "v6host:")
 	port := ln.Addr().(*net.TCPAddr).AddrPort().Port()
 
 	g := newTestGateway(t, Config{})
@@ -178,17 +164,7 @@ func TestIPv6SLAACAndNAT(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer gl.Close()
-	go func() {
-		c, err := gl.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		buf := make([]byte, 100)
-		n, _ := c.Read(buf)
-		c.Write(append([]byte("v6guest:"), buf[:n]...))
-	}()
+	serveEcho(t, gl, "v6guest:")
 	f := Forward{Proto: "tcp", Listen: netip.MustParseAddrPort("127.0.0.1:0"), Target: netip.AddrPortFrom(want, 8080)}
 	if err := g.AddForward(f); err != nil {
 		t.Fatal(err)

@@ -335,10 +335,21 @@ func (e *linkEndpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Err
 	return n, nil
 }
 
-func (e *linkEndpoint) MTU() uint32                    { return e.mtu.Load() }
-func (e *linkEndpoint) SetMTU(mtu uint32)              { e.mtu.Store(mtu) }
-func (e *linkEndpoint) MaxHeaderLength() uint16        { return header.EthernetMinimumSize }
+// MTU implements stack.LinkEndpoint.MTU.
+func (e *linkEndpoint) MTU() uint32 { return e.mtu.Load() }
+
+// SetMTU implements stack.LinkEndpoint.SetMTU.
+func (e *linkEndpoint) SetMTU(mtu uint32) { e.mtu.Store(mtu) }
+
+// MaxHeaderLength implements stack.LinkEndpoint.MaxHeaderLength: the
+// Ethernet header.
+func (e *linkEndpoint) MaxHeaderLength() uint16 { return header.EthernetMinimumSize }
+
+// LinkAddress implements stack.LinkEndpoint.LinkAddress.
 func (e *linkEndpoint) LinkAddress() tcpip.LinkAddress { return e.mac }
+
+// SetLinkAddress implements stack.LinkEndpoint.SetLinkAddress; it does
+// nothing.
 func (e *linkEndpoint) SetLinkAddress(tcpip.LinkAddress) {
 	// The gateway's MAC is fixed by its configuration.
 }
@@ -352,19 +363,25 @@ func (e *linkEndpoint) Capabilities() stack.LinkEndpointCapabilities {
 	return stack.CapabilityResolutionRequired | stack.CapabilityRXChecksumOffload
 }
 
+// Attach implements stack.LinkEndpoint.Attach.
 func (e *linkEndpoint) Attach(d stack.NetworkDispatcher) {
 	e.mu.Lock()
 	e.dispatcher = d
 	e.mu.Unlock()
 }
 
+// IsAttached implements stack.LinkEndpoint.IsAttached.
 func (e *linkEndpoint) IsAttached() bool {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	return e.dispatcher != nil
 }
 
-func (e *linkEndpoint) Wait()                                   {}
+// Wait implements stack.LinkEndpoint.Wait; the endpoint starts no
+// goroutines, so there is nothing to wait for.
+func (e *linkEndpoint) Wait() {}
+
+// ARPHardwareType implements stack.LinkEndpoint.ARPHardwareType.
 func (e *linkEndpoint) ARPHardwareType() header.ARPHardwareType { return header.ARPHardwareEther }
 
 // AddHeader implements stack.LinkEndpoint: it pushes the Ethernet header.
@@ -382,7 +399,12 @@ func (e *linkEndpoint) ParseHeader(pkt *stack.PacketBuffer) bool {
 	_, ok := pkt.LinkHeader().Consume(header.EthernetMinimumSize)
 	return ok
 }
+
+// SetOnCloseAction implements stack.LinkEndpoint.SetOnCloseAction.
 func (e *linkEndpoint) SetOnCloseAction(f func()) { e.mu.Lock(); e.onClose = f; e.mu.Unlock() }
+
+// Close implements stack.LinkEndpoint.Close: it closes the port and runs
+// the on-close action.
 func (e *linkEndpoint) Close() {
 	e.closePort()
 	e.mu.RLock()

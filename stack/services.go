@@ -91,38 +91,39 @@ func (g *Gateway) startServices() error {
 		},
 		Logger: g.log,
 	})
-	dnsAddr := tcpip.FullAddress{NIC: nicID, Addr: tcpip.AddrFrom4(g.dnsIP.As4()), Port: 53}
-	pc, err := gonet.DialUDP(g.s, &dnsAddr, nil, ipv4.ProtocolNumber)
-	if err != nil {
-		return fmt.Errorf("dns bind udp %v:53: %w", g.dnsIP, err)
+	if err := g.serveDNS(d, g.dnsIP, ipv4.ProtocolNumber); err != nil {
+		return err
 	}
-	g.closers = append(g.closers, pc.Close)
-	ln, err := gonet.ListenTCP(g.s, dnsAddr, ipv4.ProtocolNumber)
-	if err != nil {
-		return fmt.Errorf("dns listen tcp %v:53: %w", g.dnsIP, err)
-	}
-	g.closers = append(g.closers, ln.Close)
-	g.goOwned(func() { d.ServePacket(pc) })
-	g.goOwned(func() { d.ServeListener(ln) })
 	g.dnsSrv = d
 
 	if g.cfg.NoIPv6 {
 		return nil
 	}
-	dns6 := tcpip.FullAddress{NIC: nicID, Addr: tcpip.AddrFrom16(g.dns6.As16()), Port: 53}
-	pc6, err := gonet.DialUDP(g.s, &dns6, nil, ipv6.ProtocolNumber)
-	if err != nil {
-		return fmt.Errorf("dns bind udp [%v]:53: %w", g.dns6, err)
+	if err := g.serveDNS(d, g.dns6, ipv6.ProtocolNumber); err != nil {
+		return err
 	}
-	g.closers = append(g.closers, pc6.Close)
-	ln6, err := gonet.ListenTCP(g.s, dns6, ipv6.ProtocolNumber)
-	if err != nil {
-		return fmt.Errorf("dns listen tcp [%v]:53: %w", g.dns6, err)
-	}
-	g.closers = append(g.closers, ln6.Close)
-	g.goOwned(func() { d.ServePacket(pc6) })
-	g.goOwned(func() { d.ServeListener(ln6) })
 	g.goOwned(g.raLoop)
+	return nil
+}
+
+// serveDNS serves d over UDP and TCP on port 53 of ip, an address of the
+// gateway's NIC (proto is its network protocol). The sockets close with
+// the gateway.
+func (g *Gateway) serveDNS(d *dns.Server, ip netip.Addr, proto tcpip.NetworkProtocolNumber) error {
+	at := netip.AddrPortFrom(ip, 53)
+	addr := tcpip.FullAddress{NIC: nicID, Addr: tcpip.AddrFromSlice(ip.AsSlice()), Port: 53}
+	pc, err := gonet.DialUDP(g.s, &addr, nil, proto)
+	if err != nil {
+		return fmt.Errorf("dns bind udp %v: %w", at, err)
+	}
+	g.closers = append(g.closers, pc.Close)
+	ln, err := gonet.ListenTCP(g.s, addr, proto)
+	if err != nil {
+		return fmt.Errorf("dns listen tcp %v: %w", at, err)
+	}
+	g.closers = append(g.closers, ln.Close)
+	g.goOwned(func() { d.ServePacket(pc) })
+	g.goOwned(func() { d.ServeListener(ln) })
 	return nil
 }
 

@@ -37,11 +37,7 @@ func TestNoAllocs(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			l := forwardLab(t)
-			frames := make([][]byte, 8)
-			for i := range frames {
-				frames[i] = make([]byte, tc.size)
-				copy(frames[i], frame(tc.dst, mac(1), uint32(i)))
-			}
+			frames := paddedFrames(tc.dst, tc.size, 8)
 			a1, a2, a3, tr := l.ports["a1"], l.ports["a2"], l.ports["a3"], l.trunk
 			var got int
 			run := func() {
@@ -93,11 +89,7 @@ func BenchmarkForward(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			l := forwardLab(b)
 			const batch = 32
-			frames := make([][]byte, batch)
-			for i := range frames {
-				frames[i] = make([]byte, bc.size)
-				copy(frames[i], frame(bc.dst, mac(1), uint32(i)))
-			}
+			frames := paddedFrames(bc.dst, bc.size, batch)
 			a1, a2, a3, tr := l.ports["a1"], l.ports["a2"], l.ports["a3"], l.trunk
 			a1.Inject(frames) // warm the buffer stashes
 			l.deliveries()

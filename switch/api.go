@@ -99,7 +99,6 @@ type Switch struct {
 	cfg   Config
 	log   *slog.Logger
 	clock func() time.Time
-	aging int64 // nanoseconds
 
 	pool bufPool
 
@@ -146,7 +145,6 @@ func New(cfg Config) (*Switch, error) {
 		cfg:   cfg,
 		log:   cfg.Logger,
 		clock: cfg.Now,
-		aging: int64(cfg.AgingTime),
 		ports: make(map[uint64]*port),
 		stop:  make(chan struct{}),
 	}

@@ -36,33 +36,20 @@ type bufPool struct {
 	small []*smallBuf
 }
 
-// fillLarge sets every dst[i] to a free (or new) large buffer.
-func (p *bufPool) fillLarge(dst []*largeBuf) {
-	p.mu.Lock()
+// fill sets every dst[i] to a buffer taken from the end of the free list
+// *free (one size class of a bufPool, guarded by mu), or to a new one
+// once the list is empty.
+func fill[T any](mu *sync.Mutex, free *[]*T, dst []*T) {
+	mu.Lock()
 	i := 0
-	for ; i < len(dst) && len(p.large) > 0; i++ {
-		n := len(p.large) - 1
-		dst[i], p.large[n] = p.large[n], nil
-		p.large = p.large[:n]
+	for ; i < len(dst) && len(*free) > 0; i++ {
+		n := len(*free) - 1
+		dst[i], (*free)[n] = (*free)[n], nil
+		*free = (*free)[:n]
 	}
-	p.mu.Unlock()
+	mu.Unlock()
 	for ; i < len(dst); i++ {
-		dst[i] = new(largeBuf)
-	}
-}
-
-// fillSmall sets every dst[i] to a free (or new) small buffer.
-func (p *bufPool) fillSmall(dst []*smallBuf) {
-	p.mu.Lock()
-	i := 0
-	for ; i < len(dst) && len(p.small) > 0; i++ {
-		n := len(p.small) - 1
-		dst[i], p.small[n] = p.small[n], nil
-		p.small = p.small[:n]
-	}
-	p.mu.Unlock()
-	for ; i < len(dst); i++ {
-		dst[i] = new(smallBuf)
+		dst[i] = new(T)
 	}
 }
 
@@ -120,17 +107,24 @@ func newBufCache(p *bufPool) bufCache {
 	return bufCache{pool: p, large: make([]*largeBuf, 0, stashSize), small: make([]*smallBuf, 0, stashSize)}
 }
 
+// take removes and returns the last buffer of *stash (one size class of a
+// bufCache), first filling the whole stash from the pool's free list
+// *free (guarded by mu) when it is empty.
+func take[T any](mu *sync.Mutex, free *[]*T, stash *[]*T) *T {
+	if len(*stash) == 0 {
+		*stash = (*stash)[:cap(*stash)]
+		fill(mu, free, *stash)
+	}
+	n := len(*stash) - 1
+	b := (*stash)[n]
+	(*stash)[n] = nil
+	*stash = (*stash)[:n]
+	return b
+}
+
 // getLarge returns a whole large buffer; the caller owns it.
 func (c *bufCache) getLarge() []byte {
-	if len(c.large) == 0 {
-		c.large = c.large[:cap(c.large)]
-		c.pool.fillLarge(c.large)
-	}
-	n := len(c.large) - 1
-	b := c.large[n]
-	c.large[n] = nil
-	c.large = c.large[:n]
-	return b[:]
+	return take(&c.pool.mu, &c.pool.large, &c.large)[:]
 }
 
 // getFor returns a whole buffer big enough for a frame of size bytes at
@@ -139,15 +133,7 @@ func (c *bufCache) getFor(size int) []byte {
 	if Headroom+size > smallBufSize {
 		return c.getLarge()
 	}
-	if len(c.small) == 0 {
-		c.small = c.small[:cap(c.small)]
-		c.pool.fillSmall(c.small)
-	}
-	n := len(c.small) - 1
-	b := c.small[n]
-	c.small[n] = nil
-	c.small = c.small[:n]
-	return b[:]
+	return take(&c.pool.mu, &c.pool.small, &c.small)[:]
 }
 
 // put takes back a buffer obtained from getLarge or getFor.

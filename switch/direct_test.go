@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"testing"
-	"time"
 
 	vswitch "github.com/corralnet/corral/switch"
 	"github.com/corralnet/corral/switch/porttest"
@@ -66,11 +65,7 @@ func TestDirectNoAllocs(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			w := &sinkWriter{room: -1, tags: make([]uint32, 0, 1<<16)}
 			l := directLab(t, w)
-			frames := make([][]byte, 8)
-			for i := range frames {
-				frames[i] = make([]byte, tc.size)
-				copy(frames[i], frame(tc.dst, mac(1), uint32(i)))
-			}
+			frames := paddedFrames(tc.dst, tc.size, 8)
 			a1, a2, a3, tr := l.ports["a1"], l.ports["a2"], l.ports["a3"], l.trunk
 			var queued, other int
 			run := func() {
@@ -208,11 +203,7 @@ func TestDirectOrderNoDuplicates(t *testing.T) {
 			t.Errorf("frames written directly %d, by the writer %d: want both > 0", p.Direct(), p.Queued())
 		}
 	}
-	for _, name := range []string{"src", "d1", "d2", "plain"} {
-		if d := portStatus(t, s, name).Drops; len(d) != 0 {
-			t.Errorf("%s drops: got %v, want none", name, d)
-		}
-	}
+	noDrops(t, s, "src", "d1", "d2", "plain")
 	st := portStatus(t, s, "d1")
 	if want := uint64(bursts * burst); st.TxFrames != want {
 		t.Errorf("d1 tx frames: got %d, want %d", st.TxFrames, want)
@@ -237,24 +228,7 @@ func TestDirectStuckPort(t *testing.T) {
 	good.In <- frame(mac(1), mac(2), 0)
 	waitFor(t, waitTimeout, "good's MAC to be learned", func() bool { return len(s.FDB(1)) == 1 })
 
-	got := 0
-	for sent := 0; sent < total; {
-		for i := 0; i < burst; i++ {
-			dst := vswitch.Broadcast
-			if sent%2 == 1 {
-				dst = mac(2)
-			}
-			src.In <- frame(dst, mac(1), uint32(sent))
-			sent++
-		}
-		for got < sent {
-			f := recv(t, good.Out, "frames at the good port")
-			if tag := tagOf(f); tag != uint32(got) {
-				t.Fatalf("good port: got tag %d, want %d (lost, duplicated or reordered)", tag, got)
-			}
-			got++
-		}
-	}
+	sendBursts(t, src, good.Out, total, burst)
 	for _, name := range []string{"stuck", "stuck2"} {
 		st := portStatus(t, s, name)
 		// At most queueLen queued, one batch in the blocked Write and
@@ -263,11 +237,7 @@ func TestDirectStuckPort(t *testing.T) {
 			t.Errorf("%s queue_full drops: got %d, want >= %d", name, st.Drops["queue_full"], min)
 		}
 	}
-	for _, name := range []string{"good", "src"} {
-		if d := portStatus(t, s, name).Drops; len(d) != 0 {
-			t.Errorf("%s drops: got %v, want none", name, d)
-		}
-	}
+	noDrops(t, s, "good", "src")
 	if good.Direct() == 0 {
 		t.Error("no frame was written directly to the good port")
 	}
@@ -295,14 +265,7 @@ func TestDirectWriteError(t *testing.T) {
 	errBad := errors.New("peer went away")
 	b.FailWrite(errBad)
 	a.In <- frame(vswitch.Broadcast, mac(1), 2)
-	select {
-	case <-hb.Done():
-	case <-time.After(waitTimeout):
-		t.Fatal("port not detached after a TryWrite error")
-	}
-	if !errors.Is(hb.Err(), errBad) {
-		t.Errorf("Err: got %v, want %v", hb.Err(), errBad)
-	}
+	waitDetached(t, hb, errBad, "a TryWrite error")
 	if d := fenceStatus(t, s, 1).Drops["write"]; d != 1 {
 		t.Errorf("fence write drops: got %d, want 1", d)
 	}

@@ -179,7 +179,7 @@ func (f *fence) expire(cutoff int64, scratch []MAC) (int, []MAC) {
 // expire runs one aging sweep over every fence at the given time and
 // returns how many entries were removed.
 func (s *Switch) expire(now time.Time, scratch []MAC) (int, []MAC) {
-	cutoff := now.UnixNano() - s.aging
+	cutoff := now.UnixNano() - int64(s.cfg.AgingTime)
 	total := 0
 	for _, f := range *s.fences.Load() {
 		var n int

@@ -38,6 +38,17 @@ func frame(dst, src vswitch.MAC, tag uint32) []byte {
 
 func tagOf(f []byte) uint32 { return binary.BigEndian.Uint32(f[14:18]) }
 
+// paddedFrames returns n frames from mac(1) to dst, tagged 0 to n-1 and
+// zero-padded to size bytes.
+func paddedFrames(dst vswitch.MAC, size, n int) [][]byte {
+	frames := make([][]byte, n)
+	for i := range frames {
+		frames[i] = make([]byte, size)
+		copy(frames[i], frame(dst, mac(1), uint32(i)))
+	}
+	return frames
+}
+
 // fakeClock is an injectable clock.
 type fakeClock struct {
 	mu  sync.Mutex

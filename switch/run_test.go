@@ -75,6 +75,22 @@ func TestQueueFullIsolation(t *testing.T) {
 	good.In <- frame(mac(1), mac(2), 0)
 	waitFor(t, waitTimeout, "good's MAC to be learned", func() bool { return len(s.FDB(1)) == 1 })
 
+	sendBursts(t, src, good.Out, total, burst)
+	st := portStatus(t, s, "stuck")
+	// stuck holds at most queueLen queued frames plus one batch in its
+	// blocked Write; every other broadcast was dropped on its queue.
+	if min := uint64(total/2 - queueLen - 16); st.Drops["queue_full"] < min {
+		t.Errorf("stuck queue_full drops: got %d, want >= %d", st.Drops["queue_full"], min)
+	}
+	noDrops(t, s, "good", "src")
+}
+
+// sendBursts sends total frames from src in bursts of burst, tagged 0, 1,
+// 2 … and alternately broadcast and unicast to mac(2), and after each
+// burst receives every frame sent so far from good, checking that none is
+// lost, duplicated or reordered.
+func sendBursts(t *testing.T, src *porttest.Port, good <-chan []byte, total, burst int) {
+	t.Helper()
 	got := 0
 	for sent := 0; sent < total; {
 		for i := 0; i < burst; i++ {
@@ -86,24 +102,36 @@ func TestQueueFullIsolation(t *testing.T) {
 			sent++
 		}
 		for got < sent {
-			f := recv(t, good.Out, "frames at the good port")
+			f := recv(t, good, "frames at the good port")
 			if tag := tagOf(f); tag != uint32(got) {
-				t.Fatalf("good port: got tag %d, want %d (lost or reordered)", tag, got)
+				t.Fatalf("good port: got tag %d, want %d (lost, duplicated or reordered)", tag, got)
 			}
 			got++
 		}
 	}
-	st := portStatus(t, s, "stuck")
-	// stuck holds at most queueLen queued frames plus one batch in its
-	// blocked Write; every other broadcast was dropped on its queue.
-	if min := uint64(total/2 - queueLen - 16); st.Drops["queue_full"] < min {
-		t.Errorf("stuck queue_full drops: got %d, want >= %d", st.Drops["queue_full"], min)
+}
+
+// waitDetached waits for h's port to be detached and checks that its
+// error is want.
+func waitDetached(t *testing.T, h *vswitch.PortHandle, want error, after string) {
+	t.Helper()
+	select {
+	case <-h.Done():
+	case <-time.After(waitTimeout):
+		t.Fatalf("port not detached after %s", after)
 	}
-	if d := portStatus(t, s, "good").Drops; len(d) != 0 {
-		t.Errorf("good port drops: got %v, want none", d)
+	if !errors.Is(h.Err(), want) {
+		t.Errorf("Err: got %v, want %v", h.Err(), want)
 	}
-	if d := portStatus(t, s, "src").Drops; len(d) != 0 {
-		t.Errorf("src port drops: got %v, want none", d)
+}
+
+// noDrops checks that the named ports dropped nothing.
+func noDrops(t *testing.T, s *vswitch.Switch, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		if d := portStatus(t, s, name).Drops; len(d) != 0 {
+			t.Errorf("%s drops: got %v, want none", name, d)
+		}
 	}
 }
 
@@ -117,14 +145,7 @@ func TestDetachOnReadError(t *testing.T) {
 	recv(t, b.Out, "broadcast")
 	errBad := errors.New("framing error: length 0")
 	a.FailRead(errBad)
-	select {
-	case <-ha.Done():
-	case <-time.After(waitTimeout):
-		t.Fatal("port not detached after a Read error")
-	}
-	if !errors.Is(ha.Err(), errBad) {
-		t.Errorf("Err: got %v, want %v", ha.Err(), errBad)
-	}
+	waitDetached(t, ha, errBad, "a Read error")
 	select {
 	case <-a.Closed():
 	default:
@@ -151,14 +172,7 @@ func TestDetachOnWriteError(t *testing.T) {
 	errGone := errors.New("broken pipe")
 	b.FailWrite(errGone)
 	a.In <- frame(vswitch.Broadcast, mac(1), 1)
-	select {
-	case <-hb.Done():
-	case <-time.After(waitTimeout):
-		t.Fatal("port not detached after a Write error")
-	}
-	if !errors.Is(hb.Err(), errGone) {
-		t.Errorf("Err: got %v, want %v", hb.Err(), errGone)
-	}
+	waitDetached(t, hb, errGone, "a Write error")
 	if got, want := s.LocalFences(), []uint32{1}; len(got) != 1 || got[0] != want[0] {
 		t.Errorf("LocalFences: got %v, want %v", got, want)
 	}

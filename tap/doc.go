@@ -10,7 +10,7 @@
 // Ethernet frame of at most the MTU plus its header, with or without
 // offloads.
 //
-// With Config.Offload (`corral plug --offload`) the device is opened with
+// With Config.Offload (`corral plug`, on unless --offload=false) the device is opened with
 // IFF_VNET_HDR and TUN_F_CSUM|TUN_F_TSO4|TUN_F_TSO6, so every frame comes
 // with a virtio_net_hdr:
 //   - Read completes checksums the kernel left partial (NEEDS_CSUM) and

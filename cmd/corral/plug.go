@@ -27,7 +27,7 @@ func (c *cli) newPlugCmd() *cobra.Command {
 		offload bool
 	)
 	cmd := &cobra.Command{
-		Use:   "plug ADDRESS (--tap NAME [--netns NS] [--mtu N] [--offload] | --stdio)",
+		Use:   "plug ADDRESS (--tap NAME [--netns NS] [--mtu N] [--offload=false] | --stdio)",
 		Short: "Connect a TAP device or stdio to a switch address",
 		Long: `Connect a local TAP device (created inside network namespace NS when
 --netns is given) or stdin/stdout (4-byte big-endian length framing, for
@@ -45,13 +45,13 @@ or tcp://127.0.0.1:7000, until either side ends or a signal arrives.`,
 			if (tapName == "") == !stdio {
 				return usageError{errors.New("plug: give exactly one of --tap NAME and --stdio")}
 			}
-			if stdio && (netns != "" || mtu != 0 || offload) {
+			if stdio && (netns != "" || mtu != 0 || cmd.Flags().Changed("offload")) {
 				return usageError{errors.New("plug: --netns, --mtu and --offload go with --tap, not --stdio")}
 			}
 			if mtu < 0 || mtu > vswitch.MaxFrameSize-14 {
 				return usageError{fmt.Errorf("plug: --mtu %d out of range", mtu)}
 			}
-			tc := tap.Config{Name: tapName, NetNS: netns, MTU: mtu, Offload: offload}
+			tc := tap.Config{Name: tapName, NetNS: netns, MTU: mtu, Offload: offload && !stdio}
 			if !stdio {
 				if err := tc.Validate(); err != nil {
 					return usageError{fmt.Errorf("plug: %w", err)}
@@ -74,7 +74,7 @@ or tcp://127.0.0.1:7000, until either side ends or a signal arrives.`,
 	f.StringVar(&tapName, "tap", "", "TAP device to create and connect")
 	f.StringVar(&netns, "netns", "", "network namespace to create the TAP device in (ip netns name)")
 	f.IntVar(&mtu, "mtu", 0, "MTU of the TAP device (0: the kernel's default)")
-	f.BoolVar(&offload, "offload", false, "use TAP offloads (IFF_VNET_HDR, TSO/checksum): TCP super-frames are cut to MTU-sized frames on the way in and coalesced on the way out")
+	f.BoolVar(&offload, "offload", true, "use TAP offloads (IFF_VNET_HDR, TSO/checksum): TCP super-frames are cut to MTU-sized frames on the way in and coalesced on the way out; --offload=false reads and writes one frame per syscall")
 	f.BoolVar(&stdio, "stdio", false, "connect stdin/stdout (4-byte length framing) instead of a TAP")
 	return cmd
 }

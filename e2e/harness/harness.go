@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -442,6 +443,28 @@ func FreeTCPPort(t testing.TB) int {
 		t.Fatal(err)
 	}
 	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// ServeHTTP serves h on addr ("127.0.0.1:0", "[::1]:0") and returns the
+// port it got. At cleanup the server is closed and its goroutine waited
+// for.
+func ServeHTTP(t testing.TB, addr string, h http.Handler) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("serve http: %v", err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		srv.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		srv.Close()
+		<-served
+	})
 	return ln.Addr().(*net.TCPAddr).Port
 }
 

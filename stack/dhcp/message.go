@@ -82,6 +82,7 @@ const (
 	Inform   MessageType = 8
 )
 
+// String returns the RFC 2132 name of t ("DISCOVER" …), or "UNKNOWN".
 func (t MessageType) String() string {
 	names := [...]string{"", "DISCOVER", "OFFER", "REQUEST", "DECLINE", "ACK", "NAK", "RELEASE", "INFORM"}
 	if int(t) < len(names) && t != 0 {

@@ -9,31 +9,9 @@ import (
 	"time"
 
 	mdns "github.com/miekg/dns"
-)
 
-// upstream runs a resolver on 127.0.0.1 that answers example.test.
-func upstream(t *testing.T) netip.AddrPort {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := mdns.HandlerFunc(func(w mdns.ResponseWriter, r *mdns.Msg) {
-		m := new(mdns.Msg)
-		m.SetReply(r)
-		if r.Question[0].Name == "example.test." {
-			rr, _ := mdns.NewRR("example.test. 60 IN A 192.0.2.80")
-			m.Answer = append(m.Answer, rr)
-		} else {
-			m.Rcode = mdns.RcodeNameError
-		}
-		w.WriteMsg(m)
-	})
-	srv := &mdns.Server{PacketConn: pc, Handler: h}
-	go srv.ActivateAndServe()
-	t.Cleanup(func() { pc.Close() })
-	return pc.LocalAddr().(*net.UDPAddr).AddrPort()
-}
+	"github.com/corralnet/corral/stack/dns/dnstest"
+)
 
 func serve(t *testing.T, cfg Config) (udp, tcp string, s *Server) {
 	t.Helper()
@@ -59,7 +37,7 @@ func serve(t *testing.T, cfg Config) (udp, tcp string, s *Server) {
 }
 
 func TestServer(t *testing.T) {
-	up := upstream(t)
+	up := dnstest.Resolver(t, map[string]netip.Addr{"example.test.": netip.MustParseAddr("192.0.2.80")})
 	dead := netip.MustParseAddrPort("127.0.0.1:1") // nothing listens: tried first, fails fast
 	udpAddr, tcpAddr, s := serve(t, Config{
 		Domain:    "Corral.Internal.",
