@@ -133,36 +133,37 @@ type fenceCounters struct {
 	mu sync.Mutex // serializes replacements of m
 }
 
-func (f *fenceCounters) inc(fenceID uint32) {
+// add adds n received frames to fenceID's counter.
+func (f *fenceCounters) add(fenceID uint32, n uint64) {
 	if mp := f.m.Load(); mp != nil {
 		if c := (*mp)[fenceID]; c != nil {
-			c.Add(1)
+			c.Add(n)
 			return
 		}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	old := f.m.Load()
-	var n map[uint32]*atomic.Uint64
+	var m map[uint32]*atomic.Uint64
 	if old != nil {
 		if c := (*old)[fenceID]; c != nil {
-			c.Add(1)
+			c.Add(n)
 			return
 		}
 		if len(*old) >= maxFenceCounters {
 			return
 		}
-		n = make(map[uint32]*atomic.Uint64, len(*old)+1)
+		m = make(map[uint32]*atomic.Uint64, len(*old)+1)
 		for k, v := range *old {
-			n[k] = v
+			m[k] = v
 		}
 	} else {
-		n = make(map[uint32]*atomic.Uint64, 1)
+		m = make(map[uint32]*atomic.Uint64, 1)
 	}
 	c := new(atomic.Uint64)
-	c.Add(1)
-	n[fenceID] = c
-	f.m.Store(&n)
+	c.Add(n)
+	m[fenceID] = c
+	f.m.Store(&m)
 }
 
 func (f *fenceCounters) snapshot() map[uint32]uint64 {

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"syscall"
 	"unsafe"
 
 	"github.com/corralnet/corral/fence"
@@ -36,7 +37,7 @@ const (
 // buffers, then split into the caller's buffers (one copy per frame);
 // what does not fit waits for the next call.
 type gro struct {
-	msgs  []ipv4.Message
+	rc    syscall.RawConn
 	bufs  [][]byte
 	oobs  [][]byte
 	sizes []int
@@ -61,17 +62,16 @@ func (t *udpTransport) enableOffload() {
 		return
 	}
 	g := &gro{
-		msgs:  make([]ipv4.Message, groBufs),
+		rc:    rc,
 		bufs:  make([][]byte, groBufs),
 		oobs:  make([][]byte, groBufs),
 		sizes: make([]int, groBufs),
 		segs:  make([]int, groBufs),
 		from:  make([]netip.AddrPort, groBufs),
 	}
-	for i := range g.msgs {
+	for i := range g.bufs {
 		g.bufs[i] = make([]byte, groBufSize)
 		g.oobs[i] = make([]byte, oobSize)
-		g.msgs[i].Buffers = [][]byte{g.bufs[i]}
 	}
 	t.gro = g
 	t.gso.Store(true)
@@ -86,26 +86,17 @@ func (t *udpTransport) recvGRO(bufs [][]byte, sizes []int, from []netip.AddrPort
 			if k > 0 {
 				break // deliver what we have rather than block
 			}
-			for i := range g.msgs {
-				g.msgs[i].OOB = g.oobs[i]
-				g.msgs[i].N, g.msgs[i].NN, g.msgs[i].Addr = 0, 0, nil
-			}
-			n, err := t.bc.ReadBatch(g.msgs, 0)
+			n, err := t.mr.read(g.rc, g.bufs, g.oobs)
 			if err != nil {
-				return 0, normErr(err)
+				return 0, err
 			}
 			for i := 0; i < n; i++ {
-				g.sizes[i] = g.msgs[i].N
-				g.segs[i] = groSegSize(g.oobs[i][:g.msgs[i].NN])
+				g.sizes[i] = t.mr.size(i)
+				g.segs[i] = groSegSize(g.oobs[i][:min(t.mr.oobLen(i), len(g.oobs[i]))])
 				if g.segs[i] > 0 && g.segs[i] < g.sizes[i] {
 					t.ctr.add(ctrRxGRO, 1)
 				}
-				g.from[i] = netip.AddrPort{}
-				if ua, ok := g.msgs[i].Addr.(*net.UDPAddr); ok {
-					ap := ua.AddrPort()
-					g.from[i] = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-				}
-				g.msgs[i].Addr = nil
+				g.from[i] = t.mr.from(i)
 			}
 			g.n, g.mi, g.off = n, 0, 0
 			continue
@@ -170,7 +161,9 @@ func gsoUnsupported(err error) bool {
 // (order per destination kept) and runs of equal-sized frames leave as
 // one entry. A failed GSO entry is retried datagram by datagram.
 func (t *udpTransport) sendGSO(items []outItem) error {
-	slices.SortStableFunc(items, func(a, b outItem) int { return a.ap.Compare(b.ap) })
+	if !oneDest(items) {
+		slices.SortStableFunc(items, func(a, b outItem) int { return a.ap.Compare(b.ap) })
+	}
 	for a := 0; a < len(items); {
 		b := a + 1
 		for b < len(items) && items[b].ap == items[a].ap {
@@ -257,6 +250,17 @@ func (t *udpTransport) sendGSO(items []outItem) error {
 	}
 	clear(t.sbufs[:len(items)])
 	return nil
+}
+
+// oneDest reports whether every item goes to the same address (the common
+// case: a batch of unicast to one peer needs no sorting).
+func oneDest(items []outItem) bool {
+	for i := 1; i < len(items); i++ {
+		if items[i].ap != items[0].ap {
+			return false
+		}
+	}
+	return true
 }
 
 // maxFragChunk is how many fragmented frames reorderFragments groups: the

@@ -14,6 +14,33 @@ var errNoRaw = errors.New("uplink: the raw uplink needs Linux (AF_PACKET); use t
 
 type gro struct{}
 
+type mmsgRecv struct{}
+
+// recvPlain reads one datagram per buffer with x/net's ReadBatch.
+func (t *udpTransport) recvPlain(bufs [][]byte, sizes []int, from []netip.AddrPort) (int, error) {
+	ms := t.rmsgs[:min(len(bufs), len(t.rmsgs))]
+	for i := range ms {
+		ms[i].Buffers[0] = bufs[i]
+		ms[i].N = 0
+		ms[i].Addr = nil
+	}
+	n, err := t.bc.ReadBatch(ms, 0)
+	if err != nil {
+		return 0, normErr(err)
+	}
+	for i := 0; i < n; i++ {
+		sizes[i] = ms[i].N
+		from[i] = netip.AddrPort{}
+		if ua, ok := ms[i].Addr.(*net.UDPAddr); ok {
+			ap := ua.AddrPort()
+			from[i] = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		}
+		ms[i].Buffers[0] = nil
+		ms[i].Addr = nil
+	}
+	return n, nil
+}
+
 type rawTransport struct{ mtu int }
 
 func openRaw(string, uint16, [6]byte, *counters) (*rawTransport, error) { return nil, errNoRaw }

@@ -48,6 +48,7 @@ type udpTransport struct {
 	ctr   *counters
 
 	rmsgs []ipv4.Message // owned by the receiving goroutine
+	mr    mmsgRecv       // recvmmsg state (Linux), owned by the receiving goroutine
 	gro   *gro           // nil: no UDP_GRO; owned by the receiving goroutine
 	gso   atomic.Bool    // UDP GSO is on
 
@@ -173,27 +174,7 @@ func (t *udpTransport) recv(bufs [][]byte, sizes []int, from []netip.AddrPort) (
 	if t.gro != nil {
 		return t.recvGRO(bufs, sizes, from)
 	}
-	ms := t.rmsgs[:min(len(bufs), len(t.rmsgs))]
-	for i := range ms {
-		ms[i].Buffers[0] = bufs[i]
-		ms[i].N = 0
-		ms[i].Addr = nil
-	}
-	n, err := t.bc.ReadBatch(ms, 0)
-	if err != nil {
-		return 0, normErr(err)
-	}
-	for i := 0; i < n; i++ {
-		sizes[i] = ms[i].N
-		from[i] = netip.AddrPort{}
-		if ua, ok := ms[i].Addr.(*net.UDPAddr); ok {
-			ap := ua.AddrPort()
-			from[i] = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-		}
-		ms[i].Buffers[0] = nil
-		ms[i].Addr = nil
-	}
-	return n, nil
+	return t.recvPlain(bufs, sizes, from)
 }
 
 func (t *udpTransport) send(items []outItem) error {

@@ -18,8 +18,15 @@ import (
 )
 
 // DefaultBatchSize is the number of frames ReadTrunk returns and WriteTrunk
-// takes at most.
-const DefaultBatchSize = 64
+// takes at most. The switch reads the trunk 64 frames at a time whatever
+// it is, and hands WriteTrunk up to this many queued frames: a large batch
+// is fewer sendmmsg calls (and, with UDP GSO, up to four 64-datagram
+// trains per call) when the trunk's queue is backed up.
+const DefaultBatchSize = 256
+
+// scratchSlots is how many last fragments one WriteTrunk holds before it
+// sends what it has staged (each slot is MaxEncapLen bytes).
+const scratchSlots = 64
 
 // Reassembly bounds (DESIGN.md 3.4).
 const (
@@ -196,7 +203,7 @@ func (u *Uplink) start(batch int) {
 	u.rx.reasm = fence.NewReassembler(fence.ReassemblyConfig{
 		MaxPerHost: reassemblyPerHost, MaxTotal: reassemblyTotal, Timeout: reassemblyTimeout,
 	})
-	u.tx.scratch = make([][]byte, batch)
+	u.tx.scratch = make([][]byte, min(batch, scratchSlots))
 	for i := range u.tx.scratch {
 		u.tx.scratch[i] = make([]byte, u.maxEncap)
 	}
@@ -305,6 +312,14 @@ func (u *Uplink) ReadTrunk(bufs [][]byte, sizes []int, meta []vswitch.TrunkMeta,
 		nowNano := now.UnixNano()
 		t := u.table.Load()
 		j := 0
+		// Per batch, not per frame: the counters (shared with the
+		// sending goroutine's cache lines) and the last sender's table
+		// entry (frames of a batch mostly come from one peer).
+		var nFrames, nBytes, nFence uint64
+		lastFence := uint32(0)
+		var lastSrc fence.OuterMAC
+		var lastFrom netip.AddrPort
+		lastOK := false
 		for i := 0; i < n; i++ {
 			outer := bufs[i][offset-fence.EncapLen : offset-fence.EncapLen+rx.sizes[i]]
 			fr, err := u.params.Parse(outer)
@@ -325,11 +340,15 @@ func (u *Uplink) ReadTrunk(bufs [][]byte, sizes []int, meta []vswitch.TrunkMeta,
 				u.ctr.add(ctrDropOtherDst, 1)
 				continue
 			}
-			if p := t.byMAC[src]; p != nil && p.ap == rx.from[i] {
-				p.seen.Store(nowNano)
-			} else {
-				u.learn(src, rx.from[i], now)
-				t = u.table.Load()
+			if !lastOK || src != lastSrc || rx.from[i] != lastFrom {
+				if p := t.byMAC[src]; p != nil && p.ap == rx.from[i] {
+					p.seen.Store(nowNano)
+					lastSrc, lastFrom, lastOK = src, rx.from[i], true
+				} else {
+					u.learn(src, rx.from[i], now)
+					t = u.table.Load()
+					lastOK = false
+				}
 			}
 			if fenceID == fence.ControlFence {
 				u.rxHello(fr, rx.from[i], now)
@@ -363,12 +382,23 @@ func (u *Uplink) ReadTrunk(bufs [][]byte, sizes []int, meta []vswitch.TrunkMeta,
 			}
 			sizes[j] = len(inner)
 			meta[j] = vswitch.TrunkMeta{Fence: fenceID, Host: vswitch.MAC(src)}
-			u.ctr.add(ctrRxFrames, 1)
-			u.ctr.add(ctrRxBytes, uint64(len(inner)))
-			u.fenceCtr.inc(fenceID)
+			nFrames++
+			nBytes += uint64(len(inner))
+			if fenceID != lastFence {
+				if nFence > 0 {
+					u.fenceCtr.add(lastFence, nFence)
+				}
+				lastFence, nFence = fenceID, 0
+			}
+			nFence++
 			j++
 		}
+		if nFence > 0 {
+			u.fenceCtr.add(lastFence, nFence)
+		}
 		if j > 0 {
+			u.ctr.add(ctrRxFrames, nFrames)
+			u.ctr.add(ctrRxBytes, nBytes)
 			return j, nil
 		}
 	}
@@ -528,6 +558,19 @@ func (u *Uplink) WriteTrunk(bufs [][]byte, meta []vswitch.TrunkMeta, offset int)
 	defer tx.Unlock()
 	t := u.table.Load()
 	items := tx.items[:0]
+	// Counted once per batch; the last unicast destination is looked up
+	// once per run of frames to it.
+	var nFrames, nBytes, nFrag uint64
+	defer func() {
+		u.ctr.add(ctrTxFrames, nFrames)
+		u.ctr.add(ctrTxBytes, nBytes)
+		if nFrag > 0 {
+			u.ctr.add(ctrTxFragmented, nFrag)
+		}
+	}()
+	var lastHost vswitch.MAC
+	var lastPeer *peer
+	used := 0 // scratch slots holding last fragments of items
 	for i := range bufs {
 		innerLen := len(bufs[i]) - offset
 		m := meta[i]
@@ -539,7 +582,12 @@ func (u *Uplink) WriteTrunk(bufs [][]byte, meta []vswitch.TrunkMeta, offset int)
 		var p *peer
 		dst := fence.BroadcastMAC
 		if !flood {
-			p = t.byMAC[fence.OuterMAC(m.Host)]
+			if lastPeer != nil && m.Host == lastHost {
+				p = lastPeer
+			} else {
+				p = t.byMAC[fence.OuterMAC(m.Host)]
+				lastHost, lastPeer = m.Host, p
+			}
 			if p == nil {
 				u.ctr.add(ctrDropTxNoHost, 1)
 				continue
@@ -547,16 +595,29 @@ func (u *Uplink) WriteTrunk(bufs [][]byte, meta []vswitch.TrunkMeta, offset int)
 			dst = p.mac
 		}
 		fr := u.params.Encap(bufs[i], offset, innerLen, dst, u.self, fence.HeaderFields{Fence: m.Fence})
-		first, last, err := u.frag.Split(fr, u.maxEncap, tx.scratch[i%len(tx.scratch)])
+		sc := tx.scratch[0] // untouched unless fr is split
+		if len(fr) > u.maxEncap {
+			if used == len(tx.scratch) {
+				// Scratch slots are reused: send what uses them first.
+				if err := u.tr.send(items); err != nil {
+					return 0, err
+				}
+				clear(items)
+				items, used = items[:0], 0
+			}
+			sc = tx.scratch[used]
+			used++
+		}
+		first, last, err := u.frag.Split(fr, u.maxEncap, sc)
 		if err != nil {
 			u.ctr.add(ctrDropTooBig, 1)
 			continue
 		}
 		if last != nil {
-			u.ctr.add(ctrTxFragmented, 1)
+			nFrag++
 		}
-		u.ctr.add(ctrTxFrames, 1)
-		u.ctr.add(ctrTxBytes, uint64(innerLen))
+		nFrames++
+		nBytes += uint64(innerLen)
 		before := len(items)
 		items = u.dests(items, t, first, p, m.Fence)
 		if last != nil {
@@ -565,13 +626,6 @@ func (u *Uplink) WriteTrunk(bufs [][]byte, meta []vswitch.TrunkMeta, offset int)
 				it.frame = last
 				items = append(items, it)
 			}
-		}
-		if len(bufs) > len(tx.scratch) && i%len(tx.scratch) == len(tx.scratch)-1 {
-			// Scratch slots are reused: send what uses them first.
-			if err := u.tr.send(items); err != nil {
-				return 0, err
-			}
-			items = items[:0]
 		}
 	}
 	err := u.tr.send(items)
