@@ -257,14 +257,19 @@ func TestDirectWriteError(t *testing.T) {
 	b := porttest.NewTryPort(4, 64)
 	attach(t, s, a, vswitch.PortConfig{Name: "a", Fence: 1})
 	hb := attach(t, s, b, vswitch.PortConfig{Name: "b", Fence: 1})
-	a.In <- frame(vswitch.Broadcast, mac(1), 1)
-	recv(t, b.Out, "broadcast")
-	if b.Direct() != 1 {
-		t.Fatalf("frames written directly: got %d, want 1", b.Direct())
+	// b's writer goroutine may still hold b's transmit lock right after
+	// attach (then the frame is queued, correctly); send until one frame
+	// has taken the direct path, so the failure below is a TryWrite's.
+	for i := 1; b.Direct() == 0; i++ {
+		if i > 100 {
+			t.Fatalf("no frame written directly after 100 frames")
+		}
+		a.In <- frame(vswitch.Broadcast, mac(1), uint32(i))
+		recv(t, b.Out, "broadcast")
 	}
 	errBad := errors.New("peer went away")
 	b.FailWrite(errBad)
-	a.In <- frame(vswitch.Broadcast, mac(1), 2)
+	a.In <- frame(vswitch.Broadcast, mac(1), 200)
 	waitDetached(t, hb, errBad, "a TryWrite error")
 	if d := fenceStatus(t, s, 1).Drops["write"]; d != 1 {
 		t.Errorf("fence write drops: got %d, want 1", d)

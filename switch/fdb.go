@@ -36,6 +36,8 @@ type fence struct {
 	// under Switch.mu; loaded once per batch.
 	ports atomic.Pointer[[]*port]
 
+	tap atomic.Pointer[tapSet] // captures of this fence (capture.go); nil: none
+
 	framesIn, bytesIn   atomic.Uint64
 	framesOut, bytesOut atomic.Uint64
 	floods              atomic.Uint64

@@ -1,5 +1,7 @@
 package vswitch
 
+import "time"
+
 // Forwarding. Each port (and the trunk) has a reader goroutine that owns a
 // [reader]: a batch of large buffers, a buffer stash and scratch slices, all
 // reused, so steady-state forwarding allocates nothing. A batch is processed
@@ -187,6 +189,11 @@ func (r *reader) deliverGroup(g *group) {
 	q := g.q
 	f := r.stage[g.idx[0]].f
 	idx := g.idx
+	if q.port != nil {
+		if t := q.port.tap.Load(); t != nil {
+			t.staged(r, idx)
+		}
+	}
 	var sentFrames, sentBytes uint64
 	locked := false
 	var werr error
@@ -328,6 +335,12 @@ func (r *reader) processPort(p *port, n int) {
 	s := r.s
 	f := p.fence
 	now := s.nowNanos()
+	if t := p.tap.Load(); t != nil {
+		t.batch(r.bufs, r.sizes[:n])
+	}
+	if t := f.tap.Load(); t != nil {
+		t.batch(r.bufs, r.sizes[:n])
+	}
 	ports := *f.ports.Load()
 	tr := s.trunk.Load()
 	var rxBytes uint64
@@ -420,6 +433,7 @@ func (r *reader) processTrunk(t *trunk, n int) {
 	var rxBytes uint64
 	var cur *fence
 	var ports []*port
+	var tap *tapSet // cur's captures
 
 	for i := 0; i < n; i++ {
 		size := r.sizes[i]
@@ -437,7 +451,11 @@ func (r *reader) processTrunk(t *trunk, n int) {
 			}
 			cur = f
 			ports = *f.ports.Load()
+			tap = f.tap.Load()
 			f.mu.RLock()
+		}
+		if tap != nil {
+			tap.frame(r.bufs[i], size, time.Now())
 		}
 		if size < MinFrameSize || size > MaxFrameSize {
 			t.dropIn(f, DropRunt)

@@ -18,6 +18,8 @@ type port struct {
 
 	q txQueue // transmit queue, drained by writeLoop
 
+	tap atomic.Pointer[tapSet] // captures of this port (capture.go); nil: none
+
 	// macs counts table entries on this port; changed under fence.mu,
 	// read without it (a stale read only errs towards refusing).
 	macs atomic.Int64

@@ -258,7 +258,8 @@ func linkUp(name string, mtu int) error {
 // Name is the interface name.
 func (d *Device) Name() string { return d.name }
 
-// Drops is the number of frames the kernel refused on Write.
+// Drops is the number of frames the kernel refused on Write (too large,
+// malformed, or the interface was down).
 func (d *Device) Drops() uint64 { return d.drops.Load() }
 
 // RxBad is the number of frames Read dropped (offload only): a bad
@@ -382,7 +383,9 @@ func (d *Device) writeFn(fd uintptr) bool {
 		case unix.EINTR:
 		case unix.EAGAIN:
 			return false
-		case unix.EINVAL, unix.EMSGSIZE:
+		case unix.EINVAL, unix.EMSGSIZE, unix.EIO:
+			// EIO: the interface is down (tun_get_user); like a NIC
+			// without carrier, the frame is dropped, the port lives on.
 			d.drops.Add(1)
 			d.wn++
 		default:
@@ -493,7 +496,7 @@ func (d *Device) writeFnOffload(fd uintptr) bool {
 		case unix.EINTR:
 		case unix.EAGAIN:
 			return false
-		case unix.EINVAL, unix.EMSGSIZE:
+		case unix.EINVAL, unix.EMSGSIZE, unix.EIO: // EIO: interface down
 			d.drops.Add(uint64(n))
 			d.wn += n
 		default:

@@ -285,3 +285,38 @@ func TestIntegrationTapNoAllocs(t *testing.T) {
 		t.Fatalf("TAP Write+Read: %v allocations per run, want 0", a)
 	}
 }
+
+// TestIntegrationTapWriteWhileDown: the kernel refuses writes to a TAP
+// whose link is down (EIO); that drops the frames, counted, and the device
+// keeps working once the link is up again (a test that sets `ip link set
+// t0 down` to change the MAC must not kill `corral plug`).
+func TestIntegrationTapWriteWhileDown(t *testing.T) {
+	needRoot(t)
+	for _, offload := range []bool{false, true} {
+		t.Run(fmt.Sprintf("offload=%v", offload), func(t *testing.T) {
+			ns := newNS(t, fmt.Sprintf("w%v", offload))
+			d, err := Open(Config{Name: "ctapw", NetNS: ns, Offload: offload})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			frame := make([]byte, vswitch.Headroom+60)
+			copy(frame[vswitch.Headroom:], []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x5e, 0x00, 0x53, 0x01, 0x08, 0x06})
+			ipIn(t, ns, "link", "set", "ctapw", "down")
+			n, err := d.Write([][]byte{frame, frame}, vswitch.Headroom)
+			if err != nil || n != 2 {
+				t.Fatalf("Write while down = %d, %v; want 2, nil (dropped)", n, err)
+			}
+			if got := d.Drops(); got != 2 {
+				t.Errorf("Drops = %d, want 2", got)
+			}
+			ipIn(t, ns, "link", "set", "ctapw", "up")
+			if n, err := d.Write([][]byte{frame}, vswitch.Headroom); err != nil || n != 1 {
+				t.Fatalf("Write after up = %d, %v", n, err)
+			}
+			if got := d.Drops(); got != 2 {
+				t.Errorf("Drops after up = %d, want still 2", got)
+			}
+		})
+	}
+}
