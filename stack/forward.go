@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/inetaf/tcpproxy"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
@@ -127,13 +126,6 @@ func (g *Gateway) targetAddr(t netip.AddrPort) (tcpip.FullAddress, tcpip.Network
 	return tcpip.FullAddress{NIC: nicID, Addr: tcpip.AddrFrom16(a.As16()), Port: t.Port()}, ipv6.ProtocolNumber
 }
 
-// startTCPForward serves a TCP forward with a tcpproxy.Proxy whose only
-// route hands every connection to a tcpproxy.DialProxy dialing f.Target
-// through the gateway's stack. The gateway opens the host listener itself
-// (Proxy.ListenFunc hands it over), so a busy address fails here and port
-// 0 is reported as bound. Around tcpproxy it keeps what the gateway needs:
-// the MaxTCPConns limit and counters (shared with the NAT), closing every
-// open connection on removal, and waiting for the connection goroutines.
 func (g *Gateway) startTCPForward(f Forward) (*forwardEntry, error) {
 	ln, err := net.Listen("tcp", f.Listen.String())
 	if err != nil {
@@ -141,182 +133,47 @@ func (g *Gateway) startTCPForward(f Forward) (*forwardEntry, error) {
 	}
 	f.Listen = ln.Addr().(*net.TCPAddr).AddrPort()
 	ctx, cancel := context.WithCancel(g.ctx)
-	fw := &tcpForward{g: g, f: f, ctx: ctx}
-	fw.conns.g = g
-	fw.conns.open = make(map[io.Closer]struct{})
-	fl := &forwardListener{Listener: ln, fw: fw}
-	dp := &tcpproxy.DialProxy{
-		Addr:        f.Target.String(), // for tcpproxy's messages; DialContext ignores it
-		DialTimeout: tcpDialTimeout,
-		// The host side keeps the listener's default keep-alives; the
-		// guest side is a gVisor endpoint (tcpproxy only sets them on
-		// *net.TCPConn, which the wrapped connections are not).
-		KeepAlivePeriod: -1,
-		DialContext:     fw.dial,
-		OnDialError:     fw.dialError,
-	}
-	p := &tcpproxy.Proxy{ListenFunc: func(string, string) (net.Listener, error) { return fl, nil }}
-	p.AddRoute(f.Listen.String(), forwardTarget{fw: fw, dp: dp})
-	if err := p.Start(); err != nil {
-		cancel()
-		ln.Close()
-		return nil, err
-	}
+	var n natState // connections of this forward, closed with it
+	n.g = g
+	n.open = make(map[io.Closer]struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if g.nat.tcpConns.Add(1) > int64(g.cfg.MaxTCPConns) {
+				g.nat.tcpConns.Add(-1)
+				g.nat.tcpRefused.Add(1)
+				c.Close()
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer g.nat.tcpConns.Add(-1)
+				dctx, dcancel := context.WithTimeout(ctx, tcpDialTimeout)
+				to, proto := g.targetAddr(f.Target)
+				gc, err := gonet.DialContextTCP(dctx, g.s, to, proto)
+				dcancel()
+				if err != nil {
+					g.log.Debug("port forward dial", "forward", f.String(), "err", err)
+					c.Close()
+					return
+				}
+				n.splice(c, gc)
+			}()
+		}
+	}()
 	return &forwardEntry{f: f, closer: func() {
 		cancel()
-		p.Close() // closes fl: Accept fails, no new connections
-		p.Wait()  // the accept loop has returned
-		fw.conns.closeAll()
-		fw.wg.Wait() // every accepted connection's handler has returned
+		ln.Close()
+		n.closeAll()
+		wg.Wait()
 	}}, nil
-}
-
-// tcpForward is the state of one TCP forward around its tcpproxy.Proxy.
-type tcpForward struct {
-	g     *Gateway
-	f     Forward         // with the bound listen address
-	ctx   context.Context // canceled when the forward is removed
-	conns natState        // open connections (both sides), closed on removal
-	wg    sync.WaitGroup  // accepted connections whose handler runs
-}
-
-// dial connects to the forward's target inside the fence through the
-// gateway's stack (tcpproxy.DialProxy.DialContext); removing the forward
-// cancels it.
-func (fw *tcpForward) dial(ctx context.Context, _, _ string) (net.Conn, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stop := context.AfterFunc(fw.ctx, cancel)
-	defer stop()
-	to, proto := fw.g.targetAddr(fw.f.Target)
-	gc, err := gonet.DialContextTCP(ctx, fw.g.s, to, proto)
-	if err != nil {
-		return nil, err
-	}
-	c := &forwardConn{Conn: gc, n: &fw.conns}
-	if !fw.conns.track(c) {
-		gc.Close()
-		return nil, net.ErrClosed
-	}
-	return c, nil
-}
-
-// dialError is tcpproxy.DialProxy.OnDialError: log and close the host side.
-func (fw *tcpForward) dialError(src net.Conn, err error) {
-	fw.g.log.Debug("port forward dial", "forward", fw.f.String(), "err", err)
-	src.Close()
-}
-
-// forwardTarget is the Proxy's route target: the DialProxy, plus the
-// accounting of the connection forwardListener accepted.
-type forwardTarget struct {
-	fw *tcpForward
-	dp *tcpproxy.DialProxy
-}
-
-// HandleConn implements tcpproxy.Target. DialProxy.HandleConn returns once
-// both directions have ended and both connections are closed.
-func (t forwardTarget) HandleConn(c net.Conn) {
-	defer t.fw.wg.Done()
-	defer t.fw.g.nat.tcpConns.Add(-1)
-	t.dp.HandleConn(c)
-}
-
-// forwardListener is the host listener handed to tcpproxy. Accept applies
-// MaxTCPConns (refusals are counted and the connection closed) and tracks
-// what it returns; it survives transient errors (e.g. out of file
-// descriptors) instead of ending the forward.
-type forwardListener struct {
-	net.Listener
-	fw *tcpForward
-}
-
-func (l *forwardListener) Accept() (net.Conn, error) {
-	fw := l.fw
-	g := fw.g
-	failing := false
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) || fw.ctx.Err() != nil {
-				return nil, err
-			}
-			if !failing {
-				g.log.Warn("port forward accept", "forward", fw.f.String(), "err", err)
-				failing = true
-			}
-			t := time.NewTimer(acceptBackoff)
-			select {
-			case <-fw.ctx.Done():
-				t.Stop()
-				return nil, net.ErrClosed
-			case <-t.C:
-			}
-			continue
-		}
-		failing = false
-		if g.nat.tcpConns.Add(1) > int64(g.cfg.MaxTCPConns) {
-			g.nat.tcpConns.Add(-1)
-			g.nat.tcpRefused.Add(1)
-			g.log.Debug("port forward refused: MaxTCPConns", "forward", fw.f.String(), "from", c.RemoteAddr().String())
-			c.Close()
-			continue
-		}
-		fc := &forwardConn{Conn: c, n: &fw.conns}
-		if !fw.conns.track(fc) {
-			g.nat.tcpConns.Add(-1)
-			c.Close()
-			return nil, net.ErrClosed
-		}
-		fw.wg.Add(1)
-		return fc, nil
-	}
-}
-
-// acceptBackoff is the pause after a failed Accept that is not a close.
-const acceptBackoff = 100 * time.Millisecond
-
-// forwardConn is one side of a forwarded connection: tracked so removing
-// the forward closes it, with half-close passed through (tcpproxy
-// half-closes through CloseWrite/CloseRead) and the NAT's copy buffer
-// (ReadFrom; io.Copy would use 32 KiB).
-type forwardConn struct {
-	net.Conn
-	n    *natState
-	once sync.Once
-}
-
-func (c *forwardConn) Close() error {
-	err := net.ErrClosed
-	c.once.Do(func() {
-		c.n.untrack(c)
-		err = c.Conn.Close()
-	})
-	return err
-}
-
-// CloseWrite half-closes, or closes when the connection cannot.
-func (c *forwardConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return c.Close()
-}
-
-// CloseRead shuts the read side when the connection can.
-func (c *forwardConn) CloseRead() error {
-	if cr, ok := c.Conn.(interface{ CloseRead() error }); ok {
-		return cr.CloseRead()
-	}
-	return nil
-}
-
-// ReadFrom copies r to c through a pooled copyBufSize buffer.
-func (c *forwardConn) ReadFrom(r io.Reader) (int64, error) {
-	bp := copyBufs.Get().(*[copyBufSize]byte)
-	defer copyBufs.Put(bp)
-	// Hide ReadFrom/WriteTo so the buffer is used.
-	return io.CopyBuffer(struct{ io.Writer }{c.Conn}, struct{ io.Reader }{r}, bp[:])
 }
 
 func (g *Gateway) startUDPForward(f Forward) (*forwardEntry, error) {
