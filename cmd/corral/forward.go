@@ -198,18 +198,23 @@ func readForward(r *http.Request) (forwardJSON, error) {
 	return fj, nil
 }
 
-func (gr *gatewayAPI) addForward(w http.ResponseWriter, r *http.Request) {
+// forwardRequest reads a POST or DELETE /v1/forwards request: its body,
+// the fence's gateway, and the forward (with a target when withTarget).
+func (gr *gatewayAPI) forwardRequest(r *http.Request, withTarget bool) (Fence, *stack.Gateway, stack.Forward, error) {
 	fj, err := readForward(r)
 	if err != nil {
-		writeAPIError(w, err)
-		return
+		return Fence{}, nil, stack.Forward{}, err
 	}
 	f, g, err := gr.gateway(fj.Fence)
 	if err != nil {
-		writeAPIError(w, err)
-		return
+		return Fence{}, nil, stack.Forward{}, err
 	}
-	fw, err := parseForward(fj, true)
+	fw, err := parseForward(fj, withTarget)
+	return f, g, fw, err
+}
+
+func (gr *gatewayAPI) addForward(w http.ResponseWriter, r *http.Request) {
+	f, g, fw, err := gr.forwardRequest(r, true)
 	if err != nil {
 		writeAPIError(w, err)
 		return
@@ -232,17 +237,7 @@ func (gr *gatewayAPI) addForward(w http.ResponseWriter, r *http.Request) {
 }
 
 func (gr *gatewayAPI) removeForward(w http.ResponseWriter, r *http.Request) {
-	fj, err := readForward(r)
-	if err != nil {
-		writeAPIError(w, err)
-		return
-	}
-	f, g, err := gr.gateway(fj.Fence)
-	if err != nil {
-		writeAPIError(w, err)
-		return
-	}
-	fw, err := parseForward(fj, false)
+	f, g, fw, err := gr.forwardRequest(r, false)
 	if err != nil {
 		writeAPIError(w, err)
 		return
