@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -118,33 +117,14 @@ func BenchmarkE2EUplinkIperfOffload(b *testing.B) {
 	for _, offload := range []bool{false, true} {
 		b.Run(fmt.Sprintf("offload=%v", offload), func(b *testing.B) {
 			hosts, va, vb := offloadLab(b, offload)
-			srv := harness.Start(b, vb.ns, "iperf3", "-s", "-1", "--forceflush", "-B", ipB)
-			if err := srv.WaitLog("listening", ulWait); err != nil {
-				b.Fatal(err)
-			}
-			out := va.ns.MustExec(b, "iperf3", "-c", ipB, "-t", "5", "-J")
-			var res struct {
-				End struct {
-					SumReceived struct {
-						BitsPerSecond float64 `json:"bits_per_second"`
-					} `json:"sum_received"`
-					SumSent struct {
-						Retransmits int `json:"retransmits"`
-					} `json:"sum_sent"`
-				} `json:"end"`
-			}
-			if err := json.Unmarshal([]byte(out), &res); err != nil {
-				b.Fatalf("iperf3 -J: %v\n%s", err, out)
-			}
-			b.ReportMetric(res.End.SumReceived.BitsPerSecond/1e9, "Gbit/s")
-			b.ReportMetric(float64(res.End.SumSent.Retransmits), "retransmits")
+			gbps, retr := vmIperf(b, va, vb)
 			for _, h := range hosts {
 				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 				out, _ := exec.CommandContext(ctx, harness.CorralBinary(b), "status", "--admin", h.admin()).CombinedOutput()
 				cancel()
 				b.Logf("%s status:\n%s", h.name, out)
 			}
-			b.Logf("offload %v: %.2f Gbit/s, %d retransmits", offload, res.End.SumReceived.BitsPerSecond/1e9, res.End.SumSent.Retransmits)
+			b.Logf("offload %v: %.2f Gbit/s, %d retransmits", offload, gbps, retr)
 		})
 	}
 }

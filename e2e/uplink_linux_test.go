@@ -580,26 +580,7 @@ func BenchmarkE2EUplinkIperf(b *testing.B) {
 				v.ns.MustExec(b, "ip", "link", "set", "t0", "mtu", fmt.Sprint(mtu))
 			}
 			va.mustReach(b, ipB)
-			srv := harness.Start(b, vb.ns, "iperf3", "-s", "-1", "--forceflush", "-B", ipB)
-			if err := srv.WaitLog("listening", ulWait); err != nil {
-				b.Fatal(err)
-			}
-			out := va.ns.MustExec(b, "iperf3", "-c", ipB, "-t", "5", "-J")
-			var res struct {
-				End struct {
-					SumReceived struct {
-						BitsPerSecond float64 `json:"bits_per_second"`
-					} `json:"sum_received"`
-					SumSent struct {
-						Retransmits int `json:"retransmits"`
-					} `json:"sum_sent"`
-				} `json:"end"`
-			}
-			if err := json.Unmarshal([]byte(out), &res); err != nil {
-				b.Fatalf("iperf3 -J: %v\n%s", err, out)
-			}
-			b.ReportMetric(res.End.SumReceived.BitsPerSecond/1e9, "Gbit/s")
-			b.ReportMetric(float64(res.End.SumSent.Retransmits), "retransmits")
+			gbps, retr := vmIperf(b, va, vb)
 			for _, h := range hosts {
 				snmp := h.ns.MustExec(b, "cat", "/proc/net/snmp")
 				for _, l := range strings.Split(snmp, "\n") {
@@ -614,7 +595,7 @@ func BenchmarkE2EUplinkIperf(b *testing.B) {
 			}
 			st := hosts[1].status(b)
 			b.Logf("vm mtu %d: %.2f Gbit/s, %d retransmits; b2 rx_reassembled %d, rx_gro_buffers %d, gso %v gro %v",
-				mtu, res.End.SumReceived.BitsPerSecond/1e9, res.End.SumSent.Retransmits,
+				mtu, gbps, retr,
 				st.Counters["rx_reassembled"], st.Counters["rx_gro_buffers"], st.GSO, st.GRO)
 		})
 	}
@@ -664,4 +645,32 @@ func TestIntegrationUplinkGroup(t *testing.T) {
 			t.Fatalf("%s: group %q, duplicate_mac %d", h.name, st.Group, st.Counters["duplicate_mac"])
 		}
 	}
+}
+
+// vmIperf runs iperf3 TCP for 5 s from va to a server on vb, reports
+// Gbit/s and retransmits as benchmark metrics, and returns them.
+func vmIperf(b *testing.B, va, vb *vm) (gbps float64, retr int) {
+	b.Helper()
+	srv := harness.Start(b, vb.ns, "iperf3", "-s", "-1", "--forceflush", "-B", vb.ip)
+	if err := srv.WaitLog("listening", ulWait); err != nil {
+		b.Fatal(err)
+	}
+	out := va.ns.MustExec(b, "iperf3", "-c", vb.ip, "-t", "5", "-J")
+	var res struct {
+		End struct {
+			SumReceived struct {
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+			SumSent struct {
+				Retransmits int `json:"retransmits"`
+			} `json:"sum_sent"`
+		} `json:"end"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		b.Fatalf("iperf3 -J: %v\n%s", err, out)
+	}
+	gbps, retr = res.End.SumReceived.BitsPerSecond/1e9, res.End.SumSent.Retransmits
+	b.ReportMetric(gbps, "Gbit/s")
+	b.ReportMetric(float64(retr), "retransmits")
+	return gbps, retr
 }
