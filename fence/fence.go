@@ -28,7 +28,11 @@ const (
 	ControlFence = 0
 	// ReservedFence is the fence ID that is never valid on the wire.
 	ReservedFence = 0xFFFFFF
-	// MaxFenceID is the largest fence ID a user fence may have.
+	// MinFenceID and MaxFenceID bound the IDs of user fences (DESIGN 1:
+	// 0 is the control channel, 0xFFFFFF reserved). This is the one
+	// definition of the range; every package that checks a fence ID uses
+	// [ValidFenceID].
+	MinFenceID = 1
 	MaxFenceID = 0xFFFFFE
 
 	// DefaultUDPPort is the default UDP port of the UDP uplink.
@@ -465,3 +469,6 @@ func (o OPI) String() string { return string(appendColonHex(make([]byte, 0, 11),
 // OPI returns the OPI of the frame's fence in the installation of its
 // outer source.
 func (f Frame) OPI() OPI { return MakeOPI(f.Src().Installation(), f.Header().Fence()) }
+
+// ValidFenceID reports whether id is a user fence ID: 1 … 0xFFFFFE.
+func ValidFenceID(id uint32) bool { return id >= MinFenceID && id <= MaxFenceID }
