@@ -49,9 +49,10 @@ func benchPair(b *testing.B, size int, noOffload bool) {
 			bufs[i] = make([]byte, vswitch.BufSize)
 		}
 		sizes := make([]int, bs)
-		meta := make([]vswitch.TrunkMeta, bs)
+		fences := make([]uint32, bs)
+		hosts := make([][6]byte, bs)
 		for {
-			n, err := ub.ReadTrunk(bufs, sizes, meta, vswitch.Headroom)
+			n, err := ub.ReadTrunk(bufs, sizes, fences, hosts, vswitch.Headroom)
 			if err != nil {
 				if !errors.Is(err, net.ErrClosed) {
 					b.Error(err)
@@ -63,11 +64,12 @@ func benchPair(b *testing.B, size int, noOffload bool) {
 	}()
 	bs := ua.BatchSize()
 	bufs := make([][]byte, bs)
-	meta := make([]vswitch.TrunkMeta, bs)
+	fences := make([]uint32, bs)
+	hosts := make([][6]byte, bs)
 	f := frame(size, 2, 1, 0)
 	for i := range bufs {
 		bufs[i] = make([]byte, vswitch.Headroom+size)
-		meta[i] = vswitch.TrunkMeta{Fence: 1, Host: vswitch.MAC(ub.self)}
+		fences[i], hosts[i] = 1, ub.self
 	}
 	b.ReportAllocs()
 	b.SetBytes(int64(size))
@@ -79,7 +81,7 @@ func benchPair(b *testing.B, size int, noOffload bool) {
 		for i := 0; i < n; i++ {
 			copy(bufs[i][vswitch.Headroom:], f)
 		}
-		if _, err := ua.WriteTrunk(bufs[:n], meta[:n], vswitch.Headroom); err != nil {
+		if _, err := ua.WriteTrunk(bufs[:n], fences[:n], hosts[:n], vswitch.Headroom); err != nil {
 			b.Fatal(err)
 		}
 		sent += n
@@ -117,11 +119,12 @@ func TestWriteTrunkAllocs(t *testing.T) {
 	ua.learn(ub.self, ub.LocalAddr(), time.Now())
 	const n = 16
 	bufs := make([][]byte, n)
-	meta := make([]vswitch.TrunkMeta, n)
+	fences := make([]uint32, n)
+	hosts := make([][6]byte, n)
 	for i := range bufs {
 		bufs[i] = make([]byte, vswitch.Headroom+1514)
 		copy(bufs[i][vswitch.Headroom:], frame(1514, 2, 1, 0))
-		meta[i] = vswitch.TrunkMeta{Fence: 1, Host: vswitch.MAC(ub.self)}
+		fences[i], hosts[i] = 1, ub.self
 	}
 	for _, tc := range []struct {
 		name string
@@ -131,7 +134,7 @@ func TestWriteTrunkAllocs(t *testing.T) {
 			bufs[i] = bufs[i][:vswitch.Headroom+tc.size]
 		}
 		allocs := testing.AllocsPerRun(100, func() {
-			if _, err := ua.WriteTrunk(bufs, meta, vswitch.Headroom); err != nil {
+			if _, err := ua.WriteTrunk(bufs, fences, hosts, vswitch.Headroom); err != nil {
 				t.Fatal(err)
 			}
 		})

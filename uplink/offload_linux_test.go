@@ -23,15 +23,16 @@ func TestBatchOrderAndOffload(t *testing.T) {
 			const n = 64
 			for _, sizes := range [][]int{{1000}, {1454}, {100, 1454, 1514, 60}, {1514}, {1514, 1514, 2000, 1514, 60}} {
 				bufs := make([][]byte, n)
-				meta := make([]vswitch.TrunkMeta, n)
+				fences := make([]uint32, n)
+				hosts := make([][6]byte, n)
 				want := make([][]byte, n)
 				for i := range bufs {
 					size := sizes[i%len(sizes)]
 					want[i] = frame(size, 2, 1, byte(i))
 					bufs[i] = append(make([]byte, vswitch.Headroom), want[i]...)
-					meta[i] = vswitch.TrunkMeta{Fence: 1, Host: b.u.OuterMAC()}
+					fences[i], hosts[i] = 1, b.u.OuterMAC()
 				}
-				if _, err := a.u.WriteTrunk(bufs, meta, vswitch.Headroom); err != nil {
+				if _, err := a.u.WriteTrunk(bufs, fences, hosts, vswitch.Headroom); err != nil {
 					t.Fatal(err)
 				}
 				for i := range want {

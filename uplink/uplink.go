@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/corralnet/corral/fence"
-	vswitch "github.com/corralnet/corral/switch"
 )
 
 // DefaultBatchSize is the number of frames ReadTrunk returns and WriteTrunk
@@ -272,7 +271,7 @@ func (u *Uplink) Close() error {
 // bufs[i] so that their inner frame lands at bufs[i][offset:] (offset must
 // be at least fence.EncapLen); fragments are reassembled, hellos consumed,
 // invalid frames dropped and counted by reason.
-func (u *Uplink) ReadTrunk(bufs [][]byte, sizes []int, meta []vswitch.TrunkMeta, offset int) (int, error) {
+func (u *Uplink) ReadTrunk(bufs [][]byte, sizes []int, fences []uint32, hosts [][6]byte, offset int) (int, error) {
 	if offset < fence.EncapLen {
 		return 0, fmt.Errorf("uplink: ReadTrunk offset %d < %d", offset, fence.EncapLen)
 	}
@@ -381,7 +380,7 @@ func (u *Uplink) ReadTrunk(bufs [][]byte, sizes []int, meta []vswitch.TrunkMeta,
 				inner = out
 			}
 			sizes[j] = len(inner)
-			meta[j] = vswitch.TrunkMeta{Fence: fenceID, Host: vswitch.MAC(src)}
+			fences[j], hosts[j] = fenceID, src
 			nFrames++
 			nBytes += uint64(len(inner))
 			if fenceID != lastFence {
@@ -540,13 +539,13 @@ func (u *Uplink) rxHello(fr fence.Frame, from netip.AddrPort, now time.Time) {
 // WriteTrunk implements vswitch.Trunk.WriteTrunk. Each inner frame
 // bufs[i][offset:] is encapsulated in place (the outer and fence headers
 // are written into bufs[i][offset-18:offset]), fragmented when it does not
-// fit the uplink, and sent: to meta[i].Host's address for known unicast, or
-// for meta[i].Host == Broadcast once to the multicast group, or else to
+// fit the uplink, and sent: to hosts[i]'s address for known unicast, or
+// for hosts[i] == ff:ff:ff:ff:ff:ff once to the multicast group, or else to
 // every peer that has the fence (or whose hello is not known yet). Frames
 // for unknown hosts, invalid fences or too big for two fragments are
 // dropped and counted. It returns len(bufs) unless the uplink is closed.
 // The uplink does not keep bufs after it returns.
-func (u *Uplink) WriteTrunk(bufs [][]byte, meta []vswitch.TrunkMeta, offset int) (int, error) {
+func (u *Uplink) WriteTrunk(bufs [][]byte, fences []uint32, hosts [][6]byte, offset int) (int, error) {
 	if u.closed.Load() {
 		return 0, net.ErrClosed
 	}
@@ -568,25 +567,25 @@ func (u *Uplink) WriteTrunk(bufs [][]byte, meta []vswitch.TrunkMeta, offset int)
 			u.ctr.add(ctrTxFragmented, nFrag)
 		}
 	}()
-	var lastHost vswitch.MAC
+	var lastHost [6]byte
 	var lastPeer *peer
 	used := 0 // scratch slots holding last fragments of items
 	for i := range bufs {
 		innerLen := len(bufs[i]) - offset
-		m := meta[i]
-		if innerLen < fence.MinInnerLen || innerLen > fence.MaxInnerLen || m.Fence == fence.ControlFence || m.Fence > fence.MaxFenceID {
+		fenceID, host := fences[i], hosts[i]
+		if innerLen < fence.MinInnerLen || innerLen > fence.MaxInnerLen || !fence.ValidFenceID(fenceID) {
 			u.ctr.add(ctrDropTxInvalid, 1)
 			continue
 		}
-		flood := m.Host == vswitch.Broadcast
+		flood := host == fence.BroadcastMAC
 		var p *peer
 		dst := fence.BroadcastMAC
 		if !flood {
-			if lastPeer != nil && m.Host == lastHost {
+			if lastPeer != nil && host == lastHost {
 				p = lastPeer
 			} else {
-				p = t.byMAC[fence.OuterMAC(m.Host)]
-				lastHost, lastPeer = m.Host, p
+				p = t.byMAC[host]
+				lastHost, lastPeer = host, p
 			}
 			if p == nil {
 				u.ctr.add(ctrDropTxNoHost, 1)
@@ -594,7 +593,7 @@ func (u *Uplink) WriteTrunk(bufs [][]byte, meta []vswitch.TrunkMeta, offset int)
 			}
 			dst = p.mac
 		}
-		fr := u.params.Encap(bufs[i], offset, innerLen, dst, u.self, fence.HeaderFields{Fence: m.Fence})
+		fr := u.params.Encap(bufs[i], offset, innerLen, dst, u.self, fence.HeaderFields{Fence: fenceID})
 		sc := tx.scratch[0] // untouched unless fr is split
 		if len(fr) > u.maxEncap {
 			if used == len(tx.scratch) {
@@ -619,7 +618,7 @@ func (u *Uplink) WriteTrunk(bufs [][]byte, meta []vswitch.TrunkMeta, offset int)
 		nFrames++
 		nBytes += uint64(innerLen)
 		before := len(items)
-		items = u.dests(items, t, first, p, m.Fence)
+		items = u.dests(items, t, first, p, fenceID)
 		if last != nil {
 			for k, n := before, len(items); k < n; k++ {
 				it := items[k]
