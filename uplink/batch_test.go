@@ -101,7 +101,7 @@ func TestReadTrunkAllocs(t *testing.T) {
 				sizes := make([]int, len(in))
 				rfences := make([]uint32, len(in))
 				rhosts := make([][6]byte, len(in))
-				_ = ub.udp.conn.SetReadDeadline(time.Now().Add(testTimeout))
+				_ = ub.link.udp.conn.SetReadDeadline(time.Now().Add(testTimeout))
 				batch := func() {
 					for i := range out {
 						copy(out[i][vswitch.Headroom:], f)

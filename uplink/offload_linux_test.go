@@ -17,7 +17,7 @@ func TestBatchOrderAndOffload(t *testing.T) {
 			a := newHost(t, 1, []uint32{1}, noOff)
 			b := newHost(t, 2, []uint32{1}, func(c *Config) { noOff(c); peersOf(a)(c) })
 			waitHello(t, a, b, 1)
-			if got := a.u.udp.gro != nil; got == off {
+			if got := a.u.link.udp.gro != nil; got == off {
 				t.Fatalf("GRO on = %v, want %v", got, !off)
 			}
 			const n = 64
