@@ -164,7 +164,7 @@ func (u *Uplink) deliverBatch(bufs [][]byte, n int, sizes []int, fences []uint32
 			continue
 		}
 		src := fr.Src()
-		u.sender(&b, src, from)
+		b.sender(u, src, from)
 		fenceID := fr.Header().Fence()
 		if fenceID == fence.ControlFence {
 			u.rxHello(fr, from, b.now)
@@ -208,10 +208,14 @@ func (u *Uplink) accept(outer []byte, from netip.AddrPort) (fence.Frame, bool) {
 // sender refreshes src's host table entry, or learns src at from when it
 // is new or has moved: a table lookup once per run of frames from one
 // sender.
-func (u *Uplink) sender(b *rxBatch, src fence.OuterMAC, from netip.AddrPort) {
-	if b.lastOK && src == b.lastSrc && from == b.lastFrom {
-		return
+func (b *rxBatch) sender(u *Uplink, src fence.OuterMAC, from netip.AddrPort) {
+	if !b.lastOK || src != b.lastSrc || from != b.lastFrom {
+		b.lookup(u, src, from)
 	}
+}
+
+// lookup is sender for a sender other than the last one.
+func (b *rxBatch) lookup(u *Uplink, src fence.OuterMAC, from netip.AddrPort) {
 	if p := b.table.byMAC[src]; p != nil && p.ap == from {
 		p.seen.Store(b.nowNano)
 		b.lastSrc, b.lastFrom, b.lastOK = src, from, true
@@ -228,13 +232,17 @@ func (u *Uplink) sender(b *rxBatch, src fence.OuterMAC, from netip.AddrPort) {
 // into dst once its other half is in. ok is false when there is no frame
 // (yet): a first half, or a fragment the reassembler refused (counted).
 func (u *Uplink) inner(fr fence.Frame, dst []byte, moved bool, now time.Time) (size int, ok bool) {
-	if fr.Header().FragType() == fence.Whole {
-		in := fr.Inner()
-		if moved {
-			copy(dst, in)
-		}
-		return len(in), true
+	if fr.Header().FragType() != fence.Whole {
+		return u.reassemble(fr, dst, now)
 	}
+	if moved {
+		copy(dst, fr.Inner())
+	}
+	return len(fr) - fence.EncapLen, true
+}
+
+// reassemble is inner for a fragment.
+func (u *Uplink) reassemble(fr fence.Frame, dst []byte, now time.Time) (size int, ok bool) {
 	rx := &u.rx
 	u.ctr.add(ctrRxFragments, 1)
 	// Copy the fragment out: the reassembled frame is written to dst,
@@ -261,12 +269,17 @@ func (b *rxBatch) count(u *Uplink, fenceID uint32, size int) {
 	b.frames++
 	b.bytes += uint64(size)
 	if fenceID != b.fence {
-		if b.inFence > 0 {
-			u.fenceCtr.add(b.fence, b.inFence)
-		}
-		b.fence, b.inFence = fenceID, 0
+		b.newRun(u, fenceID)
 	}
 	b.inFence++
+}
+
+// newRun ends the run of frames of b.fence and starts one of fenceID.
+func (b *rxBatch) newRun(u *Uplink, fenceID uint32) {
+	if b.inFence > 0 {
+		u.fenceCtr.add(b.fence, b.inFence)
+	}
+	b.fence, b.inFence = fenceID, 0
 }
 
 // flush adds the batch's counts to the counters.

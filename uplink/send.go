@@ -15,7 +15,7 @@ import (
 //     (looked up once per run of frames to it), or a flood.
 //  2. The frame is encapsulated in place (fence.Params.Encap) and, when it
 //     does not fit the uplink, split in two (fragment).
-//  3. fanOut stages one send per destination host (dests), for each part.
+//  3. dests stages one send per destination host, for each part.
 //
 // Then the staged sends go out in one transport call (sendmmsg), and the
 // batch is counted once.
@@ -42,10 +42,11 @@ func (tx *sender) init(batch, maxEncap int) {
 	}
 }
 
-// txBatch is what one WriteTrunk keeps across its frames: the host table
-// snapshot, the last unicast destination, the scratch slots in use and
-// the counts, added once per batch.
+// txBatch is what one WriteTrunk keeps across its frames: the sends it
+// staged, the host table snapshot, the last unicast destination, the
+// scratch slots in use and the counts, added once per batch.
 type txBatch struct {
+	items    []outItem // staged sends (tx.items, reused)
 	table    *hostTable
 	lastHost [6]byte
 	lastPeer *peer
@@ -73,14 +74,14 @@ func (u *Uplink) WriteTrunk(bufs [][]byte, fences []uint32, hosts [][6]byte, off
 	tx := &u.tx
 	tx.mu.Lock()
 	defer tx.mu.Unlock()
-	b := txBatch{table: u.hosts.load()}
+	b := txBatch{items: tx.items[:0], table: u.hosts.load()}
 	defer b.flush(u)
 	for i := range bufs {
 		if err := u.stage(&b, bufs[i], fences[i], hosts[i], offset); err != nil {
 			return 0, err
 		}
 	}
-	if err := u.sendStaged(); err != nil {
+	if err := u.sendStaged(&b); err != nil {
 		return 0, err
 	}
 	return len(bufs), nil
@@ -100,21 +101,31 @@ func (u *Uplink) stage(b *txBatch, buf []byte, fenceID uint32, host [6]byte, off
 		u.ctr.add(ctrDropTxNoHost, 1)
 		return nil
 	}
-	fr := u.params.Encap(buf, offset, innerLen, dst, u.self, fence.HeaderFields{Fence: fenceID})
-	first, last, err := u.fragment(b, fr)
-	if err != nil {
-		return err
-	}
-	if first == nil {
-		u.ctr.add(ctrDropTooBig, 1)
-		return nil
-	}
-	if last != nil {
+	first := u.params.Encap(buf, offset, innerLen, dst, u.self, fence.HeaderFields{Fence: fenceID})
+	var last []byte
+	if len(first) > u.link.maxEncap {
+		var err error
+		if first, last, err = u.fragment(b, first); err != nil {
+			return err
+		}
+		if first == nil {
+			u.ctr.add(ctrDropTooBig, 1)
+			return nil
+		}
 		b.fragmented++
 	}
 	b.frames++
 	b.bytes += uint64(innerLen)
-	u.tx.items = u.fanOut(u.tx.items, b.table, first, last, p, fenceID)
+	// Fan out: one send per destination host, for each part.
+	before := len(b.items)
+	b.items = u.dests(b.items, b.table, first, p, fenceID)
+	if last != nil {
+		for k, n := before, len(b.items); k < n; k++ {
+			it := b.items[k]
+			it.frame = last
+			b.items = append(b.items, it)
+		}
+	}
 	return nil
 }
 
@@ -134,44 +145,26 @@ func (b *txBatch) resolve(host [6]byte) (p *peer, dst fence.OuterMAC, ok bool) {
 	return b.lastPeer, b.lastPeer.mac, true
 }
 
-// fragment returns fr whole when it fits the uplink, else its two
-// fragments, the last in a scratch slot; when every slot holds a staged
-// fragment, it first sends what is staged. first is nil when fr is too big
-// for two fragments; err is a send error.
+// fragment splits fr, which does not fit the uplink, into two fragments,
+// the last in a scratch slot; when every slot holds a staged fragment, it
+// first sends what is staged. first is nil when fr is too big for two
+// fragments; err is a send error.
 func (u *Uplink) fragment(b *txBatch, fr []byte) (first, last []byte, err error) {
 	tx := &u.tx
-	sc := tx.scratch[0] // untouched unless fr is split
-	if len(fr) > u.link.maxEncap {
-		if b.used == len(tx.scratch) {
-			// Scratch slots are reused: send what uses them first.
-			if err := u.sendStaged(); err != nil {
-				return nil, nil, err
-			}
-			b.used = 0
+	if b.used == len(tx.scratch) {
+		// Scratch slots are reused: send what uses them first.
+		if err := u.sendStaged(b); err != nil {
+			return nil, nil, err
 		}
-		sc = tx.scratch[b.used]
-		b.used++
+		b.used = 0
 	}
+	sc := tx.scratch[b.used]
+	b.used++
 	first, last, err = tx.frag.Split(fr, u.link.maxEncap, sc)
 	if err != nil {
 		return nil, nil, nil
 	}
 	return first, last, nil
-}
-
-// fanOut appends the sends of one frame to items: first, and last when the
-// frame was split, to each destination host (see dests).
-func (u *Uplink) fanOut(items []outItem, t *hostTable, first, last []byte, p *peer, fenceID uint32) []outItem {
-	before := len(items)
-	items = u.dests(items, t, first, p, fenceID)
-	if last != nil {
-		for k, n := before, len(items); k < n; k++ {
-			it := items[k]
-			it.frame = last
-			items = append(items, it)
-		}
-	}
-	return items
 }
 
 // dests appends the sends of frame fr (of fence fenceID) to items: to p, or
@@ -214,11 +207,11 @@ func (u *Uplink) dests(items []outItem, t *hostTable, fr []byte, p *peer, fenceI
 }
 
 // sendStaged sends the staged items and forgets them (tx.mu held).
-func (u *Uplink) sendStaged() error {
-	tx := &u.tx
-	err := u.link.tr.send(tx.items)
-	clear(tx.items)
-	tx.items = tx.items[:0]
+func (u *Uplink) sendStaged(b *txBatch) error {
+	err := u.link.tr.send(b.items)
+	clear(b.items)
+	b.items = b.items[:0]
+	u.tx.items = b.items // keep what append grew
 	return err
 }
 
