@@ -28,7 +28,7 @@ const scratchSlots = 64
 // one goroutine; mu makes concurrent WriteTrunk calls safe anyway.
 type sender struct {
 	mu      sync.Mutex // mu guards the following fields
-	items   []outItem  // the sends staged by this WriteTrunk
+	items   []outItem  // kept for the next WriteTrunk's txBatch.items
 	scratch [][]byte   // per slot: the last fragment of a split frame
 	frag    fence.Fragmenter
 }
