@@ -268,3 +268,30 @@ func TestOPI(t *testing.T) {
 		t.Errorf("Frame.OPI() = %v, want %v", got, want)
 	}
 }
+
+// TestValidFenceID checks the one definition of the fence ID range (DESIGN
+// 1). The reserved and too-big cases moved here from the switch's
+// TestConfigErrors when the switch stopped keeping its own copy of the range.
+func TestValidFenceID(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		id   uint32
+		want bool
+	}{
+		{"control 0", ControlFence, false},
+		{"first", MinFenceID, true},
+		{"1", 1, true},
+		{"last", MaxFenceID, true},
+		{"0xfffffe", 0xFFFFFE, true},
+		{"reserved", ReservedFence, false},
+		{"0xffffff", 0xFFFFFF, false},
+		{"too big for 24 bits", 0x1000000, false},
+		{"max uint32", 0xFFFFFFFF, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := ValidFenceID(tc.id); got != tc.want {
+				t.Errorf("ValidFenceID(%#x) = %v, want %v", tc.id, got, tc.want)
+			}
+		})
+	}
+}

@@ -59,10 +59,10 @@ func TestNoAllocs(t *testing.T) {
 	t.Run("from trunk", func(t *testing.T) {
 		l := forwardLab(t)
 		frames := [][]byte{frame(mac(1), mac(0x51), 1), frame(vswitch.Broadcast, mac(0x51), 2)}
-		meta := []vswitch.TrunkMeta{{Fence: 1, Host: hostA}, {Fence: 1, Host: hostA}}
+		fences, hosts := []uint32{1, 1}, [][6]byte{hostA, hostA}
 		var got int
 		run := func() {
-			l.trunk.Inject(frames, meta)
+			l.trunk.Inject(frames, fences, hosts)
 			got = l.ports["a1"].Drain(nil) + l.ports["a2"].Drain(nil) + l.ports["a3"].Drain(nil)
 		}
 		run()

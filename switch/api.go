@@ -21,18 +21,15 @@ var (
 	ErrUnknownFence = errors.New("vswitch: unknown fence")
 	// ErrFenceExists is returned by [Switch.AddFence] for a duplicate ID or name.
 	ErrFenceExists = errors.New("vswitch: fence exists")
-	// ErrBadFenceID is returned by [Switch.AddFence] for an ID outside 1 … 0xFFFFFE.
-	ErrBadFenceID = errors.New("vswitch: fence ID out of range 1…0xFFFFFE")
+	// ErrBadFenceID is returned by [Switch.AddFence] for fence ID 0: the
+	// zero value of [PortConfig.Fence] and [FenceConfig.ID] means "not
+	// set", so no fence can have it. (The range of IDs the wire carries,
+	// DESIGN.md section 1, is checked where the configuration is read.)
+	ErrBadFenceID = errors.New("vswitch: fence ID 0")
 	// ErrTrunkAttached is returned by [Switch.AttachTrunk] when a trunk is already attached.
 	ErrTrunkAttached = errors.New("vswitch: a trunk is already attached")
 	// ErrBadBatchSize is returned by Attach and AttachTrunk when BatchSize() < 1.
 	ErrBadBatchSize = errors.New("vswitch: batch size must be at least 1")
-)
-
-// Fence ID bounds (DESIGN.md section 1: 0 and 0xFFFFFF are reserved).
-const (
-	MinFenceID = 1
-	MaxFenceID = 0xFFFFFE
 )
 
 // maxBatch bounds the batch a port may ask for: the most frames the switch
@@ -79,7 +76,7 @@ type Config struct {
 
 // FenceConfig describes one fence.
 type FenceConfig struct {
-	ID      uint32 // 1 … 0xFFFFFE
+	ID      uint32 // not 0; the configuration keeps it in the wire range 1 … 0xFFFFFE
 	Name    string
 	MaxMACs int // 0: Config.MaxFenceMACs
 }
@@ -165,10 +162,10 @@ func (s *Switch) nowNanos() int64 { return s.clock().UnixNano() }
 
 func (s *Switch) debug() bool { return s.log.Enabled(context.Background(), slog.LevelDebug) }
 
-// AddFence adds a fence. IDs and names are unique.
+// AddFence adds a fence. IDs and names are unique; the ID is not 0.
 func (s *Switch) AddFence(fc FenceConfig) error {
-	if fc.ID < MinFenceID || fc.ID > MaxFenceID {
-		return fmt.Errorf("%w: %#x", ErrBadFenceID, fc.ID)
+	if fc.ID == 0 {
+		return fmt.Errorf("%w (name %q)", ErrBadFenceID, fc.Name)
 	}
 	if fc.MaxMACs < 0 {
 		return fmt.Errorf("vswitch: fence %d: negative MaxMACs", fc.ID)

@@ -55,8 +55,8 @@ func TestCaptureFence(t *testing.T) {
 	l.send("b1", frame(vswitch.Broadcast, mac(0x11), 2))
 	l.send("a2", frame(mac(1), mac(2), 3))
 	l.send("b2", frame(mac(0x11), mac(0x12), 4))
-	l.fromTrunk(vswitch.TrunkMeta{Fence: 1, Host: hostA}, frame(mac(1), mac(0x51), 5))
-	l.fromTrunk(vswitch.TrunkMeta{Fence: 2, Host: hostA}, frame(mac(0x11), mac(0x52), 6))
+	l.fromTrunk(1, hostA, frame(mac(1), mac(0x51), 5))
+	l.fromTrunk(2, hostA, frame(mac(0x11), mac(0x52), 6))
 	l.deliveries()
 
 	got := readAll(t, c)

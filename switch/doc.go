@@ -38,12 +38,13 @@
 //
 // Forwarding within a fence: known unicast to a local port goes to that
 // port (turn-around, no encapsulation); known unicast to a remote
-// MAC goes to the trunk with [TrunkMeta.Host] set to that host; broadcast,
-// multicast and unknown unicast are flooded to every other local port of
-// the fence and to the trunk with Host = [Broadcast]. A frame never goes
-// back out of the port it came in on (a destination learned on the ingress
-// port is dropped as "hairpin"). Frames from the trunk go only to local
-// ports of the fence in their meta, never back to the trunk.
+// MAC goes to the trunk with that host's outer MAC as its host (see
+// [Trunk]); broadcast, multicast and unknown unicast are flooded to every
+// other local port of the fence and to the trunk with host [Broadcast]. A
+// frame never goes back out of the port it came in on (a destination
+// learned on the ingress port is dropped as "hairpin"). Frames from the
+// trunk go only to local ports of the fence they were read with, never
+// back to the trunk.
 //
 // Buffer ownership: a reader owns its batch; a direct write only reads it
 // (several ports may be given the same buffer one after the other; each may

@@ -18,10 +18,10 @@ func (p nopPort) Close() error                           { return nil }
 
 type nopTrunk struct{ batch int }
 
-func (t nopTrunk) ReadTrunk([][]byte, []int, []TrunkMeta, int) (int, error) {
+func (t nopTrunk) ReadTrunk([][]byte, []int, []uint32, [][6]byte, int) (int, error) {
 	panic("static trunk: ReadTrunk")
 }
-func (t nopTrunk) WriteTrunk([][]byte, []TrunkMeta, int) (int, error) {
+func (t nopTrunk) WriteTrunk([][]byte, []uint32, [][6]byte, int) (int, error) {
 	panic("static trunk: WriteTrunk")
 }
 func (t nopTrunk) BatchSize() int { return t.batch }
@@ -111,24 +111,26 @@ func (s *Switch) AttachStaticTrunk(batch int) (*StaticTrunk, error) {
 	return &StaticTrunk{t: t, r: newReader(s, batch), frames: make([]txFrame, 0, batch)}, nil
 }
 
-// Inject processes frames with their meta as one batch read from the trunk.
-func (st *StaticTrunk) Inject(frames [][]byte, meta []TrunkMeta) {
+// Inject processes frames, with their fences and sending hosts, as one
+// batch read from the trunk.
+func (st *StaticTrunk) Inject(frames [][]byte, fences []uint32, hosts [][6]byte) {
 	for i, f := range frames {
 		st.r.sizes[i] = copy(st.r.bufs[i][Headroom:], f)
-		st.r.meta[i] = meta[i]
+		st.r.fences[i], st.r.hosts[i] = fences[i], hosts[i]
 	}
 	st.r.processTrunk(st.t, len(frames))
 }
 
-// Drain pops every frame queued for the trunk, like StaticPort.Drain.
-func (st *StaticTrunk) Drain(fn func(frame []byte, meta TrunkMeta)) int {
+// Drain pops every frame queued for the trunk, like StaticPort.Drain, with
+// the fence and host WriteTrunk would get.
+func (st *StaticTrunk) Drain(fn func(frame []byte, fence uint32, host MAC)) int {
 	total := 0
 	for {
 		var closed bool
 		st.frames, closed = st.t.q.pop(st.frames[:0])
 		for _, f := range st.frames {
 			if fn != nil {
-				fn(f.b[Headroom:], f.meta)
+				fn(f.b[Headroom:], f.meta.fence, f.meta.host)
 			}
 		}
 		total += len(st.frames)

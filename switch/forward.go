@@ -25,7 +25,8 @@ type reader struct {
 	s      *Switch
 	bufs   [][]byte // each a whole large buffer; frames at [Headroom:]
 	sizes  []int
-	meta   []TrunkMeta
+	fences []uint32  // per bufs[i], read from the trunk
+	hosts  [][6]byte // per bufs[i], read from the trunk
 	cache  bufCache
 	learns []learn
 
@@ -47,7 +48,7 @@ type staged struct {
 	f    *fence
 	i    int32 // index in reader.bufs
 	size int32
-	meta TrunkMeta
+	meta trunkMeta // for the trunk's queue
 }
 
 // group is one destination queue of a batch and its staged frames, in order.
@@ -61,7 +62,8 @@ func newReader(s *Switch, batch int) *reader {
 		s:      s,
 		bufs:   make([][]byte, batch),
 		sizes:  make([]int, batch),
-		meta:   make([]TrunkMeta, batch),
+		fences: make([]uint32, batch),
+		hosts:  make([][6]byte, batch),
 		cache:  newBufCache(&s.pool),
 		learns: make([]learn, 0, batch),
 		stage:  make([]staged, 0, 2*batch),
@@ -103,7 +105,7 @@ func (r *reader) pending(f *fence, mac MAC) bool {
 }
 
 // send stages the frame in bufs[i] (size bytes) for q.
-func (r *reader) send(f *fence, q *txQueue, i, size int, meta TrunkMeta) {
+func (r *reader) send(f *fence, q *txQueue, i, size int, meta trunkMeta) {
 	r.stage = append(r.stage, staged{q: q, f: f, i: int32(i), size: int32(size), meta: meta})
 	r.refs[i]++
 }
@@ -114,11 +116,11 @@ func (r *reader) flood(f *fence, in *port, ports []*port, tr *trunk, i, size int
 	r.floods++
 	for _, p := range ports {
 		if p != in {
-			r.send(f, &p.q, i, size, TrunkMeta{})
+			r.send(f, &p.q, i, size, trunkMeta{})
 		}
 	}
 	if tr != nil {
-		r.send(f, &tr.q, i, size, TrunkMeta{Fence: f.id, Host: Broadcast})
+		r.send(f, &tr.q, i, size, trunkMeta{fence: f.id, host: Broadcast})
 	}
 }
 
@@ -408,11 +410,11 @@ func (r *reader) processPort(p *port, n int) {
 		case d.port == p:
 			p.dropIn(DropHairpin)
 		case d.port != nil:
-			r.send(f, &d.port.q, i, size, TrunkMeta{})
+			r.send(f, &d.port.q, i, size, trunkMeta{})
 		case tr == nil:
 			p.dropIn(DropNoTrunk)
 		default:
-			r.send(f, &tr.q, i, size, TrunkMeta{Fence: f.id, Host: d.host})
+			r.send(f, &tr.q, i, size, trunkMeta{fence: f.id, host: d.host})
 		}
 	}
 	f.mu.RUnlock()
@@ -424,8 +426,8 @@ func (r *reader) processPort(p *port, n int) {
 	r.applyLearns(now)
 }
 
-// processTrunk switches the n frames in r.bufs/r.sizes/r.meta read from
-// the trunk. Each goes only to local ports of the fence in its meta.
+// processTrunk switches the n frames in r.bufs/r.sizes/r.fences/r.hosts
+// read from the trunk. Each goes only to local ports of its fence.
 func (r *reader) processTrunk(t *trunk, n int) {
 	s := r.s
 	fences := *s.fences.Load()
@@ -437,9 +439,9 @@ func (r *reader) processTrunk(t *trunk, n int) {
 
 	for i := 0; i < n; i++ {
 		size := r.sizes[i]
-		m := r.meta[i]
+		host := MAC(r.hosts[i])
 		rxBytes += uint64(size)
-		f := fences[m.Fence]
+		f := fences[r.fences[i]]
 		if f == nil {
 			t.drops.add(DropUnknownFence, 1)
 			continue
@@ -472,12 +474,12 @@ func (r *reader) processTrunk(t *trunk, n int) {
 			t.dropIn(f, DropSrcZero)
 			continue
 		}
-		if e := f.table[src]; e != nil && e.port == nil && e.host == m.Host {
+		if e := f.table[src]; e != nil && e.port == nil && e.host == host {
 			if now-e.seen.Load() >= seenGranularity {
 				e.seen.Store(now)
 			}
 		} else if !r.pending(f, src) {
-			r.learns = append(r.learns, learn{f: f, mac: src, host: m.Host})
+			r.learns = append(r.learns, learn{f: f, mac: src, host: host})
 		}
 		r.in++
 		r.inBytes += uint64(size)
@@ -491,7 +493,7 @@ func (r *reader) processTrunk(t *trunk, n int) {
 		case d == nil:
 			r.flood(f, nil, ports, nil, i, size)
 		case d.port != nil:
-			r.send(f, &d.port.q, i, size, TrunkMeta{})
+			r.send(f, &d.port.q, i, size, trunkMeta{})
 		default:
 			t.dropIn(f, DropRemoteDst)
 		}

@@ -42,7 +42,7 @@ func FuzzIsolation(f *testing.F) {
 				if len(fr) < vswitch.MinFrameSize {
 					continue
 				}
-				tr.Inject([][]byte{fr}, []vswitch.TrunkMeta{{Fence: fence, Host: hostA}})
+				tr.Inject([][]byte{fr}, []uint32{fence}, [][6]byte{hostA})
 			}
 			for name, p := range l.ports {
 				p.Drain(func(fr []byte) {
@@ -51,9 +51,9 @@ func FuzzIsolation(f *testing.F) {
 					}
 				})
 			}
-			tr.Drain(func(fr []byte, m vswitch.TrunkMeta) {
-				if got := binary.BigEndian.Uint32(fr[len(fr)-4:]); got != m.Fence {
-					t.Fatalf("trunk frame of fence %d has meta fence %d", got, m.Fence)
+			tr.Drain(func(fr []byte, fence uint32, _ vswitch.MAC) {
+				if got := binary.BigEndian.Uint32(fr[len(fr)-4:]); got != fence {
+					t.Fatalf("trunk frame of fence %d has meta fence %d", got, fence)
 				}
 			})
 		}

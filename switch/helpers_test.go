@@ -124,12 +124,14 @@ func (l *lab) withTrunk() *vswitch.StaticTrunk {
 
 func (l *lab) send(from string, frames ...[]byte) { l.ports[from].Inject(frames) }
 
-func (l *lab) fromTrunk(meta vswitch.TrunkMeta, frames ...[]byte) {
-	metas := make([]vswitch.TrunkMeta, len(frames))
-	for i := range metas {
-		metas[i] = meta
+// fromTrunk injects frames of fence from the remote host as one trunk batch.
+func (l *lab) fromTrunk(fence uint32, host vswitch.MAC, frames ...[]byte) {
+	fences := make([]uint32, len(frames))
+	hosts := make([][6]byte, len(frames))
+	for i := range frames {
+		fences[i], hosts[i] = fence, host
 	}
-	l.trunk.Inject(frames, metas)
+	l.trunk.Inject(frames, fences, hosts)
 }
 
 // deliveries drains every port and the trunk and describes what each got
@@ -140,12 +142,12 @@ func (l *lab) deliveries() []string {
 		p.Drain(func(f []byte) { out = append(out, fmt.Sprintf("%s:%d", name, tagOf(f))) })
 	}
 	if l.trunk != nil {
-		l.trunk.Drain(func(f []byte, m vswitch.TrunkMeta) {
+		l.trunk.Drain(func(f []byte, fence uint32, host vswitch.MAC) {
 			h := "bcast"
-			if m.Host != vswitch.Broadcast {
-				h = m.Host.String()
+			if host != vswitch.Broadcast {
+				h = host.String()
 			}
-			out = append(out, fmt.Sprintf("trunk[%d/%s]:%d", m.Fence, h, tagOf(f)))
+			out = append(out, fmt.Sprintf("trunk[%d/%s]:%d", fence, h, tagOf(f)))
 		})
 	}
 	slices.Sort(out)

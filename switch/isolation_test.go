@@ -124,11 +124,11 @@ func TestIsolation(t *testing.T) {
 				}
 			})
 		}
-		trunkOut += tr.Drain(func(f []byte, m vswitch.TrunkMeta) {
-			if got := fenceOf(f); got != m.Fence {
-				t.Fatalf("trunk got a frame from fence %d with meta fence %d", got, m.Fence)
+		trunkOut += tr.Drain(func(f []byte, fence uint32, host vswitch.MAC) {
+			if got := fenceOf(f); got != fence {
+				t.Fatalf("trunk got a frame from fence %d with meta fence %d", got, fence)
 			}
-			if m.Host == (vswitch.MAC{}) {
+			if host == (vswitch.MAC{}) {
 				t.Fatalf("trunk frame with zero host")
 			}
 		})
@@ -139,7 +139,8 @@ func TestIsolation(t *testing.T) {
 		bufs[i] = make([]byte, 9100)
 	}
 	batch := make([][]byte, 0, 32)
-	meta := make([]vswitch.TrunkMeta, 32)
+	fences := make([]uint32, 32)
+	hostOf := make([][6]byte, 32)
 	start := time.Now()
 	for sent := 0; sent < frames; {
 		n := 1 + rng.IntN(32)
@@ -154,9 +155,9 @@ func TestIsolation(t *testing.T) {
 					fence = 0xFFFFFF
 				}
 				batch = append(batch, makeFrame(bufs[i], fence))
-				meta[i] = vswitch.TrunkMeta{Fence: fence, Host: hosts[rng.IntN(len(hosts))]}
+				fences[i], hostOf[i] = fence, hosts[rng.IntN(len(hosts))]
 			}
-			tr.Inject(batch, meta[:n])
+			tr.Inject(batch, fences[:n], hostOf[:n])
 		} else {
 			p := ports[rng.IntN(len(ports))]
 			for i := 0; i < n; i++ {

@@ -6,8 +6,8 @@ import "time"
 // without allocation (see STYLE.md 3.4).
 type MAC [6]byte
 
-// Broadcast is ff:ff:ff:ff:ff:ff. As a [TrunkMeta.Host] on output it means
-// "flood to every remote host that has the fence".
+// Broadcast is ff:ff:ff:ff:ff:ff. As a host of [Trunk.WriteTrunk] it
+// means "flood to every remote host that has the fence".
 var Broadcast = MAC{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
 
 // IsMulticast reports whether m has the I/G bit set (broadcast included).
@@ -80,34 +80,45 @@ type Port interface {
 	Close() error
 }
 
-// TrunkMeta says where a trunk frame comes from or goes to.
-type TrunkMeta struct {
-	// Fence is the fence ID (1 … 0xFFFFFE).
-	Fence uint32
-	// Host is, on ReadTrunk, the sending host's outer MAC. On WriteTrunk it
-	// is the destination host's outer MAC for known unicast, or [Broadcast]
-	// to flood to every remote host that has Fence.
-	Host MAC
-}
-
 // Trunk is the switch's side of an uplink: it carries the inner frames of
 // many fences to and from remote hosts. Encapsulation, fragmentation,
 // reassembly, validation and hellos are the trunk's job; the switch sees
 // only valid inner frames tagged with their fence and host.
+//
+// Like [Port], the contract uses only builtin types, so an uplink
+// implements it without importing this package. Every frame i travels with
+// fences[i], its fence ID, and hosts[i], the 6-byte outer MAC of a remote
+// host. On WriteTrunk, hosts[i] == ff:ff:ff:ff:ff:ff (all ones, [Broadcast])
+// means "flood": send the frame to every remote host that has fences[i].
+// No host has that outer MAC, so it never names one.
 //
 // Buffer, batch and concurrency rules are those of [Port]. On WriteTrunk,
 // offset >= [Headroom], and the trunk may overwrite bufs[i][:offset] to
 // prepend its headers.
 type Trunk interface {
 	// ReadTrunk reads up to len(bufs) inner frames received from remote
-	// hosts into bufs[i][offset:offset+sizes[i]], with meta[i] naming the
-	// fence and the sending host. Every frame is at least MinFrameSize long.
-	ReadTrunk(bufs [][]byte, sizes []int, meta []TrunkMeta, offset int) (int, error)
-	// WriteTrunk sends inner frames bufs[i][offset:] to remote hosts as
-	// meta[i] says. It returns how many were handed to the network.
-	WriteTrunk(bufs [][]byte, meta []TrunkMeta, offset int) (int, error)
+	// hosts: frame i into bufs[i][offset:offset+sizes[i]], its fence ID
+	// into fences[i] and the sending host's outer MAC into hosts[i].
+	// len(sizes), len(fences) and len(hosts) are >= len(bufs). Every frame
+	// is at least [MinFrameSize] long. It returns n > 0 with a nil error,
+	// or n == 0 with an error; after Close the error is [net.ErrClosed].
+	ReadTrunk(bufs [][]byte, sizes []int, fences []uint32, hosts [][6]byte, offset int) (n int, err error)
+	// WriteTrunk sends the inner frames bufs[i][offset:] of fence
+	// fences[i] to the remote host whose outer MAC is hosts[i] (known
+	// unicast), or, when hosts[i] is all ones, to every remote host that
+	// has fences[i]. len(fences) and len(hosts) are >= len(bufs). It
+	// returns how many were handed to the network; an error is final.
+	WriteTrunk(bufs [][]byte, fences []uint32, hosts [][6]byte, offset int) (int, error)
 	// BatchSize is the largest batch ReadTrunk returns and WriteTrunk takes.
 	BatchSize() int
 	// Close releases the trunk; blocked calls return net.ErrClosed.
 	Close() error
+}
+
+// trunkMeta is where a frame queued for the trunk goes: its fence and the
+// remote host's outer MAC ([Broadcast]: flood), passed to WriteTrunk as
+// fences[i] and hosts[i].
+type trunkMeta struct {
+	fence uint32
+	host  MAC
 }

@@ -10,7 +10,7 @@ import (
 // only by the trunk's queue.
 type txFrame struct {
 	b    []byte
-	meta TrunkMeta
+	meta trunkMeta
 }
 
 // txQueue is a bounded FIFO of frames for one port's (or the trunk's)

@@ -187,7 +187,7 @@ func (t *trunk) readLoop() {
 	defer t.s.wg.Done()
 	r := newReader(t.s, min(t.batch, maxReadBatch))
 	for {
-		n, err := t.t.ReadTrunk(r.bufs, r.sizes, r.meta, Headroom)
+		n, err := t.t.ReadTrunk(r.bufs, r.sizes, r.fences, r.hosts, Headroom)
 		if n > 0 {
 			r.processTrunk(t, min(n, len(r.bufs)))
 		}
@@ -206,7 +206,8 @@ func (t *trunk) writeLoop() {
 	defer close(t.writerDone)
 	frames := make([]txFrame, 0, t.batch)
 	bufs := make([][]byte, t.batch)
-	meta := make([]TrunkMeta, t.batch)
+	fences := make([]uint32, t.batch)
+	hosts := make([][6]byte, t.batch)
 	for {
 		var closed bool
 		frames, closed = t.q.pop(frames[:0])
@@ -219,9 +220,9 @@ func (t *trunk) writeLoop() {
 		}
 		for i := range frames {
 			bufs[i] = frames[i].b
-			meta[i] = frames[i].meta
+			fences[i], hosts[i] = frames[i].meta.fence, frames[i].meta.host
 		}
-		err := t.write(bufs[:len(frames)], meta[:len(frames)])
+		err := t.write(bufs[:len(frames)], fences[:len(frames)], hosts[:len(frames)])
 		clear(bufs)
 		t.s.pool.putFrames(frames)
 		if err != nil {
@@ -231,9 +232,9 @@ func (t *trunk) writeLoop() {
 	}
 }
 
-func (t *trunk) write(bufs [][]byte, meta []TrunkMeta) error {
+func (t *trunk) write(bufs [][]byte, fences []uint32, hosts [][6]byte) error {
 	for len(bufs) > 0 {
-		n, err := t.t.WriteTrunk(bufs, meta, Headroom)
+		n, err := t.t.WriteTrunk(bufs, fences, hosts, Headroom)
 		n = max(0, min(n, len(bufs)))
 		var bytes uint64
 		for _, b := range bufs[:n] {
@@ -241,7 +242,7 @@ func (t *trunk) write(bufs [][]byte, meta []TrunkMeta) error {
 		}
 		t.txFrames.Add(uint64(n))
 		t.txBytes.Add(bytes)
-		bufs, meta = bufs[n:], meta[n:]
+		bufs, fences, hosts = bufs[n:], fences[n:], hosts[n:]
 		if err != nil || n == 0 {
 			t.drops.add(DropWrite, uint64(len(bufs)))
 			return err

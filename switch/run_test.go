@@ -211,7 +211,7 @@ func TestTrunkEndToEnd(t *testing.T) {
 	attach(t, s, a, vswitch.PortConfig{Name: "a", Fence: 1})
 	attach(t, s, b, vswitch.PortConfig{Name: "b", Fence: 2})
 	r := mac(0x51)
-	tr.In <- porttest.Frame{Meta: vswitch.TrunkMeta{Fence: 2, Host: hostA}, Data: frame(vswitch.Broadcast, r, 1)}
+	tr.In <- porttest.Frame{Fence: 2, Host: hostA, Data: frame(vswitch.Broadcast, r, 1)}
 	if got := tagOf(recv(t, b.Out, "trunk broadcast in fence 2")); got != 1 {
 		t.Errorf("b got tag %d", got)
 	}
@@ -219,8 +219,8 @@ func TestTrunkEndToEnd(t *testing.T) {
 	b.In <- frame(r, mac(2), 2)
 	select {
 	case f := <-tr.Out:
-		if f.Meta != (vswitch.TrunkMeta{Fence: 2, Host: hostA}) || tagOf(f.Data) != 2 {
-			t.Errorf("trunk out: got meta %+v tag %d, want {2 %s} tag 2", f.Meta, tagOf(f.Data), hostA)
+		if f.Fence != 2 || f.Host != hostA || tagOf(f.Data) != 2 {
+			t.Errorf("trunk out: got fence %d host %s tag %d, want fence 2 host %s tag 2", f.Fence, f.Host, tagOf(f.Data), hostA)
 		}
 	case <-time.After(waitTimeout):
 		t.Fatal("no frame on the trunk")
@@ -228,8 +228,8 @@ func TestTrunkEndToEnd(t *testing.T) {
 	a.In <- frame(vswitch.Broadcast, mac(3), 3)
 	select {
 	case f := <-tr.Out:
-		if f.Meta != (vswitch.TrunkMeta{Fence: 1, Host: vswitch.Broadcast}) || tagOf(f.Data) != 3 {
-			t.Errorf("trunk flood: got meta %+v tag %d", f.Meta, tagOf(f.Data))
+		if f.Fence != 1 || f.Host != vswitch.Broadcast || tagOf(f.Data) != 3 {
+			t.Errorf("trunk flood: got fence %d host %s tag %d, want fence 1 host %s tag 3", f.Fence, f.Host, tagOf(f.Data), vswitch.Broadcast)
 		}
 	case <-time.After(waitTimeout):
 		t.Fatal("no flood on the trunk")

@@ -90,8 +90,8 @@ func TestIsolationConcurrent(t *testing.T) {
 			select {
 			case f := <-tr.Out:
 				delivered.Add(1)
-				if got := binary.BigEndian.Uint32(f.Data[len(f.Data)-4:]); got != f.Meta.Fence {
-					bad.Store([2]uint32{f.Meta.Fence, got})
+				if got := binary.BigEndian.Uint32(f.Data[len(f.Data)-4:]); got != f.Fence {
+					bad.Store([2]uint32{f.Fence, got})
 				}
 			case <-stop:
 				return
@@ -108,7 +108,7 @@ func TestIsolationConcurrent(t *testing.T) {
 			if len(f) < vswitch.MinFrameSize {
 				continue // the trunk contract: inner frames are at least 14 bytes
 			}
-			tr.In <- porttest.Frame{Meta: vswitch.TrunkMeta{Fence: fence, Host: hostA}, Data: f}
+			tr.In <- porttest.Frame{Fence: fence, Host: hostA, Data: f}
 		}
 	}()
 	// Detach one port while traffic flows.

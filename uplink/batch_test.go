@@ -21,7 +21,8 @@ func sendBigBatch(t *testing.T, a, b *testHost) {
 	}
 	want := make([][]byte, n)
 	bufs := make([][]byte, n)
-	meta := make([]vswitch.TrunkMeta, n)
+	fences := make([]uint32, n)
+	hosts := make([][6]byte, n)
 	for i := range bufs {
 		size := 100 + i
 		if i%2 == 0 {
@@ -31,10 +32,10 @@ func sendBigBatch(t *testing.T, a, b *testHost) {
 		want[i][14], want[i][15] = byte(i>>8), byte(i) // a serial number
 		bufs[i] = make([]byte, vswitch.Headroom+size)
 		copy(bufs[i][vswitch.Headroom:], want[i])
-		meta[i] = vswitch.TrunkMeta{Fence: 1, Host: b.u.OuterMAC()}
+		fences[i], hosts[i] = 1, b.u.OuterMAC()
 	}
 	before := a.u.Status().Counters["tx_fragmented"]
-	if got, err := a.u.WriteTrunk(bufs, meta, vswitch.Headroom); err != nil || got != n {
+	if got, err := a.u.WriteTrunk(bufs, fences, hosts, vswitch.Headroom); err != nil || got != n {
 		t.Fatalf("WriteTrunk = %d, %v; want %d", got, err, n)
 	}
 	if got := a.u.Status().Counters["tx_fragmented"] - before; got != uint64(n/2) {
@@ -86,10 +87,11 @@ func TestReadTrunkAllocs(t *testing.T) {
 				ua.learn(ub.self, ub.LocalAddr(), time.Now())
 				const n = 16
 				out := make([][]byte, n)
-				meta := make([]vswitch.TrunkMeta, n)
+				fences := make([]uint32, n)
+				hosts := make([][6]byte, n)
 				for i := range out {
 					out[i] = make([]byte, vswitch.Headroom+size)
-					meta[i] = vswitch.TrunkMeta{Fence: 1, Host: vswitch.MAC(ub.self)}
+					fences[i], hosts[i] = 1, ub.self
 				}
 				f := frame(size, 2, 1, 0)
 				in := make([][]byte, ub.BatchSize())
@@ -97,17 +99,18 @@ func TestReadTrunkAllocs(t *testing.T) {
 					in[i] = make([]byte, vswitch.BufSize)
 				}
 				sizes := make([]int, len(in))
-				rmeta := make([]vswitch.TrunkMeta, len(in))
-				_ = ub.udp.conn.SetReadDeadline(time.Now().Add(testTimeout))
+				rfences := make([]uint32, len(in))
+				rhosts := make([][6]byte, len(in))
+				_ = ub.link.udp.conn.SetReadDeadline(time.Now().Add(testTimeout))
 				batch := func() {
 					for i := range out {
 						copy(out[i][vswitch.Headroom:], f)
 					}
-					if _, err := ua.WriteTrunk(out, meta, vswitch.Headroom); err != nil {
+					if _, err := ua.WriteTrunk(out, fences, hosts, vswitch.Headroom); err != nil {
 						t.Fatal(err)
 					}
 					for got := 0; got < n; {
-						k, err := ub.ReadTrunk(in, sizes, rmeta, vswitch.Headroom)
+						k, err := ub.ReadTrunk(in, sizes, rfences, rhosts, vswitch.Headroom)
 						if err != nil {
 							t.Fatalf("ReadTrunk after %d frames: %v", got, err)
 						}

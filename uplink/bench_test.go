@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/corralnet/corral/fence"
 	vswitch "github.com/corralnet/corral/switch"
 )
 
@@ -49,9 +50,10 @@ func benchPair(b *testing.B, size int, noOffload bool) {
 			bufs[i] = make([]byte, vswitch.BufSize)
 		}
 		sizes := make([]int, bs)
-		meta := make([]vswitch.TrunkMeta, bs)
+		fences := make([]uint32, bs)
+		hosts := make([][6]byte, bs)
 		for {
-			n, err := ub.ReadTrunk(bufs, sizes, meta, vswitch.Headroom)
+			n, err := ub.ReadTrunk(bufs, sizes, fences, hosts, vswitch.Headroom)
 			if err != nil {
 				if !errors.Is(err, net.ErrClosed) {
 					b.Error(err)
@@ -63,11 +65,12 @@ func benchPair(b *testing.B, size int, noOffload bool) {
 	}()
 	bs := ua.BatchSize()
 	bufs := make([][]byte, bs)
-	meta := make([]vswitch.TrunkMeta, bs)
+	fences := make([]uint32, bs)
+	hosts := make([][6]byte, bs)
 	f := frame(size, 2, 1, 0)
 	for i := range bufs {
 		bufs[i] = make([]byte, vswitch.Headroom+size)
-		meta[i] = vswitch.TrunkMeta{Fence: 1, Host: vswitch.MAC(ub.self)}
+		fences[i], hosts[i] = 1, ub.self
 	}
 	b.ReportAllocs()
 	b.SetBytes(int64(size))
@@ -79,7 +82,7 @@ func benchPair(b *testing.B, size int, noOffload bool) {
 		for i := 0; i < n; i++ {
 			copy(bufs[i][vswitch.Headroom:], f)
 		}
-		if _, err := ua.WriteTrunk(bufs[:n], meta[:n], vswitch.Headroom); err != nil {
+		if _, err := ua.WriteTrunk(bufs[:n], fences[:n], hosts[:n], vswitch.Headroom); err != nil {
 			b.Fatal(err)
 		}
 		sent += n
@@ -117,11 +120,12 @@ func TestWriteTrunkAllocs(t *testing.T) {
 	ua.learn(ub.self, ub.LocalAddr(), time.Now())
 	const n = 16
 	bufs := make([][]byte, n)
-	meta := make([]vswitch.TrunkMeta, n)
+	fences := make([]uint32, n)
+	hosts := make([][6]byte, n)
 	for i := range bufs {
 		bufs[i] = make([]byte, vswitch.Headroom+1514)
 		copy(bufs[i][vswitch.Headroom:], frame(1514, 2, 1, 0))
-		meta[i] = vswitch.TrunkMeta{Fence: 1, Host: vswitch.MAC(ub.self)}
+		fences[i], hosts[i] = 1, ub.self
 	}
 	for _, tc := range []struct {
 		name string
@@ -131,13 +135,87 @@ func TestWriteTrunkAllocs(t *testing.T) {
 			bufs[i] = bufs[i][:vswitch.Headroom+tc.size]
 		}
 		allocs := testing.AllocsPerRun(100, func() {
-			if _, err := ua.WriteTrunk(bufs, meta, vswitch.Headroom); err != nil {
+			if _, err := ua.WriteTrunk(bufs, fences, hosts, vswitch.Headroom); err != nil {
 				t.Fatal(err)
 			}
 		})
 		t.Logf("%s: %.1f allocs per batch of %d", tc.name, allocs, n)
 		if allocs > 0 && !raceEnabled {
 			t.Errorf("%s: WriteTrunk allocates %.1f times per batch, want 0", tc.name, allocs)
+		}
+	}
+}
+
+// loopTransport hands the same datagrams to every recv and discards sends:
+// the benchmarks below measure the uplink's own work per batch, without
+// system calls.
+type loopTransport struct {
+	in   [][]byte
+	from netip.AddrPort
+}
+
+func (f *loopTransport) recv(bufs [][]byte, sizes []int, from []netip.AddrPort) (int, error) {
+	n := min(len(bufs), len(f.in))
+	for i := 0; i < n; i++ {
+		sizes[i] = copy(bufs[i], f.in[i])
+		from[i] = f.from
+	}
+	return n, nil
+}
+func (f *loopTransport) send([]outItem) error { return nil }
+func (f *loopTransport) close() error         { return nil }
+
+func newLoop(b *testing.B, in [][]byte) *Uplink {
+	u := newBase(Config{HostID: 1, HelloInterval: time.Hour})
+	u.link.tr = &loopTransport{in: in, from: mustAP("192.0.2.9:7407")}
+	u.link.maxEncap = 1472
+	u.start(DefaultBatchSize)
+	b.Cleanup(func() { u.Close() })
+	return u
+}
+
+// BenchmarkReadTrunkNoSocket measures ReadTrunk's stages on batches of 64
+// whole 1000-byte frames of one peer, in runs of 16 frames per fence.
+func BenchmarkReadTrunkNoSocket(b *testing.B) {
+	p := fence.Params{}
+	src := p.OuterMAC(2)
+	var in [][]byte
+	for i := 0; i < 64; i++ {
+		in = append(in, encap(p, fence.BroadcastMAC, src, fence.HeaderFields{Fence: uint32(1 + i/16)}, frame(1000, 1, 2, byte(i))))
+	}
+	u := newLoop(b, in)
+	bufs := make([][]byte, len(in))
+	for i := range bufs {
+		bufs[i] = make([]byte, vswitch.BufSize)
+	}
+	sizes, fences, hosts := make([]int, len(in)), make([]uint32, len(in)), make([][6]byte, len(in))
+	b.ReportAllocs()
+	b.SetBytes(int64(len(in) * 1000))
+	for b.Loop() {
+		if n, err := u.ReadTrunk(bufs, sizes, fences, hosts, vswitch.Headroom); err != nil || n != len(in) {
+			b.Fatalf("ReadTrunk = %d, %v; want %d", n, err, len(in))
+		}
+	}
+}
+
+// BenchmarkWriteTrunkNoSocket measures WriteTrunk's stages on batches of
+// 64 unicast 1000-byte frames to one peer.
+func BenchmarkWriteTrunkNoSocket(b *testing.B) {
+	u := newLoop(b, nil)
+	peer := fence.Params{}.OuterMAC(2)
+	u.learn(peer, mustAP("192.0.2.9:7407"), time.Now())
+	const n = 64
+	bufs := make([][]byte, n)
+	fences, hosts := make([]uint32, n), make([][6]byte, n)
+	for i := range bufs {
+		bufs[i] = append(make([]byte, vswitch.Headroom), frame(1000, 2, 1, byte(i))...)
+		fences[i], hosts[i] = 1, peer
+	}
+	b.ReportAllocs()
+	b.SetBytes(n * 1000)
+	for b.Loop() {
+		if got, err := u.WriteTrunk(bufs, fences, hosts, vswitch.Headroom); err != nil || got != n {
+			b.Fatalf("WriteTrunk = %d, %v; want %d", got, err, n)
 		}
 	}
 }

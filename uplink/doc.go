@@ -43,7 +43,7 @@
 // fence.Reassembler. A frame's outer source and UDP source address are
 // learned into the host table.
 //
-// Flooding (WriteTrunk with host vswitch.Broadcast) is head-end
+// Flooding (WriteTrunk with host ff:ff:ff:ff:ff:ff) is head-end
 // replication: one copy to every peer whose hello names the fence, and to
 // every peer whose hello is not known yet (and every static peer not yet
 // heard from); or one send to the multicast group when one is configured.

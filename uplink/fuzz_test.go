@@ -38,8 +38,8 @@ func (f *fakeTransport) close() error               { return nil }
 func newFake(t testing.TB, in [][]byte) (*Uplink, *fakeTransport) {
 	ft := &fakeTransport{in: in, from: netip.MustParseAddrPort("192.0.2.9:7407")}
 	u := newBase(Config{HostID: 1, HelloInterval: 1 << 40})
-	u.tr = ft
-	u.maxEncap = 1472
+	u.link.tr = ft
+	u.link.maxEncap = 1472
 	u.start(DefaultBatchSize)
 	t.Cleanup(func() { u.Close() })
 	return u, ft
@@ -69,9 +69,10 @@ func FuzzReadTrunk(f *testing.F) {
 			bufs[i] = make([]byte, vswitch.BufSize)
 		}
 		sizes := make([]int, len(bufs))
-		meta := make([]vswitch.TrunkMeta, len(bufs))
+		fences := make([]uint32, len(bufs))
+		hosts := make([][6]byte, len(bufs))
 		for {
-			n, err := u.ReadTrunk(bufs, sizes, meta, vswitch.Headroom)
+			n, err := u.ReadTrunk(bufs, sizes, fences, hosts, vswitch.Headroom)
 			if err != nil {
 				if !errors.Is(err, net.ErrClosed) {
 					t.Fatalf("ReadTrunk: %v", err)
@@ -79,21 +80,20 @@ func FuzzReadTrunk(f *testing.F) {
 				return
 			}
 			for i := 0; i < n; i++ {
-				m := meta[i]
-				if m.Fence == 0 || m.Fence > fence.MaxFenceID {
-					t.Fatalf("delivered fence %#x", m.Fence)
+				if fences[i] == 0 || fences[i] > fence.MaxFenceID {
+					t.Fatalf("delivered fence %#x", fences[i])
 				}
 				if sizes[i] < fence.MinInnerLen {
 					t.Fatalf("delivered a %d-byte frame", sizes[i])
 				}
-				h := fence.OuterMAC(m.Host)
+				h := fence.OuterMAC(hosts[i])
 				if h == u.self || h.OUI() != fence.DefaultOUI || h.Installation() != 0 || h.HostID() == 0 || h.HostID() == 0xFFFF {
 					t.Fatalf("delivered from host %v", h)
 				}
 				got := bufs[i][vswitch.Headroom : vswitch.Headroom+sizes[i]]
 				found := false
 				for _, d := range in {
-					if len(d) == fence.EncapLen+sizes[i] && bytes.Equal(d[fence.EncapLen:], got) && fence.Frame(d).Header().Fence() == m.Fence {
+					if len(d) == fence.EncapLen+sizes[i] && bytes.Equal(d[fence.EncapLen:], got) && fence.Frame(d).Header().Fence() == fences[i] {
 						found = true
 					}
 				}
@@ -130,14 +130,15 @@ func TestReadTrunkBatchCompaction(t *testing.T) {
 		bufs[i] = make([]byte, vswitch.BufSize)
 	}
 	sizes := make([]int, len(bufs))
-	meta := make([]vswitch.TrunkMeta, len(bufs))
-	n, err := u.ReadTrunk(bufs, sizes, meta, vswitch.Headroom)
+	fences := make([]uint32, len(bufs))
+	hosts := make([][6]byte, len(bufs))
+	n, err := u.ReadTrunk(bufs, sizes, fences, hosts, vswitch.Headroom)
 	if err != nil || n != len(want) {
 		t.Fatalf("ReadTrunk = %d, %v; want %d", n, err, len(want))
 	}
 	for i := 0; i < n; i++ {
-		if got := bufs[i][vswitch.Headroom : vswitch.Headroom+sizes[i]]; !bytes.Equal(got, want[i]) || meta[i].Fence != uint32(3*i+1) {
-			t.Fatalf("frame %d: fence %d, %d bytes; want fence %d, %d bytes", i, meta[i].Fence, len(got), 3*i+1, len(want[i]))
+		if got := bufs[i][vswitch.Headroom : vswitch.Headroom+sizes[i]]; !bytes.Equal(got, want[i]) || fences[i] != uint32(3*i+1) {
+			t.Fatalf("frame %d: fence %d, %d bytes; want fence %d, %d bytes", i, fences[i], len(got), 3*i+1, len(want[i]))
 		}
 	}
 	c := u.Status().Counters

@@ -2,7 +2,9 @@ package uplink
 
 import (
 	"bytes"
+	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/corralnet/corral/fence"
@@ -45,92 +47,137 @@ const maxGwEvents = 4096
 // host ID) keeps serving.
 func winsOver(a, b fence.OuterMAC) bool { return bytes.Compare(a[:], b[:]) < 0 }
 
-// checkGatewayClaims is called from rxHello when peer src's hello changed:
-// every configured gateway fence it also claims is a conflict, resolved by
-// the tie-break. It records yields and queues the hook calls for the
-// control goroutine.
-func (u *Uplink) checkGatewayClaims(src fence.OuterMAC, name string, gateways []uint32, now time.Time) {
-	if u.cfg.GatewayFences == nil || len(gateways) == 0 {
-		return
+// gateways is the gateway arbitration of an Uplink: the configured gateway
+// fences this host has yielded, and the hook calls queued for the control
+// goroutine. The receive path (peer hellos) and the control goroutine
+// (expiry, hellos out) change it; Status reads it.
+type gateways struct {
+	// Fixed by New:
+	self       fence.OuterMAC
+	configured func() []uint32 // Config.GatewayFences; nil: none
+	log        *slog.Logger
+	ctr        *counters
+
+	mu sync.Mutex // mu guards the following fields
+	// +checklocks:mu
+	yielded map[uint32]gwYield
+	// +checklocks:mu
+	events []gwEvent
+}
+
+// peerClaims is called when peer src's hello changed: every configured
+// gateway fence it also claims is a conflict, resolved by the tie-break.
+// It records yields and queues the hook calls for the control goroutine,
+// and reports whether it queued one (then a hello should go out now).
+func (g *gateways) peerClaims(src fence.OuterMAC, name string, claims []uint32, now time.Time) bool {
+	if g.configured == nil || len(claims) == 0 {
+		return false
 	}
 	queued := false
-	for _, g := range u.hook(u.cfg.GatewayFences) {
-		if _, ok := slices.BinarySearch(gateways, g); !ok {
+	for _, f := range sortedSet(g.configured) {
+		if _, ok := slices.BinarySearch(claims, f); !ok {
 			continue
 		}
-		peerWins := winsOver(src, u.self)
-		u.gw.Lock()
-		y, yielded := u.gw.yielded[g]
+		peerWins := winsOver(src, g.self)
+		g.mu.Lock()
+		y, yielded := g.yielded[f]
 		switch {
 		case peerWins && !yielded:
-			u.gw.yielded[g] = gwYield{peer: src, name: name, since: now}
+			g.yielded[f] = gwYield{peer: src, name: name, since: now}
 		case peerWins && winsOver(src, y.peer):
 			// A host that wins over the one we yielded to: follow it.
-			u.gw.yielded[g] = gwYield{peer: src, name: name, since: y.since}
-			u.gw.Unlock()
+			g.yielded[f] = gwYield{peer: src, name: name, since: y.since}
+			g.mu.Unlock()
 			continue
 		case yielded:
 			// We do not serve it (someone else wins over both of us).
-			u.gw.Unlock()
+			g.mu.Unlock()
 			continue
 		}
-		if len(u.gw.events) < maxGwEvents {
-			u.gw.events = append(u.gw.events, gwEvent{fence: g, peer: src, yield: peerWins})
+		if len(g.events) < maxGwEvents {
+			g.events = append(g.events, gwEvent{fence: f, peer: src, yield: peerWins})
 		}
-		u.gw.Unlock()
+		g.mu.Unlock()
 		queued = true
-		u.ctr.add(ctrGatewayConflict, 1)
+		g.ctr.add(ctrGatewayConflict, 1)
 		if peerWins {
-			u.log.Error("two hosts serve the gateway of one fence", "fence", g, "other", src.String(), "other_name", name,
+			g.log.Error("two hosts serve the gateway of one fence", "fence", f, "other", src.String(), "other_name", name,
 				"action", "yield: this host stops serving it (the other host's outer MAC is lower)")
 		} else {
-			u.log.Error("two hosts serve the gateway of one fence", "fence", g, "other", src.String(), "other_name", name,
+			g.log.Error("two hosts serve the gateway of one fence", "fence", f, "other", src.String(), "other_name", name,
 				"action", "keep serving: this host's outer MAC is lower, the other host yields")
 		}
 	}
-	if queued {
-		u.kickHello()
-	}
+	return queued
 }
 
-// checkYields is called by the control goroutine: a yielded fence whose
-// winner is gone (expired) or no longer claims it is resumed, unless
-// another known peer that wins over this host claims it.
-func (u *Uplink) checkYields(t *hostTable) {
-	u.gw.Lock()
-	defer u.gw.Unlock()
-	for g, y := range u.gw.yielded {
-		if p := t.byMAC[y.peer]; p != nil && p.claims(g) {
+// recheck is called by the control goroutine with the current host table:
+// a yielded fence whose winner is gone (expired) or no longer claims it is
+// resumed, unless another known peer that wins over this host claims it.
+func (g *gateways) recheck(t *hostTable) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for f, y := range g.yielded {
+		if p := t.byMAC[y.peer]; p != nil && p.claims(f) {
 			continue
 		}
 		var best *peer
 		for _, p := range t.peers { // sorted by MAC: the first claim is the lowest
-			if p.claims(g) && winsOver(p.mac, u.self) {
+			if p.claims(f) && winsOver(p.mac, g.self) {
 				best = p
 				break
 			}
 		}
 		if best != nil {
-			u.gw.yielded[g] = gwYield{peer: best.mac, name: best.name, since: y.since}
+			g.yielded[f] = gwYield{peer: best.mac, name: best.name, since: y.since}
 			continue
 		}
-		delete(u.gw.yielded, g)
-		if len(u.gw.events) < maxGwEvents {
-			u.gw.events = append(u.gw.events, gwEvent{fence: g, peer: y.peer, resume: true})
+		delete(g.yielded, f)
+		if len(g.events) < maxGwEvents {
+			g.events = append(g.events, gwEvent{fence: f, peer: y.peer, resume: true})
 		}
-		u.log.Warn("gateway resumed: no host that wins the tie-break claims the fence any more",
-			"fence", g, "previous", y.peer.String(), "previous_name", y.name)
+		g.log.Warn("gateway resumed: no host that wins the tie-break claims the fence any more",
+			"fence", f, "previous", y.peer.String(), "previous_name", y.name)
 	}
+}
+
+// takeEvents returns the queued hook calls, in order, and forgets them.
+func (g *gateways) takeEvents() []gwEvent {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	ev := g.events
+	g.events = nil
+	return ev
+}
+
+// served returns the configured gateway fences minus the yielded ones:
+// what the hellos announce.
+func (g *gateways) served() []uint32 {
+	gws := sortedSet(g.configured)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.yielded) == 0 {
+		return gws
+	}
+	return slices.DeleteFunc(gws, func(f uint32) bool { _, ok := g.yielded[f]; return ok })
+}
+
+// yields returns the yielded fences, sorted, for Status.
+func (g *gateways) yields() []GatewayYield {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make([]GatewayYield, 0, len(g.yielded))
+	for f, y := range g.yielded {
+		out = append(out, GatewayYield{Fence: f, Peer: y.peer.String(), PeerName: y.name, Since: y.since})
+	}
+	slices.SortFunc(out, func(a, b GatewayYield) int { return int(int64(a.Fence) - int64(b.Fence)) })
+	return out
 }
 
 // runGatewayEvents calls the hooks for the queued events, in order, from
 // the control goroutine.
 func (u *Uplink) runGatewayEvents() {
-	u.gw.Lock()
-	ev := u.gw.events
-	u.gw.events = nil
-	u.gw.Unlock()
-	for _, e := range ev {
+	for _, e := range u.gw.takeEvents() {
 		switch {
 		case e.resume:
 			if u.cfg.OnGatewayResume != nil {
@@ -140,37 +187,4 @@ func (u *Uplink) runGatewayEvents() {
 			u.cfg.OnGatewayConflict(e.fence, e.peer, e.yield)
 		}
 	}
-}
-
-// servedGateways returns the configured gateway fences minus the yielded
-// ones: what the hellos announce.
-func (u *Uplink) servedGateways() []uint32 {
-	gws := u.hook(u.cfg.GatewayFences)
-	u.gw.Lock()
-	defer u.gw.Unlock()
-	if len(u.gw.yielded) == 0 {
-		return gws
-	}
-	return slices.DeleteFunc(gws, func(g uint32) bool { _, ok := u.gw.yielded[g]; return ok })
-}
-
-// gatewayYields returns the yielded fences, sorted, for Status.
-func (u *Uplink) gatewayYields() []GatewayYield {
-	u.gw.Lock()
-	defer u.gw.Unlock()
-	out := make([]GatewayYield, 0, len(u.gw.yielded))
-	for g, y := range u.gw.yielded {
-		out = append(out, GatewayYield{Fence: g, Peer: y.peer.String(), PeerName: y.name, Since: y.since})
-	}
-	slices.SortFunc(out, func(a, b GatewayYield) int { return int(int64(a.Fence) - int64(b.Fence)) })
-	return out
-}
-
-// claims reports whether p's hello names fenceID as a gateway it serves.
-func (p *peer) claims(fenceID uint32) bool {
-	if !p.helloKnown {
-		return false
-	}
-	_, ok := slices.BinarySearch(p.gateways, fenceID)
-	return ok
 }

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,7 +19,6 @@ const maxPeers = 4096
 // published in a hostTable, except seen; an update publishes a copy.
 type peer struct {
 	mac fence.OuterMAC
-	raw bool           // learned on the raw uplink
 	ap  netip.AddrPort // UDP address (unmapped); zero on raw
 	ua  *net.UDPAddr   // ap in the socket's family, for sends
 
@@ -45,6 +45,15 @@ func (p *peer) wants(fenceID uint32) bool {
 	return ok
 }
 
+// claims reports whether p's hello names fenceID as a gateway it serves.
+func (p *peer) claims(fenceID uint32) bool {
+	if !p.helloKnown {
+		return false
+	}
+	_, ok := slices.BinarySearch(p.gateways, fenceID)
+	return ok
+}
+
 // staticPeer is a configured UDP peer address.
 type staticPeer struct {
 	ap netip.AddrPort
@@ -60,7 +69,7 @@ type hostTable struct {
 	unmatched []staticPeer
 }
 
-// rebuild returns a snapshot of peers (which it takes over) with statics.
+// rebuildTable returns a snapshot of peers (which it takes over) with statics.
 func rebuildTable(byMAC map[fence.OuterMAC]*peer, statics []staticPeer) *hostTable {
 	t := &hostTable{byMAC: byMAC, peers: make([]*peer, 0, len(byMAC))}
 	for _, p := range byMAC {
@@ -96,4 +105,134 @@ func (t *hostTable) cloneMap() map[fence.OuterMAC]*peer {
 		m[k] = v
 	}
 	return m
+}
+
+// hosts is the host table of an Uplink: the snapshot that the receive and
+// send paths load once per batch, and the lock that serializes its
+// copy-on-write updates (learning, hellos, expiry). It neither logs nor
+// counts: its methods report what changed and the Uplink says so.
+type hosts struct {
+	cur atomic.Pointer[hostTable]
+
+	mu sync.Mutex // serializes updates of cur
+
+	// Fixed before the first update:
+	statics []staticPeer                      // configured UDP peers
+	udpAddr func(netip.AddrPort) *net.UDPAddr // nil: no UDP socket (raw uplink)
+}
+
+// init publishes the empty table.
+func (h *hosts) init(statics []staticPeer, udpAddr func(netip.AddrPort) *net.UDPAddr) {
+	h.statics, h.udpAddr = statics, udpAddr
+	h.cur.Store(rebuildTable(map[fence.OuterMAC]*peer{}, statics))
+}
+
+// load returns the current snapshot.
+func (h *hosts) load() *hostTable { return h.cur.Load() }
+
+// publish replaces the snapshot with m (h.mu held).
+func (h *hosts) publish(m map[fence.OuterMAC]*peer) { h.cur.Store(rebuildTable(m, h.statics)) }
+
+// learnResult is what [hosts.learn] did.
+type learnResult int
+
+const (
+	learnRefreshed learnResult = iota // known at this address: seen updated
+	learnNew                          // a new peer
+	learnMoved                        // a known peer at a new address
+	learnFull                         // a new peer, not added: the table is full
+)
+
+// learn records (or moves) the peer src at address from, seen at now
+// (UnixNano). For learnMoved it also returns the old address.
+func (h *hosts) learn(src fence.OuterMAC, from netip.AddrPort, now int64) (learnResult, netip.AddrPort) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t := h.cur.Load()
+	old := t.byMAC[src]
+	if old != nil && old.ap == from {
+		old.seen.Store(now)
+		return learnRefreshed, netip.AddrPort{}
+	}
+	if old == nil && len(t.byMAC) >= maxPeers {
+		return learnFull, netip.AddrPort{}
+	}
+	res, oldAP := learnNew, netip.AddrPort{}
+	var p *peer
+	if old != nil {
+		cp := *old
+		p = &cp
+		res, oldAP = learnMoved, old.ap
+	} else {
+		p = &peer{mac: src, seen: new(atomic.Int64)}
+	}
+	p.ap = from
+	if h.udpAddr != nil {
+		p.ua = h.udpAddr(from)
+	}
+	p.seen.Store(now)
+	m := t.cloneMap()
+	m[src] = p
+	h.publish(m)
+	return res, oldAP
+}
+
+// hello applies the hello h of the known peer src, received at now. It
+// returns the updated peer (nil when src is not in the table: it was full),
+// whether the peer restarted (a new instance) and whether what it announces
+// changed.
+func (h *hosts) hello(src fence.OuterMAC, hl *fence.Hello, now time.Time) (p *peer, restarted, changed bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t := h.cur.Load()
+	old := t.byMAC[src]
+	if old == nil {
+		return nil, false, false
+	}
+	restarted = old.helloKnown && old.instance != hl.Instance
+	changed = restarted || !old.helloKnown || old.name != hl.Name || !slices.Equal(old.fences, hl.Fences) ||
+		!slices.Equal(old.gateways, hl.Gateways)
+	cp := *old
+	p = &cp
+	p.helloKnown = true
+	p.hostID = hl.HostID
+	p.instance = hl.Instance
+	p.lastHello = now
+	if changed {
+		p.name = hl.Name
+		p.fences = slices.Clone(hl.Fences)
+		slices.Sort(p.fences)
+		p.gateways = slices.Clone(hl.Gateways)
+		slices.Sort(p.gateways)
+	}
+	m := t.cloneMap()
+	m[src] = p
+	h.publish(m)
+	return p, restarted, changed
+}
+
+// expire removes the peers last seen before limit (UnixNano) and returns
+// them. It takes the lock only when there is one.
+func (h *hosts) expire(limit int64) []*peer {
+	var dead []fence.OuterMAC
+	for _, p := range h.cur.Load().peers {
+		if p.seen.Load() < limit {
+			dead = append(dead, p.mac)
+		}
+	}
+	if len(dead) == 0 {
+		return nil
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	m := h.cur.Load().cloneMap()
+	var gone []*peer
+	for _, mac := range dead {
+		if p := m[mac]; p != nil && p.seen.Load() < limit {
+			delete(m, mac)
+			gone = append(gone, p)
+		}
+	}
+	h.publish(m)
+	return gone
 }

@@ -17,21 +17,22 @@ func TestBatchOrderAndOffload(t *testing.T) {
 			a := newHost(t, 1, []uint32{1}, noOff)
 			b := newHost(t, 2, []uint32{1}, func(c *Config) { noOff(c); peersOf(a)(c) })
 			waitHello(t, a, b, 1)
-			if got := a.u.udp.gro != nil; got == off {
+			if got := a.u.link.udp.gro != nil; got == off {
 				t.Fatalf("GRO on = %v, want %v", got, !off)
 			}
 			const n = 64
 			for _, sizes := range [][]int{{1000}, {1454}, {100, 1454, 1514, 60}, {1514}, {1514, 1514, 2000, 1514, 60}} {
 				bufs := make([][]byte, n)
-				meta := make([]vswitch.TrunkMeta, n)
+				fences := make([]uint32, n)
+				hosts := make([][6]byte, n)
 				want := make([][]byte, n)
 				for i := range bufs {
 					size := sizes[i%len(sizes)]
 					want[i] = frame(size, 2, 1, byte(i))
 					bufs[i] = append(make([]byte, vswitch.Headroom), want[i]...)
-					meta[i] = vswitch.TrunkMeta{Fence: 1, Host: b.u.OuterMAC()}
+					fences[i], hosts[i] = 1, b.u.OuterMAC()
 				}
-				if _, err := a.u.WriteTrunk(bufs, meta, vswitch.Headroom); err != nil {
+				if _, err := a.u.WriteTrunk(bufs, fences, hosts, vswitch.Headroom); err != nil {
 					t.Fatal(err)
 				}
 				for i := range want {

@@ -56,24 +56,24 @@ func (u *Uplink) Status() Status {
 		Installation:  u.cfg.Installation,
 		Name:          u.cfg.HostName,
 		MTU:           u.cfg.MTU,
-		MaxEncapLen:   u.maxEncap,
+		MaxEncapLen:   u.link.maxEncap,
 		HelloInterval: u.cfg.HelloInterval.String(),
 		Peers:         []PeerStatus{},
 		Counters:      u.ctr.snapshot(),
 		RxByFence:     u.fenceCtr.snapshot(),
 		Reassembly:    u.rx.reasm.Stats(),
-		GatewayYields: u.gatewayYields(),
+		GatewayYields: u.gw.yields(),
 	}
-	if u.group != nil {
+	if u.link.group != nil {
 		s.Group = u.cfg.Group.String()
 	}
-	if u.udp != nil {
-		s.GSO, s.GRO = u.udp.gso.Load(), u.udp.gro != nil
+	if u.link.udp != nil {
+		s.GSO, s.GRO = u.link.udp.gso.Load(), u.link.udp.gro != nil
 	}
-	for _, p := range u.statics {
+	for _, p := range u.link.statics {
 		s.StaticPeers = append(s.StaticPeers, p.ap.String())
 	}
-	for _, p := range u.table.Load().peers {
+	for _, p := range u.hosts.load().peers {
 		ps := PeerStatus{
 			OuterMAC:   p.mac.String(),
 			Name:       p.name,

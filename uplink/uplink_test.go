@@ -95,9 +95,10 @@ func newHost(t *testing.T, id uint16, fences []uint32, mod func(*Config)) *testH
 			bufs[i] = make([]byte, vswitch.BufSize)
 		}
 		sizes := make([]int, bs)
-		meta := make([]vswitch.TrunkMeta, bs)
+		fences := make([]uint32, bs)
+		hosts := make([][6]byte, bs)
 		for {
-			n, err := u.ReadTrunk(bufs, sizes, meta, vswitch.Headroom)
+			n, err := u.ReadTrunk(bufs, sizes, fences, hosts, vswitch.Headroom)
 			if err != nil {
 				if !errors.Is(err, net.ErrClosed) {
 					t.Errorf("ReadTrunk: %v", err)
@@ -105,7 +106,7 @@ func newHost(t *testing.T, id uint16, fences []uint32, mod func(*Config)) *testH
 				return
 			}
 			for i := 0; i < n; i++ {
-				f := rxFrame{fence: meta[i].Fence, host: meta[i].Host,
+				f := rxFrame{fence: fences[i], host: hosts[i],
 					data: slices.Clone(bufs[i][vswitch.Headroom : vswitch.Headroom+sizes[i]])}
 				select {
 				case h.rx <- f:
@@ -133,7 +134,7 @@ func (h *testHost) send(t *testing.T, fenceID uint32, to [6]byte, inner []byte) 
 	t.Helper()
 	buf := make([]byte, vswitch.Headroom+len(inner))
 	copy(buf[vswitch.Headroom:], inner)
-	n, err := h.u.WriteTrunk([][]byte{buf}, []vswitch.TrunkMeta{{Fence: fenceID, Host: to}}, vswitch.Headroom)
+	n, err := h.u.WriteTrunk([][]byte{buf}, []uint32{fenceID}, [][6]byte{to}, vswitch.Headroom)
 	if err != nil || n != 1 {
 		t.Fatalf("WriteTrunk: n=%d err=%v", n, err)
 	}
@@ -500,7 +501,7 @@ func TestCloseUnblocks(t *testing.T) {
 	if err := h.u.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	_, err := h.u.WriteTrunk([][]byte{make([]byte, 100)}, []vswitch.TrunkMeta{{Fence: 1, Host: vswitch.Broadcast}}, vswitch.Headroom)
+	_, err := h.u.WriteTrunk([][]byte{make([]byte, 100)}, []uint32{1}, [][6]byte{vswitch.Broadcast}, vswitch.Headroom)
 	if !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("WriteTrunk after Close: %v, want net.ErrClosed", err)
 	}
@@ -709,7 +710,7 @@ func TestNoGoroutineLeak(t *testing.T) {
 		done := make(chan error, 1)
 		go func() {
 			bufs := [][]byte{make([]byte, vswitch.BufSize)}
-			_, err := u.ReadTrunk(bufs, []int{0}, []vswitch.TrunkMeta{{}}, vswitch.Headroom)
+			_, err := u.ReadTrunk(bufs, []int{0}, []uint32{0}, [][6]byte{{}}, vswitch.Headroom)
 			done <- err
 		}()
 		time.Sleep(20 * time.Millisecond)

@@ -128,10 +128,13 @@ func (p *Port) Close() error {
 	return nil
 }
 
-// Frame is one trunk frame and its meta.
+// Frame is one trunk frame with its fence and host: for In, the host that
+// sent it; for Out, the host WriteTrunk was asked to send it to
+// ([vswitch.Broadcast]: flood).
 type Frame struct {
-	Meta vswitch.TrunkMeta
-	Data []byte
+	Fence uint32
+	Host  vswitch.MAC
+	Data  []byte
 }
 
 // Trunk is a [vswitch.Trunk] whose frames travel over channels, like [Port].
@@ -170,7 +173,7 @@ func (t *Trunk) FailRead(err error) {
 func (t *Trunk) Closed() <-chan struct{} { return t.closed }
 
 // ReadTrunk implements [vswitch.Trunk.ReadTrunk].
-func (t *Trunk) ReadTrunk(bufs [][]byte, sizes []int, meta []vswitch.TrunkMeta, offset int) (int, error) {
+func (t *Trunk) ReadTrunk(bufs [][]byte, sizes []int, fences []uint32, hosts [][6]byte, offset int) (int, error) {
 	var f Frame
 	select {
 	case <-t.closed:
@@ -185,7 +188,7 @@ func (t *Trunk) ReadTrunk(bufs [][]byte, sizes []int, meta []vswitch.TrunkMeta, 
 			return 0, ErrFrameTooLong
 		}
 		sizes[n] = copy(bufs[n][offset:], f.Data)
-		meta[n] = f.Meta
+		fences[n], hosts[n] = f.Fence, f.Host
 		n++
 		if n == len(bufs) {
 			return n, nil
@@ -199,9 +202,9 @@ func (t *Trunk) ReadTrunk(bufs [][]byte, sizes []int, meta []vswitch.TrunkMeta, 
 }
 
 // WriteTrunk implements [vswitch.Trunk.WriteTrunk].
-func (t *Trunk) WriteTrunk(bufs [][]byte, meta []vswitch.TrunkMeta, offset int) (int, error) {
+func (t *Trunk) WriteTrunk(bufs [][]byte, fences []uint32, hosts [][6]byte, offset int) (int, error) {
 	for i, b := range bufs {
-		f := Frame{Meta: meta[i], Data: append([]byte(nil), b[offset:]...)}
+		f := Frame{Fence: fences[i], Host: hosts[i], Data: append([]byte(nil), b[offset:]...)}
 		select {
 		case t.Out <- f:
 		case <-t.closed:

@@ -2,15 +2,14 @@
 // switch core: a [Network] of [Trunk]s, built on channels, that carries
 // inner frames between "hosts" the way uplink.Uplink does (unicast to one
 // host by outer MAC, floods to every other host), without sockets,
-// encapsulation or hellos. *Trunk implements vswitch.Trunk.
+// encapsulation or hellos. *Trunk implements vswitch.Trunk; like the
+// uplink, it uses only builtin types for that.
 package uplinktest
 
 import (
 	"net"
 	"sync"
 	"sync/atomic"
-
-	vswitch "github.com/corralnet/corral/switch"
 )
 
 // BatchSize is the batch size of every fake Trunk.
@@ -20,24 +19,29 @@ const BatchSize = 16
 // dropped and counted in [Trunk.Dropped].
 const QueueLen = 1024
 
+// Flood is the host of a WriteTrunk frame that goes to every other host
+// (ff:ff:ff:ff:ff:ff, as in the vswitch.Trunk contract).
+var Flood = [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+
 type frame struct {
-	data []byte
-	meta vswitch.TrunkMeta
+	data  []byte
+	fence uint32
+	host  [6]byte // the sender
 }
 
 // Network connects fake trunks. The zero value is not usable; call
 // [NewNetwork].
 type Network struct {
 	mu     sync.Mutex // guards trunks
-	trunks map[vswitch.MAC]*Trunk
+	trunks map[[6]byte]*Trunk
 }
 
 // NewNetwork returns an empty network.
-func NewNetwork() *Network { return &Network{trunks: map[vswitch.MAC]*Trunk{}} }
+func NewNetwork() *Network { return &Network{trunks: map[[6]byte]*Trunk{}} }
 
 // Trunk adds a host with outer MAC host to the network and returns its
 // trunk. A second trunk with the same MAC replaces the first for delivery.
-func (n *Network) Trunk(host vswitch.MAC) *Trunk {
+func (n *Network) Trunk(host [6]byte) *Trunk {
 	t := &Trunk{net: n, host: host, in: make(chan frame, QueueLen), done: make(chan struct{})}
 	n.mu.Lock()
 	n.trunks[host] = t
@@ -51,7 +55,7 @@ func (n *Network) Trunk(host vswitch.MAC) *Trunk {
 // anywhere, more than once).
 type Trunk struct {
 	net  *Network
-	host vswitch.MAC
+	host [6]byte
 	in   chan frame
 
 	once sync.Once
@@ -69,11 +73,11 @@ type Trunk struct {
 }
 
 // Host returns the trunk's outer MAC.
-func (t *Trunk) Host() vswitch.MAC { return t.host }
+func (t *Trunk) Host() [6]byte { return t.host }
 
 // ReadTrunk implements vswitch.Trunk.ReadTrunk: it blocks for one frame,
 // then takes whatever else is queued, up to len(bufs).
-func (t *Trunk) ReadTrunk(bufs [][]byte, sizes []int, meta []vswitch.TrunkMeta, offset int) (int, error) {
+func (t *Trunk) ReadTrunk(bufs [][]byte, sizes []int, fences []uint32, hosts [][6]byte, offset int) (int, error) {
 	var f frame
 	select {
 	case f = <-t.in:
@@ -83,7 +87,7 @@ func (t *Trunk) ReadTrunk(bufs [][]byte, sizes []int, meta []vswitch.TrunkMeta, 
 	n := 0
 	for {
 		sizes[n] = copy(bufs[n][offset:], f.data)
-		meta[n] = f.meta
+		fences[n], hosts[n] = f.fence, f.host
 		n++
 		if n == len(bufs) {
 			break
@@ -100,9 +104,9 @@ func (t *Trunk) ReadTrunk(bufs [][]byte, sizes []int, meta []vswitch.TrunkMeta, 
 }
 
 // WriteTrunk implements vswitch.Trunk.WriteTrunk: frames are copied to the
-// destination trunk (meta[i].Host), or, for vswitch.Broadcast, to every
-// other trunk whose Fences filter accepts the fence.
-func (t *Trunk) WriteTrunk(bufs [][]byte, meta []vswitch.TrunkMeta, offset int) (int, error) {
+// destination trunk (hosts[i]), or, for [Flood], to every other trunk whose
+// Fences filter accepts the fence.
+func (t *Trunk) WriteTrunk(bufs [][]byte, fences []uint32, hosts [][6]byte, offset int) (int, error) {
 	select {
 	case <-t.done:
 		return 0, net.ErrClosed
@@ -111,33 +115,33 @@ func (t *Trunk) WriteTrunk(bufs [][]byte, meta []vswitch.TrunkMeta, offset int) 
 	t.net.mu.Lock()
 	defer t.net.mu.Unlock()
 	for i := range bufs {
-		m := vswitch.TrunkMeta{Fence: meta[i].Fence, Host: t.host}
-		if meta[i].Host == vswitch.Broadcast {
+		fenceID := fences[i]
+		if hosts[i] == Flood {
 			for mac, d := range t.net.trunks {
-				if mac != t.host && (d.Fences == nil || d.Fences(m.Fence)) {
-					t.deliver(d, bufs[i][offset:], m)
+				if mac != t.host && (d.Fences == nil || d.Fences(fenceID)) {
+					t.deliver(d, bufs[i][offset:], fenceID)
 				}
 			}
 			continue
 		}
-		d := t.net.trunks[meta[i].Host]
+		d := t.net.trunks[hosts[i]]
 		if d == nil {
 			t.Dropped.Add(1)
 			continue
 		}
-		t.deliver(d, bufs[i][offset:], m)
+		t.deliver(d, bufs[i][offset:], fenceID)
 	}
 	return len(bufs), nil
 }
 
-func (t *Trunk) deliver(d *Trunk, b []byte, m vswitch.TrunkMeta) {
+func (t *Trunk) deliver(d *Trunk, b []byte, fenceID uint32) {
 	select {
 	case <-d.done:
 		return
 	default:
 	}
 	select {
-	case d.in <- frame{data: append([]byte(nil), b...), meta: m}:
+	case d.in <- frame{data: append([]byte(nil), b...), fence: fenceID, host: t.host}:
 		t.Sent.Add(1)
 	default:
 		d.Dropped.Add(1)

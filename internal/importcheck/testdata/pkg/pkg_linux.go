@@ -1,0 +1,3 @@
+package pkg
+
+import _ "golang.org/x/sys/unix"

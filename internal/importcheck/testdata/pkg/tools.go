@@ -1,0 +1,5 @@
+//go:build tools
+
+package pkg
+
+import _ "example.com/toolonly"
