@@ -63,7 +63,6 @@ type Server struct {
 	up       Uplink // nil: none
 	gws      Gateways
 	version  string
-	log      *slog.Logger
 	mux      *http.ServeMux
 	srv      *http.Server
 	started  time.Time
@@ -84,7 +83,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		sw: cfg.Switch, up: cfg.Uplink, gws: cfg.Gateways, version: cfg.Version,
-		log: cfg.Logger, mux: http.NewServeMux(), started: time.Now(), stop: make(chan struct{}),
+		mux: http.NewServeMux(), started: time.Now(), stop: make(chan struct{}),
 	}
 	s.mux.HandleFunc("GET /v1/status", s.status)
 	s.mux.HandleFunc("GET /v1/fences", s.fences)
