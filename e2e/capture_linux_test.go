@@ -1,13 +1,16 @@
 package e2e
 
 // Integration test of `corral capture` (DESIGN.md section 7) against the
-// real binary: a pcap of fence A holds A's frames and none of B's, and
-// tcpdump reads it.
+// real binary: a pcap of fence A holds A's frames and none of B's, tcpdump
+// reads it, and it is the golden capture testdata/capture/fence-a-4-frames.pcap.
 
 import (
+	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -15,7 +18,11 @@ import (
 	"time"
 
 	"github.com/corralnet/corral/e2e/harness"
+	"github.com/corralnet/corral/pcap"
+	"github.com/corralnet/corral/pcap/pcaptest"
 )
+
+var update = flag.Bool("update", false, "rewrite the shared golden captures in the repository's testdata/")
 
 func TestIntegrationCapture(t *testing.T) {
 	harness.NeedRoot(t)
@@ -98,4 +105,20 @@ admin: {listen: "unix://%s"}
 	if strings.Contains(string(out), mb) {
 		t.Errorf("fence B's MAC %s in fence A's capture:\n%s", mb, out)
 	}
+
+	// The file itself: whole frames, in order, captured just now.
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, ps, err := pcap.ReadAll(bytes.NewReader(b))
+	if err != nil || h.LinkType != pcap.LinkTypeEthernet || len(ps) != 4 {
+		t.Fatalf("%s: header %+v, %d packets, %v", file, h, len(ps), err)
+	}
+	for i, f := range [][]byte{f1, f2, f3, f4} {
+		if p := ps[i]; !bytes.Equal(p.Data, f) || p.Len != len(f) || time.Since(p.Time) > 5*time.Minute || (i > 0 && p.Time.Before(ps[i-1].Time)) {
+			t.Errorf("packet %d: %d of %d bytes at %v: % x, want % x", i, len(p.Data), p.Len, p.Time, p.Data, f)
+		}
+	}
+	pcaptest.Golden(t, b, "capture/fence-a-4-frames.pcap", *update)
 }

@@ -20,7 +20,9 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -30,8 +32,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/corralnet/corral/admin"
 	"github.com/corralnet/corral/e2e/harness"
-	"github.com/corralnet/corral/switch/admin"
+	"github.com/corralnet/corral/pcap"
 )
 
 // qemuLife bounds a guest's whole life (boot, task and waiting for the
@@ -611,34 +614,20 @@ func qemuGSOSegments(p []byte, max int) ([][]byte, error) {
 	return append(segs, p), nil
 }
 
-// qemuReadPcap returns the frames of a classic pcap file with Ethernet
-// link type (what tcpdump -w writes).
+// qemuReadPcap returns the frames of a pcap file with Ethernet link type
+// (what tcpdump -w writes); a last record cut short (tcpdump is still
+// writing) is left out.
 func qemuReadPcap(b []byte) ([][]byte, error) {
-	const globalLen, recordLen = 24, 16
-	if len(b) < globalLen {
-		return nil, fmt.Errorf("pcap: %d bytes, no header", len(b))
+	h, ps, err := pcap.ReadAll(bytes.NewReader(b))
+	if err != nil && (h.ByteOrder == nil || !errors.Is(err, io.ErrUnexpectedEOF)) {
+		return nil, err // no file header, or not a cut record
 	}
-	var bo binary.ByteOrder
-	switch binary.LittleEndian.Uint32(b) {
-	case 0xa1b2c3d4, 0xa1b23c4d:
-		bo = binary.LittleEndian
-	case 0xd4c3b2a1, 0x4d3cb2a1:
-		bo = binary.BigEndian
-	default:
-		return nil, fmt.Errorf("pcap: bad magic %x", b[:4])
+	if h.LinkType != pcap.LinkTypeEthernet {
+		return nil, fmt.Errorf("pcap: link type %d, want %d (Ethernet)", h.LinkType, pcap.LinkTypeEthernet)
 	}
-	if lt := bo.Uint32(b[20:24]); lt != 1 {
-		return nil, fmt.Errorf("pcap: link type %d, want 1 (Ethernet)", lt)
-	}
-	var frames [][]byte
-	for off := globalLen; off+recordLen <= len(b); {
-		n := int(bo.Uint32(b[off+8:]))
-		off += recordLen
-		if off+n > len(b) {
-			break // the last record may be cut short
-		}
-		frames = append(frames, b[off:off+n])
-		off += n
+	frames := make([][]byte, 0, len(ps))
+	for _, p := range ps {
+		frames = append(frames, p.Data)
 	}
 	return frames, nil
 }

@@ -1,10 +1,13 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -13,10 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/corralnet/corral/admin"
 	"github.com/corralnet/corral/e2e/harness"
 	"github.com/corralnet/corral/fence"
-	"github.com/corralnet/corral/switch/admin"
-	"github.com/corralnet/corral/uplink"
+	"github.com/corralnet/corral/pcap"
 )
 
 // Uplink topology (UDP): three corral hosts, each in its own namespace,
@@ -63,7 +66,7 @@ func (h *ulHost) start(t testing.TB) {
 }
 
 // status reads the host's uplink status through `corral peers --json`.
-func (h *ulHost) status(t testing.TB) uplink.Status {
+func (h *ulHost) status(t testing.TB) admin.PeersResponse {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -71,7 +74,7 @@ func (h *ulHost) status(t testing.TB) uplink.Status {
 	if err != nil {
 		t.Fatalf("%s: corral peers --json: %v\n%s", h.name, err, out)
 	}
-	var st uplink.Status
+	var st admin.PeersResponse
 	if err := json.Unmarshal(out, &st); err != nil {
 		t.Fatalf("%s: corral peers --json: %v\n%s", h.name, err, out)
 	}
@@ -472,19 +475,18 @@ func decodeUplinkCapture(t *testing.T, path string) map[string]int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(b) < 24 || binary.LittleEndian.Uint32(b) != 0xa1b2c3d4 || binary.LittleEndian.Uint32(b[20:]) != 1 {
-		t.Fatalf("%s: not a little-endian Ethernet pcap (%d bytes)", path, len(b))
+	h, pkts, err := pcap.ReadAll(bytes.NewReader(b))
+	if err != nil && (h.ByteOrder == nil || !errors.Is(err, io.ErrUnexpectedEOF)) { // a last record cut short is left out
+		t.Fatalf("%s: %v", path, err)
+	}
+	if h.LinkType != pcap.LinkTypeEthernet {
+		t.Fatalf("%s: link type %d, want Ethernet", path, h.LinkType)
 	}
 	params := fence.Params{Installation: 1}
 	echoes := map[string]int{}
 	datagrams := 0
-	for p := b[24:]; len(p) >= 16; {
-		incl := int(binary.LittleEndian.Uint32(p[8:]))
-		if len(p) < 16+incl {
-			break
-		}
-		pkt := p[16 : 16+incl]
-		p = p[16+incl:]
+	for _, p := range pkts {
+		pkt := p.Data
 		if len(pkt) < 14+20+8 || binary.BigEndian.Uint16(pkt[12:]) != 0x0800 {
 			continue
 		}

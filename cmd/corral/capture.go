@@ -1,37 +1,20 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
-	"strconv"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
-	"github.com/corralnet/corral/switch/admin"
+	"github.com/corralnet/corral/admin"
 )
 
-// The capture route and command (DESIGN.md section 7): GET /v1/capture
-// streams a pcap of one fence or port (admin.CaptureHandler) and
-// `corral capture` writes it to a file or stdout.
-
-func init() {
-	runHooks = append(runHooks, func(rt *instance) error {
-		if rt.admin != nil {
-			// rt.ctx is cancelled at shutdown before the admin server
-			// waits for its requests, so captures end at once.
-			rt.admin.Handle("GET /v1/capture", admin.CaptureHandler(rt.sw, rt.ctx.Done()))
-		}
-		return nil
-	})
-	registerCommand(func(c *cli) *cobra.Command { return c.newCaptureCmd() })
-}
+// `corral capture` (DESIGN.md section 7) writes the pcap stream of GET
+// /v1/capture to a file or stdout.
 
 // captureOpts are the flags of corral capture.
 type captureOpts struct {
@@ -42,33 +25,18 @@ type captureOpts struct {
 	write       string
 }
 
-// query is the request path for o, or a usage error.
-func (o captureOpts) query() (string, error) {
+// request is the API request for o, or a usage error.
+func (o captureOpts) request() (admin.CaptureRequest, error) {
 	if (o.fence == "") == (o.port == "") {
-		return "", usageError{errors.New("capture needs exactly one of --fence and --port")}
+		return admin.CaptureRequest{}, usageError{errors.New("capture needs exactly one of --fence and --port")}
 	}
 	if o.seconds < 0 || o.snaplen < 0 {
-		return "", usageError{errors.New("--seconds and --snaplen must not be negative")}
+		return admin.CaptureRequest{}, usageError{errors.New("--seconds and --snaplen must not be negative")}
 	}
 	if o.write == "" {
-		return "", usageError{errors.New("-w needs a file name, or - for stdout")}
+		return admin.CaptureRequest{}, usageError{errors.New("-w needs a file name, or - for stdout")}
 	}
-	v := url.Values{}
-	if o.fence != "" {
-		v.Set("fence", o.fence)
-	} else {
-		v.Set("port", o.port)
-	}
-	if o.count > 0 {
-		v.Set("count", strconv.FormatUint(o.count, 10))
-	}
-	if o.seconds > 0 {
-		v.Set("seconds", strconv.FormatFloat(o.seconds, 'f', -1, 64))
-	}
-	if o.snaplen > 0 {
-		v.Set("snaplen", strconv.Itoa(o.snaplen))
-	}
-	return "/v1/capture?" + v.Encode(), nil
+	return admin.CaptureRequest{Fence: o.fence, Port: o.port, Count: o.count, Seconds: o.seconds, Snaplen: o.snaplen}, nil
 }
 
 func (c *cli) newCaptureCmd() *cobra.Command {
@@ -102,7 +70,7 @@ the switch itself is never slowed.`,
 }
 
 func (c *cli) capture(cmd *cobra.Command, o captureOpts) error {
-	path, err := o.query()
+	req, err := o.request()
 	if err != nil {
 		return err
 	}
@@ -112,27 +80,11 @@ func (c *cli) capture(cmd *cobra.Command, o captureOpts) error {
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://corral"+path, nil)
+	stream, err := ac.Capture(ctx, req)
 	if err != nil {
 		return err
 	}
-	hc := &http.Client{Transport: ac.hc.Transport} // no timeout: the stream lasts
-	resp, err := hc.Do(req)
-	if err != nil {
-		if _, serr := os.Stat(ac.addr.Target); serr != nil {
-			return fmt.Errorf("no corral running at %s (%v)", ac.addr, serr)
-		}
-		return fmt.Errorf("admin %s: %w", ac.addr, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		var e admin.ErrorResponse
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		if json.Unmarshal(body, &e) == nil && e.Error != "" {
-			return fmt.Errorf("admin: %s", e.Error)
-		}
-		return fmt.Errorf("admin %s: %s", path, resp.Status)
-	}
+	defer stream.Close()
 
 	out := c.stdout
 	name := "stdout"
@@ -153,7 +105,7 @@ func (c *cli) capture(cmd *cobra.Command, o captureOpts) error {
 	buf := make([]byte, 64<<10)
 	var copyErr error
 	for {
-		n, rerr := resp.Body.Read(buf)
+		n, rerr := stream.Read(buf)
 		if n > 0 {
 			if _, werr := out.Write(buf[:n]); werr != nil {
 				copyErr = fmt.Errorf("write %s: %w", name, werr)
@@ -175,8 +127,8 @@ func (c *cli) capture(cmd *cobra.Command, o captureOpts) error {
 	if copyErr != nil {
 		return copyErr
 	}
-	if fr := resp.Trailer.Get(admin.TrailerFrames); fr != "" {
-		fmt.Fprintf(c.stderr, "%s frames captured, %s dropped by corral\n", fr, resp.Trailer.Get(admin.TrailerDropped))
+	if frames, dropped, ok := stream.Summary(); ok {
+		fmt.Fprintf(c.stderr, "%d frames captured, %d dropped by corral\n", frames, dropped)
 	} else if ctx.Err() != nil {
 		fmt.Fprintln(c.stderr, "capture interrupted")
 	}

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
+	"flag"
 	"net"
 	"os"
 	"path/filepath"
@@ -10,8 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/gopacket/pcapgo"
+	"github.com/corralnet/corral/pcap"
+	"github.com/corralnet/corral/pcap/pcaptest"
 )
+
+var update = flag.Bool("update", false, "rewrite the shared golden captures in the repository's testdata/")
 
 func TestCaptureUsage(t *testing.T) {
 	for _, argv := range [][]string{
@@ -97,25 +102,34 @@ send:
 	if len(frames) != 2 || string(frames[0]) != string(frame) {
 		t.Fatalf("pcap: %d frames, first %x", len(frames), frames)
 	}
-}
-
-func readPcap(t *testing.T, file string) [][]byte {
-	t.Helper()
-	f, err := os.Open(file)
+	b, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	r, err := pcapgo.NewReader(f)
+	pcaptest.Golden(t, b, "capture/cli-fence-count-2.pcap", *update)
+}
+
+// readPcap returns the frames of a pcap file, checking that they are
+// whole Ethernet frames captured in the last minute.
+func readPcap(t *testing.T, file string) [][]byte {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, ps, err := pcap.ReadAll(bytes.NewReader(b))
 	if err != nil {
 		t.Fatalf("%s: %v", file, err)
 	}
-	var out [][]byte
-	for {
-		data, _, err := r.ReadPacketData()
-		if err != nil {
-			return out
-		}
-		out = append(out, data)
+	if h.LinkType != pcap.LinkTypeEthernet {
+		t.Fatalf("%s: link type %d, want Ethernet", file, h.LinkType)
 	}
+	var out [][]byte
+	for _, p := range ps {
+		if len(p.Data) != p.Len || time.Since(p.Time) > time.Minute {
+			t.Errorf("%s: %d of %d bytes at %v", file, len(p.Data), p.Len, p.Time)
+		}
+		out = append(out, p.Data)
+	}
+	return out
 }

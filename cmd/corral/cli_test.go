@@ -17,8 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/corralnet/corral/admin"
 	vswitch "github.com/corralnet/corral/switch"
-	"github.com/corralnet/corral/switch/admin"
 )
 
 type fakeSwitch struct{}
@@ -35,6 +35,10 @@ func (fakeSwitch) FDB(fence uint32) []vswitch.FDBEntry {
 		return nil
 	}
 	return []vswitch.FDBEntry{{MAC: "00:00:5e:00:53:01", Port: 3, PortName: "unix:///run/x.sock#0", Age: 2}}
+}
+
+func (fakeSwitch) Capture(vswitch.CaptureSelector, int) (*vswitch.Capture, error) {
+	return nil, errors.New("fakeSwitch: no capture")
 }
 
 // shortDir returns a temporary directory with a path short enough for

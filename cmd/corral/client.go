@@ -1,14 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
-	"net/url"
 	"os"
 	"sort"
 	"strings"
@@ -17,125 +12,118 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/corralnet/corral/admin"
 	"github.com/corralnet/corral/attach"
-	vswitch "github.com/corralnet/corral/switch"
-	"github.com/corralnet/corral/switch/admin"
 )
+
+// The clients of the admin API: status, fences, ports and fdb here; peers,
+// gateways, forward and capture in their files. Each calls one method of
+// admin.Client and prints the answer as a table, or as JSON with --json.
 
 // defaultAdminAddr is admin.listen of the embedded default configuration.
 const defaultAdminAddr = "unix://$XDG_RUNTIME_DIR/corral/admin.sock"
 
-func (c *cli) newClientCmds() []*cobra.Command {
-	return []*cobra.Command{
-		{
-			Use:   "status",
-			Short: "Show a running switch's fences, ports and counters",
-			Args:  noArgs,
-			RunE: func(cmd *cobra.Command, args []string) error {
-				var st admin.StatusResponse
-				return c.query(cmd, "/v1/status", &st, func(w io.Writer) {
-					fmt.Fprintf(w, "corral %s, up %s, %d fences, %d ports\n\n",
-						st.Version, time.Since(st.Started).Round(time.Second), len(st.Fences), len(st.Ports))
-					printFences(w, st.Fences)
-					fmt.Fprintln(w)
-					printPorts(w, st.Ports)
-					if t := st.Trunk; t != nil {
-						fmt.Fprintf(w, "\ntrunk: rx %d frames %d bytes, tx %d frames %d bytes, queued %d/%d%s\n",
-							t.RxFrames, t.RxBytes, t.TxFrames, t.TxBytes, t.Queued, t.QueueLen, fmtDrops(t.Drops))
-					}
-				})
-			},
-		},
-		{
-			Use:   "fences",
-			Short: "List a running switch's fences",
-			Args:  noArgs,
-			RunE: func(cmd *cobra.Command, args []string) error {
-				var fs []vswitch.FenceStatus
-				return c.query(cmd, "/v1/fences", &fs, func(w io.Writer) { printFences(w, fs) })
-			},
-		},
-		{
-			Use:   "ports",
-			Short: "List a running switch's ports",
-			Args:  noArgs,
-			RunE: func(cmd *cobra.Command, args []string) error {
-				var ps []vswitch.PortStatus
-				return c.query(cmd, "/v1/ports", &ps, func(w io.Writer) { printPorts(w, ps) })
-			},
-		},
-		{
-			Use:   "fdb [FENCE]",
-			Short: "Show the bridge table of one fence (ID or name) or of all",
-			Args: func(cmd *cobra.Command, args []string) error {
-				if len(args) > 1 {
-					return usageError{fmt.Errorf("fdb takes at most one FENCE, got %d", len(args))}
+func (c *cli) newStatusCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show a running switch's fences, ports and counters",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return callAdmin(c, cmd, (*admin.Client).Status, func(w io.Writer, st admin.StatusResponse) {
+				fmt.Fprintf(w, "corral %s, up %s, %d fences, %d ports\n\n",
+					st.Version, time.Since(st.Started).Round(time.Second), len(st.Fences), len(st.Ports))
+				printFences(w, st.Fences)
+				fmt.Fprintln(w)
+				printPorts(w, st.Ports)
+				if t := st.Trunk; t != nil {
+					fmt.Fprintf(w, "\ntrunk: rx %d frames %d bytes, tx %d frames %d bytes, queued %d/%d%s\n",
+						t.RxFrames, t.RxBytes, t.TxFrames, t.TxBytes, t.Queued, t.QueueLen, fmtDrops(t.Drops))
 				}
-				return nil
-			},
-			RunE: func(cmd *cobra.Command, args []string) error {
-				path := "/v1/fdb"
-				if len(args) == 1 {
-					path += "?fence=" + url.QueryEscape(args[0])
-				}
-				var fdbs []admin.FenceFDB
-				return c.query(cmd, path, &fdbs, func(w io.Writer) { printFDB(w, fdbs) })
-			},
+			})
 		},
 	}
 }
 
-// query GETs path from the admin socket; with --json it copies the body to
-// stdout, otherwise it decodes it into v and calls human.
-func (c *cli) query(cmd *cobra.Command, path string, v any, human func(w io.Writer)) error {
+func (c *cli) newFencesCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "fences",
+		Short: "List a running switch's fences",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return callAdmin(c, cmd, (*admin.Client).Fences, printFences)
+		},
+	}
+}
+
+func (c *cli) newPortsCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "ports",
+		Short: "List a running switch's ports",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return callAdmin(c, cmd, (*admin.Client).Ports, printPorts)
+		},
+	}
+}
+
+func (c *cli) newFDBCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "fdb [FENCE]",
+		Short: "Show the bridge table of one fence (ID or name) or of all",
+		Args:  optionalFence,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return callAdmin(c, cmd, withFence((*admin.Client).FDB, args), printFDB)
+		},
+	}
+}
+
+// withFence binds the optional FENCE argument of a command to a client
+// method that takes a fence ("": all).
+func withFence[T any](m func(*admin.Client, context.Context, string) (T, error), args []string) func(*admin.Client, context.Context) (T, error) {
+	fence := ""
+	if len(args) == 1 {
+		fence = args[0]
+	}
+	return func(ac *admin.Client, ctx context.Context) (T, error) { return m(ac, ctx, fence) }
+}
+
+// optionalFence accepts at most one argument, a FENCE.
+func optionalFence(cmd *cobra.Command, args []string) error {
+	if len(args) > 1 {
+		name := strings.TrimPrefix(cmd.CommandPath(), cmd.Root().Name()+" ")
+		return usageError{fmt.Errorf("%s takes at most one FENCE, got %d", name, len(args))}
+	}
+	return nil
+}
+
+// callAdmin calls method on the admin socket and prints its answer: as
+// JSON with --json, else as a table by human.
+func callAdmin[T any](c *cli, cmd *cobra.Command, method func(*admin.Client, context.Context) (T, error), human func(io.Writer, T)) error {
 	ac, err := c.adminClient(cmd)
 	if err != nil {
 		return err
 	}
-	body, err := ac.get(cmd.Context(), path)
+	v, err := method(ac, cmd.Context())
 	if err != nil {
 		return err
 	}
-	return c.print(cmd, path, body, v, human)
+	return c.print(cmd, v, func(w io.Writer) { human(w, v) })
 }
 
-// send sends body to path with method; with --json it copies the answer
-// to stdout, otherwise it decodes it into v and calls human.
-func (c *cli) send(cmd *cobra.Command, method, path string, body, v any, human func(w io.Writer)) error {
-	ac, err := c.adminClient(cmd)
-	if err != nil {
-		return err
-	}
-	out, err := ac.do(cmd.Context(), method, path, body)
-	if err != nil {
-		return err
-	}
-	return c.print(cmd, path, out, v, human)
-}
-
-// print writes an answer: raw with --json, else decoded into v by human.
-func (c *cli) print(cmd *cobra.Command, path string, body []byte, v any, human func(w io.Writer)) error {
+// print writes an answer: with --json as the API writes it, else through
+// human into a table writer.
+func (c *cli) print(cmd *cobra.Command, v any, human func(w io.Writer)) error {
 	if asJSON, _ := cmd.Flags().GetBool("json"); asJSON {
-		_, err := c.stdout.Write(body)
-		return err
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("admin %s: %w", path, err)
+		return admin.EncodeJSON(c.stdout, v)
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	human(tw)
 	return tw.Flush()
 }
 
-// adminClient talks to a running corral's admin socket.
-type adminClient struct {
-	addr attach.Addr
-	hc   *http.Client
-}
-
 // adminClient resolves the admin address: --admin, else admin.listen of
 // --config, else the default address.
-func (c *cli) adminClient(cmd *cobra.Command) (*adminClient, error) {
+func (c *cli) adminClient(cmd *cobra.Command) (*admin.Client, error) {
 	s, _ := cmd.Flags().GetString("admin")
 	var a attach.Addr
 	switch {
@@ -165,63 +153,10 @@ func (c *cli) adminClient(cmd *cobra.Command) (*adminClient, error) {
 	if a.Scheme != attach.Unix {
 		return nil, usageError{fmt.Errorf("--admin %s: the admin API listens on unix:// only", a)}
 	}
-	return &adminClient{addr: a, hc: &http.Client{
-		Timeout: 30 * time.Second,
-		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", a.Target)
-		}},
-	}}, nil
+	return admin.NewClient(a.Target), nil
 }
 
-// get returns the body of a 200 answer; other answers are errors carrying
-// the server's message.
-func (ac *adminClient) get(ctx context.Context, path string) ([]byte, error) {
-	return ac.do(ctx, http.MethodGet, path, nil)
-}
-
-// do sends a request with v (nil: none) as its JSON body and returns the
-// body of a 2xx answer; other answers are errors carrying the server's
-// message.
-func (ac *adminClient) do(ctx context.Context, method, path string, v any) ([]byte, error) {
-	var rd io.Reader
-	if v != nil {
-		b, err := json.Marshal(v)
-		if err != nil {
-			return nil, err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://corral"+path, rd)
-	if err != nil {
-		return nil, err
-	}
-	if v != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := ac.hc.Do(req)
-	if err != nil {
-		if _, serr := os.Stat(ac.addr.Target); serr != nil {
-			return nil, fmt.Errorf("no corral running at %s (%v)", ac.addr, serr)
-		}
-		return nil, fmt.Errorf("admin %s: %w", ac.addr, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, fmt.Errorf("admin %s: %w", ac.addr, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		var e admin.ErrorResponse
-		if json.Unmarshal(body, &e) == nil && e.Error != "" {
-			return nil, fmt.Errorf("admin: %s", e.Error)
-		}
-		return nil, fmt.Errorf("admin %s: %s: %s", path, resp.Status, bytes.TrimSpace(body))
-	}
-	return body, nil
-}
-
-func printFences(w io.Writer, fs []vswitch.FenceStatus) {
+func printFences(w io.Writer, fs []admin.FenceStatus) {
 	fmt.Fprintln(w, "FENCE\tID\tPORTS\tMACS\tFRAMES IN\tFRAMES OUT\tBYTES IN\tBYTES OUT\tFLOODS\tDROPS")
 	for _, f := range fs {
 		fmt.Fprintf(w, "%s\t%d\t%d\t%d/%d\t%d\t%d\t%d\t%d\t%d\t%s\n", f.Name, f.ID, f.Ports, f.MACs, f.MaxMACs,
@@ -229,7 +164,7 @@ func printFences(w io.Writer, fs []vswitch.FenceStatus) {
 	}
 }
 
-func printPorts(w io.Writer, ps []vswitch.PortStatus) {
+func printPorts(w io.Writer, ps []admin.PortStatus) {
 	fmt.Fprintln(w, "PORT\tID\tFENCE\tMACS\tRX FRAMES\tRX BYTES\tTX FRAMES\tTX BYTES\tQUEUED\tDROPS")
 	for _, p := range ps {
 		fmt.Fprintf(w, "%s\t%d\t%d\t%d/%d\t%d\t%d\t%d\t%d\t%d/%d\t%s\n", p.Name, p.ID, p.Fence, p.MACs, p.MaxMACs,

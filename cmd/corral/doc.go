@@ -4,14 +4,24 @@
 //	corral plug ADDRESS (--tap NAME [--netns NS] [--mtu N] | --stdio)
 //	corral status | fences | ports | fdb [FENCE] | peers | gateways [FENCE]   [--admin ADDR] [--json]
 //	corral forward add FENCE PROTO LISTEN TARGET | ls [FENCE] | rm FENCE PROTO LISTEN
+//	corral capture (--fence FENCE | --port PORT) [-c N] [--seconds S] [-s SNAPLEN] [-w FILE|-]
 //	corral version
 //
-// Admin routes added here (besides those of package admin): GET /v1/peers
-// (uplink.Status plus gateway_conflicts), GET/POST/DELETE /v1/forwards
-// (port forwards at run time, forward.go), GET /v1/gateways (addresses,
-// leases, forwards and NAT counters, gateways.go). metrics.listen serves
-// Prometheus text at /metrics from a collector that reads the switch's,
-// uplink's and gateways' snapshots at scrape time (metrics.go).
+// The root command adds every subcommand in one place (main.go). The
+// client commands call the admin API through admin.Client and print its
+// types (client.go, peers.go, gateways.go, forward.go, capture.go); the
+// server is package admin, to which runSwitch hands the switch, the
+// uplink and the gateways (gateways.go adapts package stack's gateways to
+// admin.Gateways). metrics.listen serves Prometheus text at /metrics from
+// a collector that reads the switch's, uplink's and gateways' snapshots at
+// scrape time (metrics.go).
+//
+// runSwitch (run.go) is a sequence of steps: prepareDirs, newSwitch,
+// addFences, listen, dial, startGateways, attachUplink, serveMetrics,
+// serveAdmin (last: once the admin socket answers, everything runs), then
+// wait and shutdown, which takes the parts down in reverse. validate
+// (validate.go) is a sequence of steps too, one per section of the
+// configuration.
 //
 // This package is the only one that imports cobra and viper. The
 // configuration is read once: the embedded default (default.yaml), then
@@ -33,8 +43,4 @@
 // with an uplink advertises (DHCP option 26) the VM MTU that avoids
 // fragmentation: uplink.mtu − 18 (raw), − 60 (UDP/IPv4), − 80 (UDP/IPv6);
 // 1500 without an uplink.
-//
-// Other files extend the binary without touching the core: a subcommand
-// through registerCommand from init, run-time wiring (admin routes, extra
-// services) through runHooks.
 package main

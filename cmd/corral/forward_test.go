@@ -13,6 +13,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/corralnet/corral/admin"
+	"github.com/corralnet/corral/stack"
 )
 
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
@@ -160,7 +163,7 @@ admin: {listen: "unix://`+dir+`/admin.sock"}
 	if code != http.StatusCreated {
 		t.Fatalf("POST: got %d %s, want 201", code, body)
 	}
-	var added forwardJSON
+	var added admin.Forward
 	if err := json.Unmarshal(body, &added); err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +174,7 @@ admin: {listen: "unix://`+dir+`/admin.sock"}
 		t.Fatalf("nothing listens on %s", added.Listen)
 	}
 	code, body = do("GET", "/v1/forwards?fence=1", "")
-	var ffs []fenceForwards
+	var ffs []admin.FenceForwards
 	if code != 200 || json.Unmarshal(body, &ffs) != nil || len(ffs) != 1 || len(ffs[0].Forwards) != 1 || ffs[0].Forwards[0].Listen != added.Listen {
 		t.Fatalf("GET: got %d %s", code, body)
 	}
@@ -207,7 +210,7 @@ admin: {listen: "unix://`+dir+`/admin.sock"}
 	}
 
 	code, body = do("GET", "/v1/gateways", "")
-	var gs []gatewayStatus
+	var gs []admin.GatewayStatus
 	if code != 200 || json.Unmarshal(body, &gs) != nil || len(gs) != 1 {
 		t.Fatalf("GET /v1/gateways: got %d %s", code, body)
 	}
@@ -217,8 +220,9 @@ admin: {listen: "unix://`+dir+`/admin.sock"}
 	}
 }
 
-// FuzzParseForward: parseForward never panics, and what it accepts
-// round-trips through the API's JSON form.
+// FuzzParseForward: what admin.ParseForward accepts, package stack
+// accepts too, and it round-trips through the API's JSON form and this
+// package's conversion from stack.
 func FuzzParseForward(f *testing.F) {
 	f.Add("tcp", "127.0.0.1:2222", "10.0.2.15:22")
 	f.Add("UDP", "[::1]:53", "[fd63:6f72:7261::15]:53")
@@ -226,16 +230,17 @@ func FuzzParseForward(f *testing.F) {
 	f.Add("sctp", "x", "")
 	f.Add("tcp", "[fe80::1%eth0]:22", "[fe80::2%eth0]:22")
 	f.Fuzz(func(t *testing.T, proto, listen, target string) {
-		fw, err := parseForward(forwardJSON{Proto: proto, Listen: listen, Target: target}, true)
+		s, err := admin.ParseForward(admin.Forward{Proto: proto, Listen: listen, Target: target}, true)
 		if err != nil {
 			return
 		}
+		fw := stack.Forward{Proto: s.Proto, Listen: s.Listen, Target: s.Target}
 		if err := fw.Validate(); err != nil {
 			t.Fatalf("accepted %q %q %q but stack rejects it: %v", proto, listen, target, err)
 		}
-		again, err := parseForward(toForwardJSON(fw), true)
-		if err != nil || again != fw {
-			t.Fatalf("round trip of %+v: got %+v, %v", fw, again, err)
+		again, err := admin.ParseForward(forwardOf(fw), true)
+		if err != nil || again != s {
+			t.Fatalf("round trip of %+v: got %+v, %v", s, again, err)
 		}
 	})
 }

@@ -1,84 +1,81 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/netip"
-	"net/url"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/corralnet/corral/admin"
 	"github.com/corralnet/corral/stack"
-	"github.com/corralnet/corral/stack/dhcp"
-	"github.com/corralnet/corral/switch/admin"
 )
 
-// Gateway status: GET /v1/gateways[?fence=F] and `corral gateways [FENCE]`.
+// The gateways in the admin API: adminGateways adapts the gateway set
+// (wire.go) and package stack's gateways to admin.Gateways, converting
+// stack's snapshots and errors into the API's. `corral gateways [FENCE]`
+// shows them (GET /v1/gateways).
 
-// gatewayStatus is one fence's gateway in GET /v1/gateways.
-type gatewayStatus struct {
-	Fence      uint32        `json:"fence"`
-	Name       string        `json:"name"`
-	MAC        string        `json:"mac"`
-	Subnet     string        `json:"subnet"`
-	Addr       string        `json:"addr"`
-	DNS        string        `json:"dns"`
-	IPv6Prefix string        `json:"ipv6_prefix,omitempty"` // "" when IPv6 is off
-	Addr6      string        `json:"addr6,omitempty"`
-	DNS6       string        `json:"dns6,omitempty"`
-	Leases     []dhcp.Lease  `json:"leases"`
-	Forwards   []forwardJSON `json:"forwards"`
-	Stats      gatewayStats  `json:"stats"`
+// adminGateways implements admin.Gateways over the gateway set.
+type adminGateways struct {
+	set    *gatewaySet
+	fences map[uint32]Fence // every configured fence, by ID; read-only
 }
 
-// gatewayStats is stack.Stats with JSON names.
-type gatewayStats struct {
-	InFrames     uint64 `json:"in_frames"`
-	OutFrames    uint64 `json:"out_frames"`
-	InDrops      uint64 `json:"in_drops"`
-	InFiltered   uint64 `json:"in_filtered"`
-	OutDrops     uint64 `json:"out_drops"`
-	TCPConns     int64  `json:"tcp_conns"`
-	TCPRefused   uint64 `json:"tcp_refused"`
-	UDPFlows     int64  `json:"udp_flows"`
-	UDPRefused   uint64 `json:"udp_refused"`
-	ICMPRelayed  uint64 `json:"icmp_relayed"`
-	ICMPReplies  uint64 `json:"icmp_replies"`
-	ICMPDropped  uint64 `json:"icmp_dropped"`
-	DHCPLeases   int    `json:"dhcp_leases"`
-	DHCPRequests uint64 `json:"dhcp_requests"`
-	DNSQueries   uint64 `json:"dns_queries"`
-}
-
-func toGatewayStats(s stack.Stats) gatewayStats {
-	return gatewayStats{
-		InFrames: s.InFrames, OutFrames: s.OutFrames, InDrops: s.InDrops, InFiltered: s.InFiltered, OutDrops: s.OutDrops,
-		TCPConns: s.TCPConns, TCPRefused: s.TCPRefused, UDPFlows: s.UDPFlows, UDPRefused: s.UDPRefused,
-		ICMPRelayed: s.ICMPRelayed, ICMPReplies: s.ICMPReplies, ICMPDropped: s.ICMPDropped,
-		DHCPLeases: s.DHCPLeases, DHCPRequests: s.DHCPRequests, DNSQueries: s.DNSQueries,
+func newAdminGateways(set *gatewaySet, fences []Fence) adminGateways {
+	a := adminGateways{set: set, fences: make(map[uint32]Fence, len(fences))}
+	for _, f := range fences {
+		a.fences[f.ID] = f
 	}
+	return a
 }
 
-func gatewayStatusOf(f Fence, g *stack.Gateway) gatewayStatus {
-	mac := g.MAC()
-	gs := gatewayStatus{
-		Fence:  f.ID,
-		Name:   f.Name,
-		MAC:    net.HardwareAddr(mac[:]).String(),
-		Addr:   addrString(g.Addr()),
-		DNS:    addrString(g.DNSAddr()),
-		Addr6:  addrString(g.Addr6()),
-		DNS6:   addrString(g.DNSAddr6()),
-		Leases: g.Leases(),
-		Stats:  toGatewayStats(g.Stats()),
+// Gateway implements admin.Gateways.Gateway.
+func (a adminGateways) Gateway(id uint32) admin.Gateway {
+	g := a.set.get(id)
+	if g == nil {
+		return nil
+	}
+	return adminGateway{gw: g, cfg: a.fences[id].Gateway}
+}
+
+// Configured implements admin.Gateways.Configured.
+func (a adminGateways) Configured(id uint32) bool { return a.fences[id].Gateway != nil }
+
+// YieldedTo implements admin.Gateways.YieldedTo.
+func (a adminGateways) YieldedTo(id uint32) string { return a.set.yieldedTo(id) }
+
+// Served implements admin.Gateways.Served.
+func (a adminGateways) Served() []uint32 { return a.set.served() }
+
+// adminGateway implements admin.Gateway over a stack.Gateway.
+type adminGateway struct {
+	gw  *stack.Gateway
+	cfg *stack.Config // its configuration (subnet, IPv6 prefix)
+}
+
+// Status implements admin.Gateway.Status.
+func (g adminGateway) Status() admin.GatewayStatus {
+	mac := g.gw.MAC()
+	gs := admin.GatewayStatus{
+		MAC:   net.HardwareAddr(mac[:]).String(),
+		Addr:  addrString(g.gw.Addr()),
+		DNS:   addrString(g.gw.DNSAddr()),
+		Addr6: addrString(g.gw.Addr6()),
+		DNS6:  addrString(g.gw.DNSAddr6()),
+		Stats: gatewayStatsOf(g.gw.Stats()),
+	}
+	for _, l := range g.gw.Leases() {
+		gs.Leases = append(gs.Leases, admin.Lease{MAC: l.MAC, IP: l.IP, Hostname: l.Hostname, Expiry: l.Expiry})
 	}
 	subnet := stack.DefaultSubnet
 	prefix6 := stack.DefaultIPv6Prefix
 	noIPv6 := false
-	if c := f.Gateway; c != nil {
+	if c := g.cfg; c != nil {
 		if c.Subnet.IsValid() {
 			subnet = c.Subnet.Masked()
 		}
@@ -91,11 +88,16 @@ func gatewayStatusOf(f Fence, g *stack.Gateway) gatewayStatus {
 	if !noIPv6 {
 		gs.IPv6Prefix = prefix6.String()
 	}
-	if gs.Leases == nil {
-		gs.Leases = []dhcp.Lease{}
-	}
-	gs.Forwards = fenceForwardsOf(f, g).Forwards
 	return gs
+}
+
+func gatewayStatsOf(s stack.Stats) admin.GatewayStats {
+	return admin.GatewayStats{
+		InFrames: s.InFrames, OutFrames: s.OutFrames, InDrops: s.InDrops, InFiltered: s.InFiltered, OutDrops: s.OutDrops,
+		TCPConns: s.TCPConns, TCPRefused: s.TCPRefused, UDPFlows: s.UDPFlows, UDPRefused: s.UDPRefused,
+		ICMPRelayed: s.ICMPRelayed, ICMPReplies: s.ICMPReplies, ICMPDropped: s.ICMPDropped,
+		DHCPLeases: s.DHCPLeases, DHCPRequests: s.DHCPRequests, DNSQueries: s.DNSQueries,
+	}
 }
 
 func addrString(a netip.Addr) string {
@@ -105,49 +107,73 @@ func addrString(a netip.Addr) string {
 	return a.String()
 }
 
-func (gr *gatewayAPI) gateways(w http.ResponseWriter, r *http.Request) {
-	out := []gatewayStatus{}
-	if want := r.URL.Query().Get("fence"); want != "" {
-		f, g, err := gr.gateway(want)
-		if err != nil {
-			writeAPIError(w, err)
-			return
-		}
-		out = append(out, gatewayStatusOf(f, g))
-	} else {
-		for _, f := range gr.fences {
-			if g := gr.gws.get(f.ID); g != nil {
-				out = append(out, gatewayStatusOf(f, g))
+// Forwards implements admin.Gateway.Forwards.
+func (g adminGateway) Forwards() []admin.Forward {
+	var out []admin.Forward
+	for _, f := range g.gw.Forwards() {
+		out = append(out, forwardOf(f))
+	}
+	return out
+}
+
+func forwardOf(f stack.Forward) admin.Forward {
+	return admin.ForwardSpec{Proto: f.Proto, Listen: f.Listen, Target: f.Target}.Forward()
+}
+
+// AddForward implements admin.Gateway.AddForward.
+func (g adminGateway) AddForward(s admin.ForwardSpec) (admin.Forward, error) {
+	fw := stack.Forward{Proto: s.Proto, Listen: s.Listen, Target: s.Target}
+	if err := g.gw.AddForward(fw); err != nil {
+		return admin.Forward{}, forwardError(err)
+	}
+	// The forward as running (a listen port 0 got a free port).
+	added := forwardOf(fw)
+	if fw.Listen.Port() == 0 {
+		for _, x := range g.gw.Forwards() {
+			if x.Proto == fw.Proto && x.Listen.Addr() == fw.Listen.Addr() && x.Target == fw.Target {
+				added = forwardOf(x)
 			}
 		}
 	}
-	admin.WriteJSON(w, http.StatusOK, out)
+	return added, nil
 }
 
-func init() {
-	registerCommand(func(c *cli) *cobra.Command {
-		return &cobra.Command{
-			Use:   "gateways [FENCE]",
-			Short: "Show the gateways of a running switch: addresses, leases, forwards, NAT counters",
-			Args: func(cmd *cobra.Command, args []string) error {
-				if len(args) > 1 {
-					return usageError{fmt.Errorf("gateways takes at most one FENCE, got %d", len(args))}
-				}
-				return nil
-			},
-			RunE: func(cmd *cobra.Command, args []string) error {
-				path := "/v1/gateways"
-				if len(args) == 1 {
-					path += "?fence=" + url.QueryEscape(args[0])
-				}
-				var gs []gatewayStatus
-				return c.query(cmd, path, &gs, func(w io.Writer) { printGateways(w, gs) })
-			},
-		}
-	})
+// RemoveForward implements admin.Gateway.RemoveForward.
+func (g adminGateway) RemoveForward(s admin.ForwardSpec) error {
+	return forwardError(g.gw.RemoveForward(stack.Forward{Proto: s.Proto, Listen: s.Listen}))
 }
 
-func printGateways(w io.Writer, gs []gatewayStatus) {
+// forwardError wraps stack's errors in the API's (admin answers each with
+// its status); the original stays in the chain, except for an invalid
+// forward, whose reason is all the user needs.
+func forwardError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, stack.ErrForwardExists):
+		return fmt.Errorf("%w: %w", admin.ErrForwardExists, err)
+	case errors.Is(err, stack.ErrForwardNotFound):
+		return fmt.Errorf("%w: %w", admin.ErrForwardNotFound, err)
+	case errors.Is(err, stack.ErrInvalidConfig):
+		return fmt.Errorf("%w: %s", admin.ErrInvalidForward, strings.TrimPrefix(err.Error(), stack.ErrInvalidConfig.Error()+": "))
+	case errors.Is(err, stack.ErrClosed):
+		return fmt.Errorf("%w: %w", admin.ErrGatewayClosed, err)
+	}
+	return err
+}
+
+func (c *cli) newGatewaysCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "gateways [FENCE]",
+		Short: "Show the gateways of a running switch: addresses, leases, forwards, NAT counters",
+		Args:  optionalFence,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return callAdmin(c, cmd, withFence((*admin.Client).Gateways, args), printGateways)
+		},
+	}
+}
+
+func printGateways(w io.Writer, gs []admin.GatewayStatus) {
 	if len(gs) == 0 {
 		fmt.Fprintln(w, "no gateways")
 		return

@@ -28,14 +28,6 @@ type cli struct {
 	stderr io.Writer
 }
 
-// commands registered by other files of this package (peers, forward,
-// capture …) from init: each builds one subcommand of root.
-var extraCommands []func(c *cli) *cobra.Command
-
-// registerCommand adds a subcommand to corral. Call it from an init
-// function of the file that implements the command.
-func registerCommand(f func(c *cli) *cobra.Command) { extraCommands = append(extraCommands, f) }
-
 // usageError is a command-line mistake (exit status 2).
 type usageError struct{ err error }
 
@@ -84,12 +76,22 @@ Without a subcommand, corral runs the switch (same as "corral run").`,
 	})
 	addConfigFlags(root.PersistentFlags())
 	root.PersistentFlags().String("admin", "", "admin socket of a running corral (default: admin.listen of --config, else the default address)")
-	root.PersistentFlags().Bool("json", false, "print the admin API's raw JSON")
+	root.PersistentFlags().Bool("json", false, "print the admin API's answer as JSON")
 
-	root.AddCommand(c.newRunCmd(), c.newPlugCmd(), c.newVersionCmd())
-	root.AddCommand(c.newClientCmds()...)
-	for _, f := range extraCommands {
-		root.AddCommand(f(c))
-	}
+	// Every subcommand, in one place.
+	root.AddCommand(
+		c.newRunCmd(),
+		c.newPlugCmd(),
+		c.newVersionCmd(),
+		// Clients of the admin API (package admin).
+		c.newStatusCmd(),
+		c.newFencesCmd(),
+		c.newPortsCmd(),
+		c.newFDBCmd(),
+		c.newPeersCmd(),
+		c.newGatewaysCmd(),
+		c.newForwardCmd(),
+		c.newCaptureCmd(),
+	)
 	return root
 }

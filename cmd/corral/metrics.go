@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/corralnet/corral/admin"
 	"github.com/corralnet/corral/stack"
 	vswitch "github.com/corralnet/corral/switch"
 	"github.com/corralnet/corral/uplink"
@@ -180,7 +181,7 @@ func (c *corralCollector) Collect(ch chan<- prometheus.Metric) {
 			if c.src.localGateways != nil {
 				local = c.src.localGateways()
 			}
-			gauge(mUplinkConflicts, float64(len(gatewayConflicts(local, st.Peers))))
+			gauge(mUplinkConflicts, float64(len(admin.GatewayConflicts(local, st.Peers))))
 		}
 	}
 	if c.src.gateways != nil {
@@ -241,15 +242,19 @@ func rtMetricsSources(rt *instance) metricsSources {
 	return src
 }
 
-// startMetrics serves /metrics on rt.cfg.Metrics until shutdown.
-func startMetrics(rt *instance) error {
+// serveMetrics serves /metrics on metrics.listen, when configured, until
+// shutdown.
+func (rt *instance) serveMetrics() error {
+	if rt.cfg.Metrics == "" {
+		return nil
+	}
 	h, err := metricsHandler(rtMetricsSources(rt))
 	if err != nil {
-		return err
+		return fmt.Errorf("metrics: %w", err)
 	}
 	ln, err := net.Listen("tcp", rt.cfg.Metrics)
 	if err != nil {
-		return fmt.Errorf("metrics.listen %s: %w", rt.cfg.Metrics, err)
+		return fmt.Errorf("metrics: metrics.listen %s: %w", rt.cfg.Metrics, err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", h)

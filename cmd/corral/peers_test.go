@@ -11,35 +11,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/corralnet/corral/admin"
 	"github.com/corralnet/corral/uplink"
 )
 
-func TestGatewayConflicts(t *testing.T) {
+// TestPrintPeersConflict: corral peers shows a gateway conflict as an
+// error line.
+func TestPrintPeersConflict(t *testing.T) {
 	peers := []uplink.PeerStatus{
 		{OuterMAC: "02:fe:0c:01:00:02", Name: "h2", Addr: "192.0.2.2:7407", Gateways: []uint32{1, 5}},
 		{OuterMAC: "02:fe:0c:01:00:03", Name: "h3", Gateways: []uint32{2}},
 		{OuterMAC: "02:fe:0c:01:00:04", Name: "h4"},
 	}
-	for _, tc := range []struct {
-		name  string
-		local []uint32
-		want  []gatewayConflict
-	}{
-		{"no local gateways", nil, []gatewayConflict{}},
-		{"disjoint", []uint32{3, 4}, []gatewayConflict{}},
-		{"one", []uint32{2}, []gatewayConflict{{Fence: 2, Peer: "02:fe:0c:01:00:03", PeerName: "h3"}}},
-		{"two on one peer", []uint32{5, 1}, []gatewayConflict{
-			{Fence: 1, Peer: "02:fe:0c:01:00:02", PeerName: "h2", PeerAddr: "192.0.2.2:7407"},
-			{Fence: 5, Peer: "02:fe:0c:01:00:02", PeerName: "h2", PeerAddr: "192.0.2.2:7407"}}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := gatewayConflicts(tc.local, peers); !reflect.DeepEqual(got, tc.want) {
-				t.Errorf("got %+v, want %+v", got, tc.want)
-			}
-		})
-	}
 	var b bytes.Buffer
-	printPeers(&b, peersResponse{Status: uplink.Status{Peers: peers}, GatewayConflicts: gatewayConflicts([]uint32{2}, peers)})
+	printPeers(&b, admin.PeersResponse{Peers: []admin.PeerStatus{{OuterMAC: "02:fe:0c:01:00:03", Name: "h3", Gateways: []uint32{2}}},
+		GatewayConflicts: admin.GatewayConflicts([]uint32{2}, peers)})
 	if !strings.Contains(b.String(), "ERROR: fence 2: gateway served here and by peer h3 (02:fe:0c:01:00:03") {
 		t.Errorf("printPeers does not show the conflict:\n%s", b.String())
 	}
@@ -86,13 +72,13 @@ admin: {listen: "unix://` + dir + `/admin.sock"}
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	served := func(admin string) []uint32 {
+	served := func(adminSock string) []uint32 {
 		t.Helper()
-		code, out, errOut := runCLI(t, "gateways", "--json", "--admin", admin)
+		code, out, errOut := runCLI(t, "gateways", "--json", "--admin", adminSock)
 		if code != 0 {
 			t.Fatalf("corral gateways --json: exit %d: %s", code, errOut)
 		}
-		var gs []gatewayStatus
+		var gs []admin.GatewayStatus
 		if err := json.Unmarshal([]byte(out), &gs); err != nil {
 			t.Fatal(err)
 		}
@@ -102,13 +88,13 @@ admin: {listen: "unix://` + dir + `/admin.sock"}
 		}
 		return ids
 	}
-	peers := func(admin string) peersResponse {
+	peers := func(adminSock string) admin.PeersResponse {
 		t.Helper()
-		code, out, errOut := runCLI(t, "peers", "--json", "--admin", admin)
+		code, out, errOut := runCLI(t, "peers", "--json", "--admin", adminSock)
 		if code != 0 {
 			t.Fatalf("corral peers --json: exit %d: %s", code, errOut)
 		}
-		var resp peersResponse
+		var resp admin.PeersResponse
 		if err := json.Unmarshal([]byte(out), &resp); err != nil {
 			t.Fatal(err)
 		}

@@ -8,15 +8,16 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/corralnet/corral/admin"
 	"github.com/corralnet/corral/attach"
 	vswitch "github.com/corralnet/corral/switch"
-	"github.com/corralnet/corral/switch/admin"
 	"github.com/corralnet/corral/uplink"
 )
 
@@ -67,164 +68,235 @@ func newLogger(w io.Writer, lc LogConfig) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// instance is a running switch with everything attached to it. Hooks of
-// other files (runHooks) receive it before corral is ready.
+// instance is a running switch with everything attached to it: the steps
+// of runSwitch build it up, shutdown takes it down.
 type instance struct {
-	cfg   *Config
-	log   *slog.Logger
-	sw    *vswitch.Switch
-	admin *admin.Server // nil without an admin socket
+	cfg *Config
+	log *slog.Logger
+	sw  *vswitch.Switch
 	// gateways of the fences (never nil); uplink is nil without an uplink.
-	gateways *gatewaySet
-	uplink   *uplink.Uplink
-	group    *errgroup.Group
-	ctx      context.Context // cancelled at shutdown
+	gateways  *gatewaySet
+	uplink    *uplink.Uplink
+	listeners []attach.Listener
+	admin     *admin.Server // nil until it serves, and without an admin socket
+	group     *errgroup.Group
+	ctx       context.Context // cancelled at shutdown
+	cancel    context.CancelFunc
 	// closers run in reverse order at shutdown, after the listeners and
-	// before the switch closes.
-	closers []func() error
+	// the admin server and before the switch closes.
+	closers      []func() error
+	shutdownOnce sync.Once
 }
-
-// runHooks are called in order, after the switch, listeners and gateways
-// exist and before the admin socket serves (so they may add admin routes).
-// An error stops corral.
-var runHooks []func(rt *instance) error
 
 // onClose registers f to run at shutdown.
 func (rt *instance) onClose(f func() error) { rt.closers = append(rt.closers, f) }
 
-// runSwitch runs the switch described by cfg until ctx is done.
+// runSwitch runs the switch described by cfg until ctx is done: a
+// sequence of steps, each of which may fail and stop corral (every part
+// already running is then shut down).
 func runSwitch(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
-	if d := tempRuntimeDir(); d != "" {
-		if err := ensurePrivateDir(d); err != nil {
+	if err := prepareDirs(); err != nil {
+		return err
+	}
+	rt, err := newSwitch(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			rt.shutdown()
+			_ = rt.group.Wait()
+		}
+	}()
+	for _, step := range []func() error{
+		rt.addFences,
+		rt.listen,
+		rt.dial,
+		rt.startGateways,
+		rt.attachUplink,
+		rt.serveMetrics,
+		rt.serveAdmin, // last: once the admin socket answers, everything runs
+	} {
+		if err := step(); err != nil {
 			return err
 		}
 	}
+	log.Info("corral ready", "fences", len(cfg.Fences), "version", version())
+	return rt.wait(ctx)
+}
+
+// prepareDirs makes sure the runtime directory is private when it is the
+// fallback in os.TempDir (shared with other users).
+func prepareDirs() error {
+	if d := tempRuntimeDir(); d != "" {
+		return ensurePrivateDir(d)
+	}
+	return nil
+}
+
+// newSwitch creates the switch and the instance around it.
+func newSwitch(ctx context.Context, cfg *Config, log *slog.Logger) (*instance, error) {
 	swc := cfg.Switch
 	swc.Logger = log.With("component", "switch")
 	sw, err := vswitch.New(swc)
 	if err != nil {
-		return fmt.Errorf("switch: %w", err)
+		return nil, fmt.Errorf("switch: %w", err)
 	}
 	gctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	g, gctx := errgroup.WithContext(gctx)
-	rt := &instance{cfg: cfg, log: log, sw: sw, group: g, ctx: gctx, gateways: newGatewaySet(sw, log, cfg.Fences)}
+	rt := &instance{cfg: cfg, log: log, sw: sw, group: g, ctx: gctx, cancel: cancel,
+		gateways: newGatewaySet(sw, log, cfg.Fences)}
 	rt.onClose(rt.gateways.close)
+	return rt, nil
+}
 
-	var listeners []attach.Listener
-	shutdown := func() {
-		cancel()
-		for _, ln := range listeners {
-			if err := ln.Close(); err != nil {
-				log.Warn("close listener", "addr", ln.Addr().String(), "err", err)
-			}
-		}
-		if rt.admin != nil {
-			sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
-			if err := rt.admin.Shutdown(sctx); err != nil {
-				log.Warn("admin shutdown", "err", err)
-			}
-			scancel()
-		}
-		for i := len(rt.closers) - 1; i >= 0; i-- {
-			if err := rt.closers[i](); err != nil {
-				log.Warn("shutdown", "err", err)
-			}
-		}
-		if err := sw.Close(); err != nil {
-			log.Warn("close switch", "err", err)
-		}
-	}
-	defer func() {
-		if err != nil {
-			shutdown()
-			_ = g.Wait()
-		}
-	}()
-
-	for _, f := range cfg.Fences {
-		if err := sw.AddFence(f.FenceConfig); err != nil {
+// addFences adds every fence to the switch.
+func (rt *instance) addFences() error {
+	for _, f := range rt.cfg.Fences {
+		if err := rt.sw.AddFence(f.FenceConfig); err != nil {
 			return fmt.Errorf("fence %s: %w", f.Name, err)
 		}
 	}
-	for _, f := range cfg.Fences {
-		flog := log.With("fence", f.Name)
-		opts := attach.Options{Logger: flog.With("component", "attach")}
-		onPort := portAttacher(sw, f)
+	return nil
+}
+
+// attachOptions are the attach options of fence f.
+func (rt *instance) attachOptions(f Fence) attach.Options {
+	return attach.Options{Logger: rt.log.With("fence", f.Name, "component", "attach")}
+}
+
+// listen opens every fence's listen addresses.
+func (rt *instance) listen() error {
+	for _, f := range rt.cfg.Fences {
+		onPort := portAttacher(rt.sw, f)
 		for _, a := range f.Listen {
-			ln, err := attach.Listen(gctx, a, opts, onPort)
+			ln, err := attach.Listen(rt.ctx, a, rt.attachOptions(f), onPort)
 			if err != nil {
 				return fmt.Errorf("fence %s: listen %s: %w", f.Name, a, err)
 			}
-			listeners = append(listeners, ln)
-			flog.Info("listening", "addr", ln.Addr().String())
+			rt.listeners = append(rt.listeners, ln)
+			rt.log.Info("listening", "fence", f.Name, "addr", ln.Addr().String())
 		}
+	}
+	return nil
+}
+
+// dial starts dialing every fence's dial addresses (re-dialed until
+// shutdown).
+func (rt *instance) dial() error {
+	for _, f := range rt.cfg.Fences {
+		onPort := portAttacher(rt.sw, f)
 		for _, a := range f.Dial {
-			g.Go(func() error {
-				err := attach.Dial(gctx, a, opts, onPort)
-				if err != nil && gctx.Err() == nil {
+			rt.group.Go(func() error {
+				err := attach.Dial(rt.ctx, a, rt.attachOptions(f), onPort)
+				if err != nil && rt.ctx.Err() == nil {
 					return fmt.Errorf("fence %s: dial %s: %w", f.Name, a, err)
 				}
 				return nil
 			})
 		}
+	}
+	return nil
+}
+
+// startGateways starts the gateway of every fence that has one.
+func (rt *instance) startGateways() error {
+	for _, f := range rt.cfg.Fences {
 		if f.Gateway != nil {
 			if err := startGateway(rt, f); err != nil {
 				return fmt.Errorf("fence %s: gateway: %w", f.Name, err)
 			}
 		}
 	}
+	return nil
+}
 
-	if cfg.HasUplink {
-		if err := startUplink(rt); err != nil {
-			return fmt.Errorf("uplink: %w", err)
-		}
+// attachUplink starts the uplink, when configured, as the switch's trunk.
+func (rt *instance) attachUplink() error {
+	if !rt.cfg.HasUplink {
+		return nil
 	}
+	if err := startUplink(rt); err != nil {
+		return fmt.Errorf("uplink: %w", err)
+	}
+	return nil
+}
 
-	if cfg.Admin.Scheme != "" {
-		srv, err := admin.New(admin.Config{Switch: sw, Version: version(), Logger: log.With("component", "admin")})
-		if err != nil {
-			return err
-		}
-		rt.admin = srv
+// serveAdmin serves the admin API on its socket, when configured.
+func (rt *instance) serveAdmin() error {
+	if rt.cfg.Admin.Scheme == "" {
+		return nil
 	}
-	if cfg.Metrics != "" {
-		if err := startMetrics(rt); err != nil {
-			return fmt.Errorf("metrics: %w", err)
-		}
+	ac := admin.Config{
+		Switch:   rt.sw,
+		Gateways: newAdminGateways(rt.gateways, rt.cfg.Fences),
+		Version:  version(),
+		Logger:   rt.log.With("component", "admin"),
 	}
-	for _, h := range runHooks {
-		if err := h(rt); err != nil {
-			return err
-		}
+	if rt.uplink != nil {
+		ac.Uplink = rt.uplink
 	}
-	if rt.admin != nil {
-		ln, err := admin.Listen(cfg.Admin.Target, 0)
-		if err != nil {
-			rt.admin = nil
-			return err
-		}
-		srv := rt.admin
-		g.Go(func() error { return srv.Serve(ln) })
-		log.Info("admin listening", "addr", cfg.Admin.String())
+	srv, err := admin.New(ac)
+	if err != nil {
+		return err
 	}
+	ln, err := admin.Listen(rt.cfg.Admin.Target, 0)
+	if err != nil {
+		return err
+	}
+	rt.admin = srv
+	rt.group.Go(func() error { return srv.Serve(ln) })
+	rt.log.Info("admin listening", "addr", rt.cfg.Admin.String())
+	return nil
+}
 
-	log.Info("corral ready", "fences", len(cfg.Fences), "version", version())
+// wait runs until ctx is done or a part fails on its own, then shuts
+// down. A failure is returned unless corral was asked to stop.
+func (rt *instance) wait(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
-		log.Info("shutting down", "reason", context.Cause(ctx))
-	case <-gctx.Done():
+		rt.log.Info("shutting down", "reason", context.Cause(ctx))
+	case <-rt.ctx.Done():
 	}
-	shutdown()
-	werr := g.Wait()
+	rt.shutdown()
+	werr := rt.group.Wait()
 	if ctx.Err() == nil && werr != nil {
 		return werr // something failed on its own
 	}
 	if werr != nil && !errors.Is(werr, context.Canceled) {
-		log.Warn("shutdown", "err", werr)
+		rt.log.Warn("shutdown", "err", werr)
 	}
-	log.Info("corral stopped")
+	rt.log.Info("corral stopped")
 	return nil
+}
+
+// shutdown stops everything, in reverse order of the steps: the
+// listeners, the admin server (its captures end at once), the closers
+// (metrics, uplink, gateways), the switch. Only the first call does it.
+func (rt *instance) shutdown() {
+	rt.shutdownOnce.Do(func() {
+		rt.cancel()
+		for _, ln := range rt.listeners {
+			if err := ln.Close(); err != nil {
+				rt.log.Warn("close listener", "addr", ln.Addr().String(), "err", err)
+			}
+		}
+		if rt.admin != nil {
+			sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
+			if err := rt.admin.Shutdown(sctx); err != nil {
+				rt.log.Warn("admin shutdown", "err", err)
+			}
+			scancel()
+		}
+		for i := len(rt.closers) - 1; i >= 0; i-- {
+			if err := rt.closers[i](); err != nil {
+				rt.log.Warn("shutdown", "err", err)
+			}
+		}
+		if err := rt.sw.Close(); err != nil {
+			rt.log.Warn("close switch", "err", err)
+		}
+	})
 }
 
 // portAttacher returns the OnPort of fence f: it attaches every new port

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/corralnet/corral/attach"
+	"github.com/corralnet/corral/fence"
 	"github.com/corralnet/corral/stack"
 	vswitch "github.com/corralnet/corral/switch"
 	"github.com/corralnet/corral/uplink"
@@ -48,139 +50,194 @@ type LogConfig struct {
 	Format string // "text" or "json"
 }
 
-// The ranges DESIGN.md section 1 gives.
-const (
-	maxFenceID = 0xFFFFFE
-	maxHostID  = 0xFFFE
-)
+// maxHostID bounds host.id (DESIGN.md section 1: 0 and 0xFFFF are
+// reserved). The fence ID range is fence.MinFenceID … fence.MaxFenceID.
+const maxHostID = 0xFFFE
 
-// validate converts raw into a Config, checking every key. Its errors are
-// *ConfigError naming the key.
+// validate converts raw into a Config, checking every key: one step per
+// section of the configuration, in order (later steps read what earlier
+// ones set). Its errors are *ConfigError naming the key.
 func validate(raw *fileConfig) (*Config, error) {
-	cfg := &Config{}
-	var err error
+	v := &validator{raw: raw, cfg: &Config{}, used: map[string]string{}}
+	for _, step := range []func() error{
+		v.log,
+		v.fences,
+		v.admin,
+		v.metrics,
+		v.stateDir,
+		v.uplink,
+		v.gatewayMTU,
+	} {
+		if err := step(); err != nil {
+			return nil, err
+		}
+	}
+	return v.cfg, nil
+}
 
-	// log
+// validator carries a validation's state from step to step.
+type validator struct {
+	raw  *fileConfig
+	cfg  *Config
+	used map[string]string // address key (addrKey) → the key that binds it, "fences[i].listen[j]"
+}
+
+// log checks log.format and log.level.
+func (v *validator) log() error {
+	raw, cfg := v.raw, v.cfg
 	switch strings.ToLower(raw.Log.Format) {
 	case "", "text":
 		cfg.Log.Format = "text"
 	case "json":
 		cfg.Log.Format = "json"
 	default:
-		return nil, cfgErr("log.format", "%q: want text or json", raw.Log.Format)
+		return cfgErr("log.format", "%q: want text or json", raw.Log.Format)
 	}
 	if raw.Log.Level != "" {
 		if err := cfg.Log.Level.UnmarshalText([]byte(raw.Log.Level)); err != nil {
-			return nil, cfgErr("log.level", "%q: want debug, info, warn or error", raw.Log.Level)
+			return cfgErr("log.level", "%q: want debug, info, warn or error", raw.Log.Level)
 		}
 	}
+	return nil
+}
 
-	// fences
-	if len(raw.Fences) == 0 {
-		return nil, cfgErr("fences", "no fence configured")
+// fences checks fences[]: IDs and names unique, addresses bound once, the
+// gateways, and no host address forwarded by two fences.
+func (v *validator) fences() error {
+	if len(v.raw.Fences) == 0 {
+		return cfgErr("fences", "no fence configured")
 	}
-	ids := map[uint32]int{}
-	names := map[string]int{}
-	used := map[string]string{} // address key → "fences[i].listen[j]"
-	for i, rf := range raw.Fences {
+	ids := map[uint32]int{}   // fence ID → index
+	names := map[string]int{} // fence name → index
+	for i, rf := range v.raw.Fences {
 		key := fmt.Sprintf("fences[%d]", i)
-		f := Fence{}
-		if rf.ID == nil {
-			return nil, cfgErr(key+".id", "missing")
+		f, err := fenceIdentity(key, rf, ids, names)
+		if err != nil {
+			return err
 		}
-		if *rf.ID < 1 || *rf.ID > maxFenceID {
-			return nil, cfgErr(key+".id", "%#x out of range 1..0xFFFFFE", *rf.ID)
-		}
-		f.ID = uint32(*rf.ID)
-		if j, dup := ids[f.ID]; dup {
-			return nil, cfgErr(key+".id", "%d already used by fences[%d]", f.ID, j)
-		}
-		ids[f.ID] = i
-		if rf.Name == "" {
-			return nil, cfgErr(key+".name", "missing")
-		}
-		if strings.ContainsAny(rf.Name, " \t\n/") {
-			return nil, cfgErr(key+".name", "%q: no spaces or slashes", rf.Name)
-		}
-		if j, dup := names[rf.Name]; dup {
-			return nil, cfgErr(key+".name", "%q already used by fences[%d]", rf.Name, j)
-		}
-		names[rf.Name] = i
-		f.Name = rf.Name
-		if rf.MaxMACs < 0 {
-			return nil, cfgErr(key+".max_macs", "%d: must not be negative", rf.MaxMACs)
-		}
-		f.MaxMACs = int(rf.MaxMACs)
-		if rf.PortMACs < 0 {
-			return nil, cfgErr(key+".port_max_macs", "%d: must not be negative", rf.PortMACs)
-		}
-		f.PortMaxMACs = int(rf.PortMACs)
-		for j, s := range rf.Listen {
-			k := fmt.Sprintf("%s.listen[%d]", key, j)
-			a, err := parseAttachAddr(k, s)
-			if err != nil {
-				return nil, err
-			}
-			if uk := addrKey(a); uk != "" {
-				if prev, dup := used[uk]; dup {
-					return nil, cfgErr(k, "%q already used by %s", s, prev)
-				}
-				used[uk] = k
-			}
-			f.Listen = append(f.Listen, a)
-		}
-		for j, s := range rf.Dial {
-			k := fmt.Sprintf("%s.dial[%d]", key, j)
-			a, err := parseAttachAddr(k, s)
-			if err != nil {
-				return nil, err
-			}
-			if a.Scheme == attach.Stdio {
-				if prev, dup := used["stdio"]; dup {
-					return nil, cfgErr(k, "%q already used by %s", s, prev)
-				}
-				used["stdio"] = k
-			}
-			f.Dial = append(f.Dial, a)
+		ids[f.ID], names[f.Name] = i, i
+		if err := v.fenceAddrs(key, rf, &f); err != nil {
+			return err
 		}
 		if f.Gateway, err = gatewayConfig(key+".gateway", f, rf.Gateway); err != nil {
-			return nil, err
+			return err
 		}
-		cfg.Fences = append(cfg.Fences, f)
+		v.cfg.Fences = append(v.cfg.Fences, f)
 	}
-	if err := checkForwardConflicts(cfg.Fences); err != nil {
-		return nil, err
-	}
+	return checkForwardConflicts(v.cfg.Fences)
+}
 
-	// admin
-	if raw.Admin.Listen != "" {
-		a, err := parseAttachAddr("admin.listen", raw.Admin.Listen)
+// fenceIdentity checks one fence's ID and name (unique among those in ids
+// and names) and its MAC limits.
+func fenceIdentity(key string, rf fileFence, ids map[uint32]int, names map[string]int) (Fence, error) {
+	f := Fence{}
+	if rf.ID == nil {
+		return f, cfgErr(key+".id", "missing")
+	}
+	if *rf.ID < 0 || *rf.ID > math.MaxUint32 || !fence.ValidFenceID(uint32(*rf.ID)) {
+		return f, cfgErr(key+".id", "%#x out of range %d..0x%X", *rf.ID, fence.MinFenceID, fence.MaxFenceID)
+	}
+	f.ID = uint32(*rf.ID)
+	if j, dup := ids[f.ID]; dup {
+		return f, cfgErr(key+".id", "%d already used by fences[%d]", f.ID, j)
+	}
+	if rf.Name == "" {
+		return f, cfgErr(key+".name", "missing")
+	}
+	if strings.ContainsAny(rf.Name, " \t\n/") {
+		return f, cfgErr(key+".name", "%q: no spaces or slashes", rf.Name)
+	}
+	if j, dup := names[rf.Name]; dup {
+		return f, cfgErr(key+".name", "%q already used by fences[%d]", rf.Name, j)
+	}
+	f.Name = rf.Name
+	if rf.MaxMACs < 0 {
+		return f, cfgErr(key+".max_macs", "%d: must not be negative", rf.MaxMACs)
+	}
+	f.MaxMACs = int(rf.MaxMACs)
+	if rf.PortMACs < 0 {
+		return f, cfgErr(key+".port_max_macs", "%d: must not be negative", rf.PortMACs)
+	}
+	f.PortMaxMACs = int(rf.PortMACs)
+	return f, nil
+}
+
+// fenceAddrs checks one fence's listen and dial addresses: each resource
+// (socket path, host:port, vsock port, stdio) is bound once in all.
+func (v *validator) fenceAddrs(key string, rf fileFence, f *Fence) error {
+	for j, s := range rf.Listen {
+		k := fmt.Sprintf("%s.listen[%d]", key, j)
+		a, err := parseAttachAddr(k, s)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		if a.Scheme != attach.Unix {
-			return nil, cfgErr("admin.listen", "%q: the admin API listens on unix:// only", raw.Admin.Listen)
+		if uk := addrKey(a); uk != "" {
+			if prev, dup := v.used[uk]; dup {
+				return cfgErr(k, "%q already used by %s", s, prev)
+			}
+			v.used[uk] = k
 		}
-		if prev, dup := used[addrKey(a)]; dup {
-			return nil, cfgErr("admin.listen", "%q already used by %s", raw.Admin.Listen, prev)
-		}
-		cfg.Admin = a
+		f.Listen = append(f.Listen, a)
 	}
-
-	// metrics
-	if raw.Metrics.Listen != "" {
-		if _, _, err := net.SplitHostPort(raw.Metrics.Listen); err != nil {
-			return nil, cfgErr("metrics.listen", "%q: want host:port", raw.Metrics.Listen)
+	for j, s := range rf.Dial {
+		k := fmt.Sprintf("%s.dial[%d]", key, j)
+		a, err := parseAttachAddr(k, s)
+		if err != nil {
+			return err
 		}
-		cfg.Metrics = raw.Metrics.Listen
+		if a.Scheme == attach.Stdio {
+			if prev, dup := v.used["stdio"]; dup {
+				return cfgErr(k, "%q already used by %s", s, prev)
+			}
+			v.used["stdio"] = k
+		}
+		f.Dial = append(f.Dial, a)
 	}
+	return nil
+}
 
-	// state_dir
-	cfg.StateDir = raw.StateDir
+// admin checks admin.listen: a unix socket no fence listens on.
+func (v *validator) admin() error {
+	s := v.raw.Admin.Listen
+	if s == "" {
+		return nil
+	}
+	a, err := parseAttachAddr("admin.listen", s)
+	if err != nil {
+		return err
+	}
+	if a.Scheme != attach.Unix {
+		return cfgErr("admin.listen", "%q: the admin API listens on unix:// only", s)
+	}
+	if prev, dup := v.used[addrKey(a)]; dup {
+		return cfgErr("admin.listen", "%q already used by %s", s, prev)
+	}
+	v.cfg.Admin = a
+	return nil
+}
+
+// metrics checks metrics.listen.
+func (v *validator) metrics() error {
+	s := v.raw.Metrics.Listen
+	if s == "" {
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(s); err != nil {
+		return cfgErr("metrics.listen", "%q: want host:port", s)
+	}
+	v.cfg.Metrics = s
+	return nil
+}
+
+// stateDir checks state_dir (default: $XDG_STATE_HOME/corral) and gives it
+// to the gateways (their leases).
+func (v *validator) stateDir() error {
+	cfg := v.cfg
+	cfg.StateDir = v.raw.StateDir
 	if cfg.StateDir != "" {
 		s, err := expand("state_dir", cfg.StateDir)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		cfg.StateDir = s
 	} else {
@@ -191,22 +248,26 @@ func validate(raw *fileConfig) (*Config, error) {
 			g.StateDir = cfg.StateDir
 		}
 	}
+	return nil
+}
 
-	// host and uplink
-	if err := uplinkConfig(cfg, raw); err != nil {
-		return nil, err
+// uplink checks the host.* and uplink.* keys (uplink_config.go).
+func (v *validator) uplink() error { return uplinkConfig(v.cfg, v.raw) }
+
+// gatewayMTU: over an uplink, gateways advertise the MTU that avoids
+// fragmentation (DESIGN.md 3.4) unless gateway.mtu is set.
+func (v *validator) gatewayMTU() error {
+	cfg := v.cfg
+	if !cfg.HasUplink {
+		return nil
 	}
-	// Over an uplink, gateways advertise the MTU that avoids fragmentation
-	// (DESIGN.md 3.4) unless gateway.mtu is set.
-	if cfg.HasUplink {
-		mtu := guestMTU(cfg.Uplink)
-		for i := range cfg.Fences {
-			if g := cfg.Fences[i].Gateway; g != nil && g.MTU == 0 {
-				g.MTU = mtu
-			}
+	mtu := guestMTU(cfg.Uplink)
+	for i := range cfg.Fences {
+		if g := cfg.Fences[i].Gateway; g != nil && g.MTU == 0 {
+			g.MTU = mtu
 		}
 	}
-	return cfg, nil
+	return nil
 }
 
 // parseAttachAddr expands $VARs in s and parses it as an attachment address.

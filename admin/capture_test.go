@@ -1,7 +1,10 @@
 package admin
 
 import (
+	"bytes"
+	"context"
 	"errors"
+	"flag"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -10,13 +13,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/gopacket/layers"
-	"github.com/google/gopacket/pcapgo"
-
+	"github.com/corralnet/corral/pcap"
+	"github.com/corralnet/corral/pcap/pcaptest"
 	vswitch "github.com/corralnet/corral/switch"
 )
 
-var _ Capturer = (*vswitch.Switch)(nil)
+var update = flag.Bool("update", false, "rewrite the golden files: testdata/ here and the shared capture files in the repository's testdata/")
+
+var _ captureSource = (*vswitch.Capture)(nil)
 
 // chanPort is a Port fed by a channel; what the switch writes is discarded.
 type chanPort struct {
@@ -53,7 +57,7 @@ func testFrame(dst, src byte) []byte {
 	return f
 }
 
-func captureLab(t *testing.T) (*vswitch.Switch, map[string]*chanPort, map[string]uint64, *httptest.Server) {
+func captureLab(t *testing.T) (*Server, map[string]*chanPort, map[string]uint64, *httptest.Server) {
 	t.Helper()
 	sw, err := vswitch.New(vswitch.Config{})
 	if err != nil {
@@ -74,11 +78,18 @@ func captureLab(t *testing.T) (*vswitch.Switch, map[string]*chanPort, map[string
 		}
 		ports[name], ids[name] = p, h.ID()
 	}
-	stop := make(chan struct{})
-	t.Cleanup(func() { close(stop) })
-	ts := httptest.NewServer(CaptureHandler(sw, stop))
+	s, err := New(Config{Switch: sw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(s.Handler())
 	t.Cleanup(ts.Close)
-	return sw, ports, ids, ts
+	t.Cleanup(func() { // first: it ends the captures ts.Close waits for
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+	})
+	return s, ports, ids, ts
 }
 
 func TestCaptureStream(t *testing.T) {
@@ -91,12 +102,12 @@ func TestCaptureStream(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
-	pr, err := pcapgo.NewReader(resp.Body) // the header arrives before any frame
+	pr, err := pcap.NewReader(resp.Body) // the header arrives before any frame
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pr.LinkType() != layers.LinkTypeEthernet {
-		t.Fatalf("link type %v", pr.LinkType())
+	if h := pr.Header(); h.LinkType != pcap.LinkTypeEthernet || h.Snaplen != vswitch.DefaultSnaplen || h.Nanoseconds {
+		t.Fatalf("header %+v, want Ethernet, µs, snaplen %d", h, vswitch.DefaultSnaplen)
 	}
 	ports["b1"].in <- testFrame(0xff, 0x21) // fence b: not captured
 	ports["a1"].in <- testFrame(0xff, 0x01)
@@ -105,19 +116,19 @@ func TestCaptureStream(t *testing.T) {
 	ports["a1"].in <- testFrame(0x02, 0x01)
 	srcs := map[byte]int{}
 	for i := 0; i < 3; i++ {
-		data, ci, err := pr.ReadPacketData()
+		p, err := pr.Next()
 		if err != nil {
 			t.Fatalf("packet %d: %v", i, err)
 		}
-		if ci.Length != 60 || len(data) != 60 || time.Since(ci.Timestamp) > time.Minute {
-			t.Errorf("packet %d: %+v", i, ci)
+		if p.Len != 60 || len(p.Data) != 60 || time.Since(p.Time) > time.Minute {
+			t.Errorf("packet %d: %d of %d bytes at %v", i, len(p.Data), p.Len, p.Time)
 		}
-		srcs[data[11]]++
+		srcs[p.Data[11]]++
 	}
 	if srcs[1] != 2 || srcs[2] != 1 {
 		t.Fatalf("sources %v, want 0x01 twice and 0x02 once", srcs)
 	}
-	if _, _, err := pr.ReadPacketData(); !errors.Is(err, io.EOF) {
+	if _, err := pr.Next(); !errors.Is(err, io.EOF) {
 		t.Fatalf("after count=3: %v, want EOF", err)
 	}
 	if got := resp.Trailer.Get(TrailerFrames); got != "3" {
@@ -136,20 +147,57 @@ func TestCaptureSecondsAndPort(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	pr, err := pcapgo.NewReader(resp.Body)
+	var stream bytes.Buffer
+	pr, err := pcap.NewReader(io.TeeReader(resp.Body, &stream))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ports["a1"].in <- testFrame(0xff, 0x01) // flooded to a2: captured
-	data, ci, err := pr.ReadPacketData()
-	if err != nil || len(data) != 20 || ci.Length != 60 || data[11] != 1 {
-		t.Fatalf("packet: %d bytes %+v %v", len(data), ci, err)
+	if h := pr.Header(); h.Snaplen != 20 {
+		t.Errorf("snaplen %d, want 20", h.Snaplen)
 	}
-	if _, _, err := pr.ReadPacketData(); !errors.Is(err, io.EOF) {
+	ports["a1"].in <- testFrame(0xff, 0x01) // flooded to a2: captured
+	p, err := pr.Next()
+	if err != nil || len(p.Data) != 20 || p.Len != 60 || p.Data[11] != 1 {
+		t.Fatalf("packet: %d of %d bytes, %v", len(p.Data), p.Len, err)
+	}
+	if _, err := pr.Next(); !errors.Is(err, io.EOF) {
 		t.Fatalf("after seconds=1: %v, want EOF", err)
 	}
 	if d := time.Since(start); d < time.Second || d > 20*time.Second {
 		t.Errorf("stream lasted %v, want about 1s", d)
+	}
+	pcaptest.Golden(t, stream.Bytes(), "capture/port-snaplen-20.pcap", *update)
+}
+
+// TestCaptureEndsAtShutdown: an unbounded capture ends, with its
+// trailers, when the server shuts down.
+func TestCaptureEndsAtShutdown(t *testing.T) {
+	s, ports, _, ts := captureLab(t)
+	resp, err := http.Get(ts.URL + "/v1/capture?fence=b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	pr, err := pcap.NewReader(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports["b1"].in <- testFrame(0xff, 0x21)
+	if _, err := pr.Next(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Shutdown(ctx) }()
+	if _, err := pr.Next(); !errors.Is(err, io.EOF) {
+		t.Fatalf("after Shutdown: %v, want EOF", err)
+	}
+	if got := resp.Trailer.Get(TrailerFrames); got != "1" {
+		t.Errorf("trailer %s = %q, want 1", TrailerFrames, got)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Shutdown: %v", err)
 	}
 }
 

@@ -15,9 +15,13 @@ import (
 	"time"
 
 	vswitch "github.com/corralnet/corral/switch"
+	"github.com/corralnet/corral/uplink"
 )
 
-var _ Switch = (*vswitch.Switch)(nil)
+var (
+	_ Switch = (*vswitch.Switch)(nil)
+	_ Uplink = (*uplink.Uplink)(nil)
+)
 
 type fakeSwitch struct {
 	st  vswitch.Status
@@ -26,6 +30,9 @@ type fakeSwitch struct {
 
 func (f *fakeSwitch) Status() vswitch.Status              { return f.st }
 func (f *fakeSwitch) FDB(fence uint32) []vswitch.FDBEntry { return f.fdb[fence] }
+func (f *fakeSwitch) Capture(vswitch.CaptureSelector, int) (*vswitch.Capture, error) {
+	return nil, errors.New("fakeSwitch: no capture")
+}
 
 func newFake() *fakeSwitch {
 	return &fakeSwitch{
@@ -99,20 +106,25 @@ func TestServerRoutes(t *testing.T) {
 		t.Errorf("socket mode: got %v, want a socket", st.Mode())
 	}
 
+	// The fake's status in the API's types.
+	wantFences := []FenceStatus{{ID: 1, Name: "a", Ports: 1, MACs: 1}, {ID: 0x20, Name: "b"}}
+	wantPorts := []PortStatus{{ID: 7, Name: "unix:/x#1", Fence: 1, MACs: 1, RxFrames: 3}}
+	wantFDB := []FDBEntry{{MAC: "00:00:5e:00:53:01", Port: 7, PortName: "unix:/x#1", Age: 1.5}}
+
 	var sr StatusResponse
 	get(t, c, "/v1/status", 200, &sr)
-	if sr.Version != "v1.2.3" || !reflect.DeepEqual(sr.Status, fk.st) {
-		t.Errorf("status: got %+v, want %+v version v1.2.3", sr, fk.st)
+	if sr.Version != "v1.2.3" || !reflect.DeepEqual(sr.Fences, wantFences) || !reflect.DeepEqual(sr.Ports, wantPorts) || sr.Trunk != nil {
+		t.Errorf("status: got %+v, want fences %+v ports %+v version v1.2.3", sr, wantFences, wantPorts)
 	}
-	var fences []vswitch.FenceStatus
+	var fences []FenceStatus
 	get(t, c, "/v1/fences", 200, &fences)
-	if !reflect.DeepEqual(fences, fk.st.Fences) {
-		t.Errorf("fences: got %+v, want %+v", fences, fk.st.Fences)
+	if !reflect.DeepEqual(fences, wantFences) {
+		t.Errorf("fences: got %+v, want %+v", fences, wantFences)
 	}
-	var ports []vswitch.PortStatus
+	var ports []PortStatus
 	get(t, c, "/v1/ports", 200, &ports)
-	if !reflect.DeepEqual(ports, fk.st.Ports) {
-		t.Errorf("ports: got %+v, want %+v", ports, fk.st.Ports)
+	if !reflect.DeepEqual(ports, wantPorts) {
+		t.Errorf("ports: got %+v, want %+v", ports, wantPorts)
 	}
 
 	for _, tc := range []struct {
@@ -120,10 +132,10 @@ func TestServerRoutes(t *testing.T) {
 		code        int
 		want        []FenceFDB
 	}{
-		{"all", "", 200, []FenceFDB{{1, "a", fk.fdb[1]}, {0x20, "b", []vswitch.FDBEntry{}}}},
-		{"by id", "?fence=1", 200, []FenceFDB{{1, "a", fk.fdb[1]}}},
-		{"by hex id", "?fence=0x20", 200, []FenceFDB{{0x20, "b", []vswitch.FDBEntry{}}}},
-		{"by name", "?fence=b", 200, []FenceFDB{{0x20, "b", []vswitch.FDBEntry{}}}},
+		{"all", "", 200, []FenceFDB{{1, "a", wantFDB}, {0x20, "b", []FDBEntry{}}}},
+		{"by id", "?fence=1", 200, []FenceFDB{{1, "a", wantFDB}}},
+		{"by hex id", "?fence=0x20", 200, []FenceFDB{{0x20, "b", []FDBEntry{}}}},
+		{"by name", "?fence=b", 200, []FenceFDB{{0x20, "b", []FDBEntry{}}}},
 		{"unknown", "?fence=9", 404, nil},
 	} {
 		t.Run("fdb "+tc.name, func(t *testing.T) {
@@ -153,19 +165,36 @@ func TestServerRoutes(t *testing.T) {
 	}
 }
 
-func TestHandleExtension(t *testing.T) {
+// TestRoutes: New registers every route of the API, each with its
+// methods only.
+func TestRoutes(t *testing.T) {
 	s, err := New(Config{Switch: newFake()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Handle("GET /v1/peers", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		WriteJSON(w, 200, []string{"p1"})
-	}))
-	c, _ := serveUnix(t, s)
-	var got []string
-	get(t, c, "/v1/peers", 200, &got)
-	if !reflect.DeepEqual(got, []string{"p1"}) {
-		t.Errorf("got %v, want [p1]", got)
+	for _, tc := range []struct {
+		method, path string
+		code         int
+	}{
+		{"GET", "/v1/status", 200},
+		{"GET", "/v1/fences", 200},
+		{"GET", "/v1/ports", 200},
+		{"GET", "/v1/fdb", 200},
+		{"GET", "/v1/capture", 400}, // neither fence= nor port=
+		{"GET", "/v1/peers", 404},   // no uplink
+		{"GET", "/v1/gateways", 200},
+		{"GET", "/v1/forwards", 200},
+		{"POST", "/v1/forwards", 400},   // no fence
+		{"DELETE", "/v1/forwards", 400}, // no fence
+		{"PUT", "/v1/forwards", 405},
+		{"POST", "/v1/status", 405},
+		{"GET", "/v1/nothing", 404},
+	} {
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, httptest.NewRequest(tc.method, tc.path, nil))
+		if rec.Code != tc.code {
+			t.Errorf("%s %s: got %d, want %d (%s)", tc.method, tc.path, rec.Code, tc.code, rec.Body)
+		}
 	}
 }
 

@@ -1,0 +1,333 @@
+package admin
+
+import (
+	"net/netip"
+	"time"
+
+	vswitch "github.com/corralnet/corral/switch"
+	"github.com/corralnet/corral/uplink"
+)
+
+// The JSON types of the API: the server writes them, [Client] reads them.
+// They are admin's own, converted from the packages' snapshots
+// (vswitch.Status, uplink.Status, the gateways' status), so that the API
+// changes only here.
+
+// ErrorResponse is the body of every error answer (4xx, 5xx).
+type ErrorResponse struct {
+	Error string `json:"error"`
+}
+
+// StatusResponse is the body of GET /v1/status: the switch's fences,
+// ports and trunk, the version and the start time.
+type StatusResponse struct {
+	Fences []FenceStatus `json:"fences"`
+	Ports  []PortStatus  `json:"ports"`
+	// Trunk is nil when no trunk (uplink) is attached.
+	Trunk   *TrunkStatus `json:"trunk,omitempty"`
+	Version string       `json:"version,omitempty"`
+	Started time.Time    `json:"started"`
+}
+
+// FenceStatus is one fence in GET /v1/status and GET /v1/fences.
+type FenceStatus struct {
+	ID      uint32 `json:"id"`
+	Name    string `json:"name"`
+	Ports   int    `json:"ports"`    // local ports attached
+	MACs    int    `json:"macs"`     // bridge table entries (local and remote)
+	MaxMACs int    `json:"max_macs"` // table limit
+
+	FramesIn  uint64 `json:"frames_in"`  // frames accepted from local ports and the trunk
+	BytesIn   uint64 `json:"bytes_in"`   //
+	FramesOut uint64 `json:"frames_out"` // frames queued to local ports and the trunk
+	BytesOut  uint64 `json:"bytes_out"`  //
+	Floods    uint64 `json:"floods"`     // frames flooded (broadcast, multicast, unknown unicast)
+	Moves     uint64 `json:"moves"`      // MACs that moved to another port or host
+	// LearnRefused counts new MACs not learned because the table was full.
+	LearnRefused uint64 `json:"learn_refused"`
+	// Drops counts dropped frames by reason; only non-zero reasons are
+	// present.
+	Drops map[string]uint64 `json:"drops,omitempty"`
+}
+
+// PortStatus is one port in GET /v1/status and GET /v1/ports.
+type PortStatus struct {
+	ID      uint64 `json:"id"`
+	Name    string `json:"name"`
+	Fence   uint32 `json:"fence"`
+	MACs    int    `json:"macs"` // source MACs learned on this port
+	MaxMACs int    `json:"max_macs"`
+	// PinMAC is the pinned source MAC, "" when the port is not pinned.
+	PinMAC      string `json:"pin_mac,omitempty"`
+	QueueLen    int    `json:"queue_len"`    // transmit queue capacity in frames
+	Queued      int    `json:"queued"`       // frames waiting in the transmit queue
+	QueueBytes  int    `json:"queue_bytes"`  // transmit queue capacity in frame bytes
+	QueuedBytes int    `json:"queued_bytes"` // bytes of the frames waiting
+
+	RxFrames uint64 `json:"rx_frames"` // frames read from the port (inbound)
+	RxBytes  uint64 `json:"rx_bytes"`
+	TxFrames uint64 `json:"tx_frames"` // frames written to the port (outbound)
+	TxBytes  uint64 `json:"tx_bytes"`
+	// Drops counts frames dropped on this port by reason; only non-zero
+	// reasons are present.
+	Drops map[string]uint64 `json:"drops,omitempty"`
+}
+
+// TrunkStatus is the switch's trunk (the uplink's side) in GET /v1/status.
+type TrunkStatus struct {
+	RxFrames    uint64            `json:"rx_frames"`
+	RxBytes     uint64            `json:"rx_bytes"`
+	TxFrames    uint64            `json:"tx_frames"`
+	TxBytes     uint64            `json:"tx_bytes"`
+	QueueLen    int               `json:"queue_len"`
+	Queued      int               `json:"queued"`
+	QueueBytes  int               `json:"queue_bytes"`
+	QueuedBytes int               `json:"queued_bytes"`
+	Drops       map[string]uint64 `json:"drops,omitempty"`
+}
+
+// FenceFDB is one fence's bridge table in GET /v1/fdb.
+type FenceFDB struct {
+	Fence   uint32     `json:"fence"`
+	Name    string     `json:"name"`
+	Entries []FDBEntry `json:"entries"`
+}
+
+// FDBEntry is one bridge table entry.
+type FDBEntry struct {
+	MAC string `json:"mac"` // inner MAC, "52:54:00:12:34:56"
+	// Port is the local port's ID, 0 when the MAC lives on a remote host.
+	Port     uint64 `json:"port,omitempty"`
+	PortName string `json:"port_name,omitempty"`
+	// Host is the remote host's outer MAC, "" for a local port.
+	Host string `json:"host,omitempty"`
+	// Age is the number of seconds since a frame from MAC was last seen.
+	Age float64 `json:"age"`
+}
+
+// PeersResponse is the body of GET /v1/peers: the uplink, the remote
+// hosts it knows, its counters, and the gateway conflicts seen in them.
+type PeersResponse struct {
+	Transport     string       `json:"transport"` // "udp" or "raw"
+	Addr          string       `json:"addr"`      // bound UDP address or interface
+	OuterMAC      string       `json:"outer_mac"`
+	HostID        uint16       `json:"host_id"`
+	Installation  uint8        `json:"installation"`
+	Name          string       `json:"name"`
+	MTU           int          `json:"mtu"`
+	MaxEncapLen   int          `json:"max_encap_len"`
+	HelloInterval string       `json:"hello_interval"`
+	Group         string       `json:"group,omitempty"`
+	GSO           bool         `json:"gso"` // UDP segmentation offload in use
+	GRO           bool         `json:"gro"` // UDP receive offload in use
+	StaticPeers   []string     `json:"static_peers,omitempty"`
+	Peers         []PeerStatus `json:"peers"`
+	// Counters are the uplink's counters by name (rx_frames, drop_*,
+	// gateway_conflict …).
+	Counters map[string]uint64 `json:"counters"`
+	// RxByFence counts inbound frames delivered to the switch, per fence.
+	RxByFence map[uint32]uint64 `json:"rx_by_fence"`
+	// Reassembly are the fragment reassembler's counters.
+	Reassembly ReassemblyStats `json:"reassembly"`
+	// GatewayYields are the configured gateway fences this host does not
+	// serve because a peer that wins the tie-break serves them. Always
+	// present.
+	GatewayYields []GatewayYield `json:"gateway_yields"`
+	// GatewayConflicts lists fences whose gateway runs here and that a
+	// peer announces in its hellos as served by it too. Such a conflict
+	// lasts until the uplink's tie-break makes one host yield (the
+	// yielding host lists the fence in GatewayYields; both log it at error
+	// level and count gateway_conflict). Always present, empty when all is
+	// well.
+	GatewayConflicts []GatewayConflict `json:"gateway_conflicts"`
+}
+
+// PeerStatus is one remote host of the uplink's host table.
+type PeerStatus struct {
+	OuterMAC   string    `json:"outer_mac"`
+	Addr       string    `json:"addr,omitempty"` // UDP address; empty on raw
+	Name       string    `json:"name"`
+	HostID     uint16    `json:"host_id"`
+	HelloKnown bool      `json:"hello_known"`
+	Fences     []uint32  `json:"fences"`
+	Gateways   []uint32  `json:"gateways"`
+	LastHello  time.Time `json:"last_hello"`
+	LastSeen   time.Time `json:"last_seen"`
+}
+
+// ReassemblyStats are the uplink's fragment reassembly counters
+// (fence.ReassemblyStats). The JSON keys are the Go field names, as the
+// API has always had them.
+type ReassemblyStats struct {
+	Whole         uint64 `json:"Whole"`         // whole frames passed through
+	Firsts        uint64 `json:"Firsts"`        // first fragments stored
+	Completed     uint64 `json:"Completed"`     // frames reassembled and delivered
+	Replaced      uint64 `json:"Replaced"`      // pending firsts replaced by a new first with the same host and Seq
+	Orphans       uint64 `json:"Orphans"`       // last fragments with no first
+	Mismatched    uint64 `json:"Mismatched"`    // last fragments that did not fit their first
+	Expired       uint64 `json:"Expired"`       // pending firsts that timed out
+	EvictedHost   uint64 `json:"EvictedHost"`   // pending firsts evicted by the per-host bound
+	EvictedTotal  uint64 `json:"EvictedTotal"`  // pending firsts evicted by the total bound
+	EvictedWindow uint64 `json:"EvictedWindow"` // pending firsts evicted as too far behind the host's newest Seq
+	TooBig        uint64 `json:"TooBig"`        // fragments dropped for size
+	Invalid       uint64 `json:"Invalid"`       // frames too short or with a reserved fragment type
+}
+
+// GatewayYield is a fence whose gateway this host is configured to serve
+// but has yielded to a peer that serves it too and wins the tie-break.
+type GatewayYield struct {
+	Fence    uint32    `json:"fence"`
+	Peer     string    `json:"peer"` // the winner's outer MAC
+	PeerName string    `json:"peer_name"`
+	Since    time.Time `json:"since"`
+}
+
+// GatewayConflict is one fence whose gateway is served here and announced
+// by a peer too.
+type GatewayConflict struct {
+	Fence    uint32 `json:"fence"`
+	Peer     string `json:"peer"` // the peer's outer MAC
+	PeerName string `json:"peer_name"`
+	PeerAddr string `json:"peer_addr,omitempty"`
+}
+
+// GatewayStatus is one fence's gateway in GET /v1/gateways.
+type GatewayStatus struct {
+	Fence      uint32       `json:"fence"`
+	Name       string       `json:"name"`
+	MAC        string       `json:"mac"`
+	Subnet     string       `json:"subnet"`
+	Addr       string       `json:"addr"`
+	DNS        string       `json:"dns"`
+	IPv6Prefix string       `json:"ipv6_prefix,omitempty"` // "" when IPv6 is off
+	Addr6      string       `json:"addr6,omitempty"`
+	DNS6       string       `json:"dns6,omitempty"`
+	Leases     []Lease      `json:"leases"`
+	Forwards   []Forward    `json:"forwards"`
+	Stats      GatewayStats `json:"stats"`
+}
+
+// Lease is one DHCP lease of a gateway.
+type Lease struct {
+	MAC      string     `json:"mac"`
+	IP       netip.Addr `json:"ip"`
+	Hostname string     `json:"hostname,omitempty"`
+	// Expiry is zero for an address offered and never acknowledged.
+	Expiry time.Time `json:"expiry"`
+}
+
+// GatewayStats are a gateway's counters.
+type GatewayStats struct {
+	InFrames     uint64 `json:"in_frames"`     // frames from the fence
+	OutFrames    uint64 `json:"out_frames"`    // frames to the fence
+	InDrops      uint64 `json:"in_drops"`      // inbound frames malformed
+	InFiltered   uint64 `json:"in_filtered"`   // inbound frames meant for others
+	OutDrops     uint64 `json:"out_drops"`     // outbound queue full
+	TCPConns     int64  `json:"tcp_conns"`     // NATed TCP connections open now
+	TCPRefused   uint64 `json:"tcp_refused"`   // NATed TCP connections refused
+	UDPFlows     int64  `json:"udp_flows"`     // NATed UDP flows open now
+	UDPRefused   uint64 `json:"udp_refused"`   // UDP flows refused
+	ICMPRelayed  uint64 `json:"icmp_relayed"`  // echo requests sent on the host
+	ICMPReplies  uint64 `json:"icmp_replies"`  // echo replies delivered to guests
+	ICMPDropped  uint64 `json:"icmp_dropped"`  // echo requests refused
+	DHCPLeases   int    `json:"dhcp_leases"`   // leases held
+	DHCPRequests uint64 `json:"dhcp_requests"` // DHCP requests answered
+	DNSQueries   uint64 `json:"dns_queries"`   // DNS queries received
+}
+
+// Forward is one port forward: in requests (POST and DELETE
+// /v1/forwards, where Fence names the fence) and in answers. Addresses
+// are "IP:port".
+type Forward struct {
+	Fence  string `json:"fence,omitempty"` // requests and POST/DELETE answers: fence name or ID
+	Proto  string `json:"proto"`           // "tcp" or "udp"
+	Listen string `json:"listen"`          // host address
+	Target string `json:"target,omitempty"`
+}
+
+// FenceForwards is one fence's forwards in GET /v1/forwards.
+type FenceForwards struct {
+	Fence    uint32    `json:"fence"`
+	Name     string    `json:"name"`
+	Forwards []Forward `json:"forwards"`
+}
+
+// Conversions from the packages' snapshots.
+
+func statusOf(st vswitch.Status) StatusResponse {
+	out := StatusResponse{Fences: fencesOf(st.Fences), Ports: portsOf(st.Ports)}
+	if t := st.Trunk; t != nil {
+		out.Trunk = &TrunkStatus{
+			RxFrames: t.RxFrames, RxBytes: t.RxBytes, TxFrames: t.TxFrames, TxBytes: t.TxBytes,
+			QueueLen: t.QueueLen, Queued: t.Queued, QueueBytes: t.QueueBytes, QueuedBytes: t.QueuedBytes,
+			Drops: t.Drops,
+		}
+	}
+	return out
+}
+
+// fencesOf converts fences; never nil.
+func fencesOf(fs []vswitch.FenceStatus) []FenceStatus {
+	out := make([]FenceStatus, 0, len(fs))
+	for _, f := range fs {
+		out = append(out, FenceStatus{
+			ID: f.ID, Name: f.Name, Ports: f.Ports, MACs: f.MACs, MaxMACs: f.MaxMACs,
+			FramesIn: f.FramesIn, BytesIn: f.BytesIn, FramesOut: f.FramesOut, BytesOut: f.BytesOut,
+			Floods: f.Floods, Moves: f.Moves, LearnRefused: f.LearnRefused, Drops: f.Drops,
+		})
+	}
+	return out
+}
+
+// portsOf converts ports; never nil.
+func portsOf(ps []vswitch.PortStatus) []PortStatus {
+	out := make([]PortStatus, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, PortStatus{
+			ID: p.ID, Name: p.Name, Fence: p.Fence, MACs: p.MACs, MaxMACs: p.MaxMACs, PinMAC: p.PinMAC,
+			QueueLen: p.QueueLen, Queued: p.Queued, QueueBytes: p.QueueBytes, QueuedBytes: p.QueuedBytes,
+			RxFrames: p.RxFrames, RxBytes: p.RxBytes, TxFrames: p.TxFrames, TxBytes: p.TxBytes, Drops: p.Drops,
+		})
+	}
+	return out
+}
+
+// fdbOf converts a bridge table; never nil.
+func fdbOf(es []vswitch.FDBEntry) []FDBEntry {
+	out := make([]FDBEntry, 0, len(es))
+	for _, e := range es {
+		out = append(out, FDBEntry{MAC: e.MAC, Port: e.Port, PortName: e.PortName, Host: e.Host, Age: e.Age})
+	}
+	return out
+}
+
+// peersOf converts the uplink's status (without the gateway conflicts).
+func peersOf(st uplink.Status) PeersResponse {
+	r := st.Reassembly
+	out := PeersResponse{
+		Transport: st.Transport, Addr: st.Addr, OuterMAC: st.OuterMAC, HostID: st.HostID,
+		Installation: st.Installation, Name: st.Name, MTU: st.MTU, MaxEncapLen: st.MaxEncapLen,
+		HelloInterval: st.HelloInterval, Group: st.Group, GSO: st.GSO, GRO: st.GRO,
+		StaticPeers: st.StaticPeers,
+		Peers:       make([]PeerStatus, 0, len(st.Peers)),
+		Counters:    st.Counters,
+		RxByFence:   st.RxByFence,
+		Reassembly: ReassemblyStats{
+			Whole: r.Whole, Firsts: r.Firsts, Completed: r.Completed, Replaced: r.Replaced,
+			Orphans: r.Orphans, Mismatched: r.Mismatched, Expired: r.Expired,
+			EvictedHost: r.EvictedHost, EvictedTotal: r.EvictedTotal, EvictedWindow: r.EvictedWindow,
+			TooBig: r.TooBig, Invalid: r.Invalid,
+		},
+		GatewayYields: make([]GatewayYield, 0, len(st.GatewayYields)),
+	}
+	for _, p := range st.Peers {
+		out.Peers = append(out.Peers, PeerStatus{
+			OuterMAC: p.OuterMAC, Addr: p.Addr, Name: p.Name, HostID: p.HostID, HelloKnown: p.HelloKnown,
+			Fences: p.Fences, Gateways: p.Gateways, LastHello: p.LastHello, LastSeen: p.LastSeen,
+		})
+	}
+	for _, y := range st.GatewayYields {
+		out.GatewayYields = append(out.GatewayYields, GatewayYield{Fence: y.Fence, Peer: y.Peer, PeerName: y.PeerName, Since: y.Since})
+	}
+	return out
+}
