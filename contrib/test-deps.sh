@@ -6,7 +6,7 @@
 # Engineers: append the apt packages your tests need to PACKAGES.
 set -eu
 
-PACKAGES="qemu-system-x86 iproute2 busybox-static cpio xz-utils kmod iperf3 tcpdump iputils-ping"
+PACKAGES="qemu-system-x86 iproute2 busybox-static cpio xz-utils kmod iperf3 tcpdump iputils-ping tshark"
 # Kernel modules the tests use when the kernel has them (not fatal if not).
 MODULES="tun veth vsock_loopback"
 
@@ -24,6 +24,7 @@ why() {
 	iperf3) echo "TCP throughput tests and benchmarks" ;;
 	tcpdump) echo "checking what goes on the wire" ;;
 	iputils-ping) echo "ping inside network namespaces" ;;
+	tshark) echo "decoding captures with the Wireshark dissector of contrib/wireshark" ;;
 	*) echo "needed by the tests" ;;
 	esac
 }
