@@ -33,7 +33,45 @@ type fileConfig struct {
 	Metrics struct {
 		Listen string `mapstructure:"listen"`
 	} `mapstructure:"metrics"`
-	Log fileLog `mapstructure:"log"`
+	Log    fileLog    `mapstructure:"log"`
+	Limits fileLimits `mapstructure:"limits"`
+}
+
+// fileLimits are the process-wide bounds of DESIGN.md 4.8 (issue 8).
+type fileLimits struct {
+	PortsPerListener    *int64 `mapstructure:"ports_per_listener"`
+	PortsPerFence       *int64 `mapstructure:"ports_per_fence"`
+	FrameTimeout        string `mapstructure:"frame_timeout"`
+	DatagramIdleTimeout string `mapstructure:"datagram_idle_timeout"`
+	MaxQueuedBytes      *int64 `mapstructure:"max_queued_bytes"`
+}
+
+// fileSeal is uplink.seal (DESIGN.md 3.6, issue 9).
+type fileSeal struct {
+	Mode               string `mapstructure:"mode"`
+	SecretFile         string `mapstructure:"secret_file"`
+	PreviousSecretFile string `mapstructure:"previous_secret_file"`
+	Cipher             string `mapstructure:"cipher"`
+}
+
+// fileGossip is uplink.gossip (DESIGN.md 4.7, issue 10).
+type fileGossip struct {
+	Listen  string   `mapstructure:"listen"`
+	Join    []string `mapstructure:"join"`
+	Profile string   `mapstructure:"profile"`
+}
+
+// fileDNS is fences[].gateway.dns (issue 11).
+type fileDNS struct {
+	Records []fileDNSRecord `mapstructure:"records"`
+}
+
+// fileDNSRecord is one static DNS record of a fence's gateway.
+type fileDNSRecord struct {
+	Name string   `mapstructure:"name"`
+	Type string   `mapstructure:"type"`
+	Data []string `mapstructure:"data"`
+	TTL  string   `mapstructure:"ttl"`
 }
 
 type fileHost struct {
@@ -47,14 +85,18 @@ type fileHost struct {
 type fileUplink struct {
 	MTU *int64 `mapstructure:"mtu"`
 	UDP struct {
-		Listen string   `mapstructure:"listen"`
-		Peers  []string `mapstructure:"peers"`
-		Group  string   `mapstructure:"group"`
+		Listen     string   `mapstructure:"listen"`
+		Peers      []string `mapstructure:"peers"`
+		Group      string   `mapstructure:"group"`
+		LearnPeers *bool    `mapstructure:"learn_peers"`
 	} `mapstructure:"udp"`
 	Raw struct {
 		Interface string `mapstructure:"interface"`
 	} `mapstructure:"raw"`
-	HelloInterval string `mapstructure:"hello_interval"`
+	HelloInterval  string     `mapstructure:"hello_interval"`
+	MaxMACsPerHost *int64     `mapstructure:"max_macs_per_host"`
+	Seal           fileSeal   `mapstructure:"seal"`
+	Gossip         fileGossip `mapstructure:"gossip"`
 }
 
 type fileFence struct {
@@ -65,6 +107,8 @@ type fileFence struct {
 	MaxMACs  int64       `mapstructure:"max_macs"`
 	PortMACs int64       `mapstructure:"port_max_macs"`
 	Gateway  fileGateway `mapstructure:"gateway"`
+	KeyFile  string      `mapstructure:"key_file"`
+	BUMRate  *int64      `mapstructure:"bum_rate"`
 }
 
 type fileGateway struct {
@@ -83,12 +127,21 @@ type fileGateway struct {
 	IPv6Prefix     string        `mapstructure:"ipv6_prefix"`
 	Allow          []string      `mapstructure:"allow"`
 	Deny           []string      `mapstructure:"deny"`
+
+	HostLoopback        *bool   `mapstructure:"host_loopback"` // nil: true
+	MaxTCPConnsPerGuest *int64  `mapstructure:"max_tcp_conns_per_guest"`
+	MaxUDPFlowsPerGuest *int64  `mapstructure:"max_udp_flows_per_guest"`
+	TCPIdleTimeout      string  `mapstructure:"tcp_idle_timeout"`
+	Socks               string  `mapstructure:"socks"`
+	DNS                 fileDNS `mapstructure:"dns"`
 }
 
 type fileForward struct {
 	Proto  string `mapstructure:"proto"`
 	Listen string `mapstructure:"listen"`
 	Target string `mapstructure:"target"`
+	SNI    string `mapstructure:"sni"`
+	Host   string `mapstructure:"host"`
 }
 
 type fileLog struct {

@@ -60,6 +60,7 @@ const maxHostID = 0xFFFE
 func validate(raw *fileConfig) (*Config, error) {
 	v := &validator{raw: raw, cfg: &Config{}, used: map[string]string{}}
 	for _, step := range []func() error{
+		v.pending,
 		v.log,
 		v.fences,
 		v.admin,
