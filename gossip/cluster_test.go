@@ -46,10 +46,11 @@ func newCluster(tb testing.TB, hook func(from, to string, b []byte)) *cluster {
 // outerMAC returns host i's outer MAC: 02:fe:0c · installation 1 · i+1.
 func outerMAC(i int) [6]byte { return [6]byte{0x02, 0xfe, 0x0c, 0x01, byte((i + 1) >> 8), byte(i + 1)} }
 
-// innerMAC returns a VM MAC that names its fence and host, so a test can
-// find it in raw bytes: 02 · fence (3) · host (2).
-func innerMAC(fenceID uint32, host, k int) [6]byte {
-	return [6]byte{0x02 | byte(k)<<2, byte(fenceID >> 16), byte(fenceID >> 8), byte(fenceID), byte(host >> 8), byte(host)}
+// innerMAC returns VM MAC k of host in fence f; it names the fence and
+// host so that a test can find it in raw bytes: 0e|k<<4 · c5 · fence (2,
+// fences below 65536 here) · host (2).
+func innerMAC(f uint32, host, k int) [6]byte {
+	return [6]byte{0x0e | byte(k)<<4, 0xc5, byte(f >> 8), byte(f), byte(host >> 8), byte(host)}
 }
 
 // add creates node i (not started) with a fresh address.

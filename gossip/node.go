@@ -646,19 +646,32 @@ func cmpString(a, b string) int {
 }
 
 // joinLoop joins Config.Join, retrying with exponential backoff until a
-// member answers, and again whenever this host is alone.
+// member answers, and again whenever this host is alone. After each
+// successful join it also exchanges state with two random members (after
+// about 1 s and 5 s): the seed may not have known every member yet (hosts
+// that booted together), and memberlist would otherwise fill the gap only
+// at the next push/pull, minutes away at scale.
 func (n *Node) joinLoop() {
 	defer n.wg.Done()
 	backoff := n.cfg.JoinBackoff
 	failures := 0
+	joined := false
+	var catchUp []time.Duration
 	for {
 		wait := n.cfg.JoinMaxBackoff
-		if n.ml.NumMembers() <= 1 {
+		switch {
+		case !joined || n.ml.NumMembers() <= 1:
+			// Join until a configured member answers: being joined by
+			// another host is not enough (two hosts that boot together
+			// would make an island).
 			n.ctr.joinAttempts.Add(1)
-			_, err := n.ml.Join(n.cfg.Join)
-			if n.ml.NumMembers() > 1 {
+			k, err := n.ml.Join(n.cfg.Join)
+			joined = k > 0 && n.ml.NumMembers() > 1
+			if joined {
 				n.log.Info("joined the gossip cluster", "members", n.ml.NumMembers(), "after_failures", failures)
 				backoff, failures = n.cfg.JoinBackoff, 0
+				catchUp = []time.Duration{jitter(time.Second), jitter(4 * time.Second)}
+				wait = catchUp[0]
 			} else {
 				failures++
 				if failures == 1 || failures%10 == 0 {
@@ -668,6 +681,14 @@ func (n *Node) joinLoop() {
 				wait = jitter(backoff)
 				backoff = min(2*backoff, n.cfg.JoinMaxBackoff)
 			}
+		case len(catchUp) > 0:
+			catchUp = catchUp[1:]
+			if m := n.randomMember(); m != "" {
+				_, _ = n.ml.Join([]string{m})
+			}
+			if len(catchUp) > 0 {
+				wait = catchUp[0]
+			}
 		}
 		select {
 		case <-time.After(wait):
@@ -675,6 +696,22 @@ func (n *Node) joinLoop() {
 			return
 		}
 	}
+}
+
+// randomMember returns the gossip address of a random up member, or "".
+func (n *Node) randomMember() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var l []*peer
+	for _, p := range n.peers {
+		if p.state.up() {
+			l = append(l, p)
+		}
+	}
+	if len(l) == 0 {
+		return ""
+	}
+	return l[mrand.IntN(len(l))].node.Address()
 }
 
 // delegate implements memberlist.Delegate for a Node.
