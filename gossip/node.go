@@ -80,6 +80,8 @@ type Node struct {
 	gen uint64
 	// +checklocks:mu
 	dupOuter map[[6]byte]string // outer MACs claimed twice: the loser's name
+	// +checklocks:mu
+	syncSoon map[uint32]struct{} // fences whose membership changed: sync them early
 }
 
 // peer is another member as this host knows it.
@@ -124,6 +126,7 @@ func New(cfg Config) (*Node, error) {
 		byOuter:  map[[6]byte]*peer{},
 		tables:   map[uint32]*fenceTable{},
 		dupOuter: map[[6]byte]string{},
+		syncSoon: map[uint32]struct{}{},
 	}
 	var ib [8]byte
 	_, _ = rand.Read(ib[:])
@@ -275,6 +278,7 @@ func (n *Node) SetLocalFences(fences, gateways []uint32) error {
 				n.queueFull(p, f, n.cfg.OuterMAC)
 			}
 		}
+		n.syncSoon[f] = struct{}{}
 	}
 	n.markDirty()
 	n.mu.Unlock()
@@ -420,12 +424,35 @@ func (n *Node) queueFull(p *peer, id uint32, owner [6]byte) {
 	n.ctr.updatesSent.Add(1)
 }
 
-// send sends queued messages until Close.
+// sendRate and sendBurst pace the fence-state packets a host sends (a
+// join's burst, hundreds of full sets, would otherwise overflow the
+// receivers' socket buffers).
+const (
+	sendRate  = 1000 // per second
+	sendBurst = 100
+)
+
+// send sends queued messages until Close, at most sendRate a second
+// after a burst of sendBurst.
 func (n *Node) send(ch chan outMsg, reliable bool) {
 	defer n.wg.Done()
+	tokens, last := float64(sendBurst), time.Now()
 	for {
 		select {
 		case m := <-ch:
+			now := time.Now()
+			tokens = min(sendBurst, tokens+now.Sub(last).Seconds()*sendRate)
+			last = now
+			if tokens < 1 {
+				d := time.Duration((1 - tokens) / sendRate * float64(time.Second))
+				select {
+				case <-time.After(d):
+				case <-n.stop:
+					return
+				}
+				tokens, last = 1, time.Now()
+			}
+			tokens--
 			var err error
 			if reliable {
 				err = n.ml.SendReliable(&m.to, m.b)
@@ -459,7 +486,7 @@ func (n *Node) loop() {
 	defer tick.Stop()
 	var msg Message
 	var lastBuild time.Time
-	var rebuild <-chan time.Time
+	var rebuild, soon <-chan time.Time
 	for {
 		select {
 		case b := <-n.inbox:
@@ -473,10 +500,16 @@ func (n *Node) loop() {
 			lastBuild = time.Now()
 			n.publish(lastBuild)
 		case <-syncT.C:
-			n.antiEntropy()
+			n.antiEntropy(false)
 			syncT.Reset(jitter(n.cfg.SyncInterval))
+		case <-soon:
+			soon = nil
+			n.antiEntropy(true)
 		case now := <-tick.C:
 			n.refresh(now)
+			if soon == nil && n.hasSyncSoon() {
+				soon = time.After(jitter(earlySync))
+			}
 		case <-n.stop:
 			return
 		}
@@ -517,13 +550,30 @@ func (n *Node) refresh(now time.Time) {
 	}
 }
 
-// antiEntropy sends, for every local fence, the hash of its table to one
-// random other host of the fence.
-func (n *Node) antiEntropy() {
+// earlySync is how soon after a fence's membership changed it gets an
+// anti-entropy round of its own: it repairs at once the updates lost in
+// the burst of a join (refused because they arrived before the sender's
+// metadata, or dropped by a full queue) instead of at the next period.
+const earlySync = 2 * time.Second
+
+func (n *Node) hasSyncSoon() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.syncSoon) > 0
+}
+
+// antiEntropy sends, for every local fence (only those marked for an
+// early round when early is set), the hash of its table to one random
+// other host of the fence.
+func (n *Node) antiEntropy(early bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	var cands []*peer
 	for _, f := range n.fences {
+		if _, ok := n.syncSoon[f]; early && !ok {
+			continue
+		}
+		delete(n.syncSoon, f)
 		t := n.tables[f]
 		cands = cands[:0]
 		for _, p := range n.peers {
@@ -815,6 +865,7 @@ func (n *Node) update(m *memberlist.Node, s State) {
 		for _, f := range n.fences {
 			if meta.Has(f) && !(wasValid && oldMeta.Has(f)) {
 				n.queueFull(p, f, n.cfg.OuterMAC)
+				n.syncSoon[f] = struct{}{}
 				pm := Message{Type: MsgPull, Sender: n.cfg.OuterMAC, Fence: f, Owners: [][6]byte{meta.OuterMAC}}
 				n.queue(p, pm.AppendTo(make([]byte, 0, pm.Len())))
 			}

@@ -209,7 +209,9 @@ func TestCluster50(t *testing.T) {
 	// 10 s plus a margin for a loaded CI machine.
 	victim := nodes[7]
 	c.fail(victim)
-	d, ok = waitFor(20*time.Second, func() bool { return lookupsRight(victim.i) && c.knownByAll(victim, false) || c.deadEverywhere(victim) && lookupsRight(victim.i) })
+	d, ok = waitFor(20*time.Second, func() bool {
+		return lookupsRight(victim.i) && c.knownByAll(victim, false) || c.deadEverywhere(victim) && lookupsRight(victim.i)
+	})
 	if !ok {
 		t.Fatalf("failed host not withdrawn everywhere after %v", d)
 	}
@@ -439,7 +441,7 @@ func TestGatewayRule(t *testing.T) {
 }
 
 // testNode returns a node alone on a memnet network.
-func testNode(t *testing.T) *Node {
+func testNode(t testing.TB) *Node {
 	c := newCluster(t, nil)
 	s := c.add()
 	c.start(s, nil)
