@@ -52,7 +52,7 @@ type guest struct {
 func newGuest(t *testing.T, g *Gateway, mac [6]byte, ip netip.Addr) *guest {
 	t.Helper()
 	gs := &guest{mac: mac, ip: ip, ep: newLinkEndpoint(mac, 1500)}
-	gs.ep.allowARP = []netip.Addr{ip}
+	gs.ep.policy.allowARP = []netip.Addr{ip}
 	gs.s = gstack.New(gstack.Options{
 		NetworkProtocols:   []gstack.NetworkProtocolFactory{ipv4.NewProtocol, arp.NewProtocol},
 		TransportProtocols: []gstack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4},
