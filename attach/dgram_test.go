@@ -464,32 +464,39 @@ func readCount(t testing.TB, p vswitch.Port, bufs [][]byte, sizes []int, want in
 // TestDatagramPathsNoAllocs measures whole round trips, the listener's
 // reader goroutine included (AllocsPerRun counts every goroutine).
 func TestDatagramPathsNoAllocs(t *testing.T) {
-	t.Run("udp listener peer", func(t *testing.T) {
-		c := newCollector()
-		l := listenT(t, Addr{UDP, "127.0.0.1:0"}, c)
-		cl, err := net.Dial("udp", l.Addr().Target)
-		if err != nil {
-			t.Fatal(err)
+	// Small frames queue in 2 KiB pool buffers, large ones in 64 KiB ones.
+	for _, size := range []int{1000, 9000} {
+		name := "udp listener peer"
+		if size > vswitch.SmallBufSize {
+			name += " large"
 		}
-		defer cl.Close()
-		f := frame(1, 1000)
-		cl.Write(f)
-		g := c.next(t)
-		bufs, sizes := batch(4)
-		readFrames(t, g.p, 1)
-		round := func() {
-			for i := 0; i < 3; i++ {
-				if _, err := cl.Write(f); err != nil {
-					t.Fatal(err)
-				}
+		t.Run(name, func(t *testing.T) {
+			c := newCollector()
+			l := listenT(t, Addr{UDP, "127.0.0.1:0"}, c)
+			cl, err := net.Dial("udp", l.Addr().Target)
+			if err != nil {
+				t.Fatal(err)
 			}
-			readCount(t, g.p, bufs, sizes, 3)
-		}
-		round()
-		if a := testing.AllocsPerRun(200, round); a != 0 {
-			t.Fatalf("3 datagrams in through the listener: %v allocations per run, want 0", a)
-		}
-	})
+			defer cl.Close()
+			f := frame(1, size)
+			cl.Write(f)
+			g := c.next(t)
+			bufs, sizes := batch(4)
+			readFrames(t, g.p, 1)
+			round := func() {
+				for i := 0; i < 3; i++ {
+					if _, err := cl.Write(f); err != nil {
+						t.Fatal(err)
+					}
+				}
+				readCount(t, g.p, bufs, sizes, 3)
+			}
+			round()
+			if a := testing.AllocsPerRun(200, round); a != 0 {
+				t.Fatalf("3 datagrams in through the listener: %v allocations per run, want 0", a)
+			}
+		})
+	}
 	t.Run("unixpacket", func(t *testing.T) {
 		path := sockPath(t, "pa")
 		c := newCollector()
