@@ -182,12 +182,7 @@ func TestPingGateway(t *testing.T) {
 // TestICMPEchoNAT: with raw sockets (root), a ping of the gateway's
 // address is relayed to the host's loopback and the reply comes back.
 func TestICMPEchoNAT(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("needs root (raw ICMP sockets)")
-		}
-		t.Skip("needs root (raw ICMP sockets)")
-	}
+	needRoot(t, "raw ICMP sockets")
 	g := newTestGateway(t, Config{})
 	gs := newGuest(t, g, guestMAC, guestIP)
 	if !ping(t, gs, g.Addr(), 10*time.Second) {

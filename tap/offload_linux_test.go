@@ -392,12 +392,12 @@ func BenchmarkTapCableIperf(b *testing.B) {
 	}
 }
 
-// TestIntegrationTapOffloadReadGSO sends a 40-segment TCP super-frame out
+// TestIntegrationTapOffloadReadGSOAllocs sends a 40-segment TCP super-frame out
 // of the TAP through an AF_PACKET socket with PACKET_VNET_HDR in the
 // namespace: the device gets it whole (TSO) and Read cuts it into valid
 // segments that carry the payload, across Reads of 16 bufs (the pending
 // path), allocating nothing in steady state.
-func TestIntegrationTapOffloadReadGSO(t *testing.T) {
+func TestIntegrationTapOffloadReadGSOAllocs(t *testing.T) {
 	needRoot(t)
 	ns := newNS(t, "og")
 	d, err := Open(Config{Name: "otapg", NetNS: ns, Offload: true})

@@ -200,4 +200,3 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
-
