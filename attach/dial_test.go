@@ -200,7 +200,9 @@ func TestDialRedial(t *testing.T) {
 	s.stop()
 	c2.Close()
 	waitUntil(t, time.Now().Add(testTimeout), func() bool { return failed.Load() >= base+2 },
-		func() string { return fmt.Sprintf("%d failed dials while the server was away, want 2", failed.Load()-base) })
+		func() string {
+			return fmt.Sprintf("%d failed dials while the server was away, want 2", failed.Load()-base)
+		})
 	s.start(t)
 	c3 := s.next(t)
 	echo(c3, 3)
