@@ -627,8 +627,13 @@ func TestTCPNATBulkIntegrity(t *testing.T) {
 		}
 		defer c.Close()
 		h := sha256.New()
-		go func() { c.Write(payload); c.(*net.TCPConn).CloseWrite() }()
+		// Close only once the write is done: closing while it blocks
+		// would cut the host→guest stream short (the guest→host one may
+		// well finish first).
+		wrote := make(chan struct{})
+		go func() { c.Write(payload); c.(*net.TCPConn).CloseWrite(); close(wrote) }()
 		io.CopyN(h, c, size)
+		<-wrote
 		var s [32]byte
 		copy(s[:], h.Sum(nil))
 		got <- s
