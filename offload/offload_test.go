@@ -236,6 +236,16 @@ func TestSegmentShortBuffer(t *testing.T) {
 	if n, err := s.Segment(dst, super, 1); n != 0 || !errors.Is(err, io.ErrShortBuffer) {
 		t.Fatalf("Segment into %d bytes = %d, %v; want io.ErrShortBuffer", len(dst), n, err)
 	}
+	big := make([]byte, 65536)
+	for _, c := range []struct {
+		name string
+		src  []byte
+		i    int
+	}{{"index -1", super, -1}, {"index past the last", super, s.Segments}, {"short src", super[:len(super)-1], 0}, {"long src", append(super, 0), 0}} {
+		if n, err := s.Segment(big, c.src, c.i); n != 0 || err != ErrSegment {
+			t.Errorf("%s: Segment = %d, %v; want ErrSegment", c.name, n, err)
+		}
+	}
 }
 
 func TestParseSuperErrors(t *testing.T) {

@@ -38,10 +38,14 @@ func (s *Super) SegmentLen(i int) int {
 
 // Segment writes segment i (0 ≤ i < s.Segments) of the super-frame src,
 // which s describes, into dst and returns its length, or
-// [io.ErrShortBuffer] when dst is shorter than [Super.SegmentLen]. dst may
-// be src itself only for i == 0: the first segment is a prefix of the
-// super-frame and is cut in place, so cut every other segment first.
+// [io.ErrShortBuffer] when dst is shorter than [Super.SegmentLen]
+// ([ErrSegment] for an index out of range or a src shorter than s says).
+// dst may be src itself only for i == 0: the first segment is a prefix of
+// the super-frame and is cut in place, so cut every other segment first.
 func (s *Super) Segment(dst, src []byte, i int) (int, error) {
+	if i < 0 || i >= s.Segments || len(src) != s.Len()+s.Payload {
+		return 0, ErrSegment
+	}
 	hl := s.Len()
 	start := hl + i*s.MSS
 	plen := min(s.MSS, s.Payload-i*s.MSS)

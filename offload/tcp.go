@@ -80,6 +80,9 @@ var (
 	// ErrMalformed: a super-frame that is not Ethernet/IP/TCP as the
 	// package doc describes, or an MSS of zero.
 	ErrMalformed = errors.New("offload: malformed TCP super-frame")
+	// ErrSegment: a segment index out of range, or a super-frame that is
+	// not the one its Super describes.
+	ErrSegment = errors.New("offload: no such segment")
 	// ErrChecksumRange: a checksum start or offset outside the frame.
 	ErrChecksumRange = errors.New("offload: checksum start or offset out of range")
 )
