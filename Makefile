@@ -21,11 +21,18 @@ test-deps:
 	./contrib/test-deps.sh
 
 # Every test: vet, unit tests, integration and end-to-end tests (root: network
-# namespaces, TAP, QEMU). Nothing is skipped; a test that cannot run fails.
+# namespaces, TAP, QEMU), under the race detector. Nothing is skipped; a test
+# that cannot run fails. Then the allocation tests (names containing "Alloc")
+# once more without it: the race detector allocates, so some of them skip
+# under -race, and this is the one test run without -race.
 test: test-deps build
 	$(GO) vet ./...
 	CI=$${CI:-true} $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	CI=$${CI:-true} $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -run Alloc ./...
 
+# The development loop, under a minute: -short skips every test that needs
+# network namespaces, TAP devices, QEMU or root (each says so); the rest runs
+# under the race detector.
 unit:
 	$(GO) test -race -count=1 -short ./...
 

@@ -3,9 +3,11 @@ package attach
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -134,6 +136,7 @@ func TestPortConformance(t *testing.T) {
 
 			var wg sync.WaitGroup
 			var rerr, werr error
+			var reads, writes atomic.Int64
 			wg.Add(2)
 			go func() {
 				defer wg.Done()
@@ -143,19 +146,24 @@ func TestPortConformance(t *testing.T) {
 						rerr = err
 						return
 					}
+					reads.Add(1)
 				}
 			}()
 			go func() {
 				defer wg.Done()
 				out := outBufs(frame(3, 60), frame(4, 1514), frame(5, 200))
 				for {
+					writes.Add(1) // a pipe's Write blocks until the far end reads: count calls
 					if _, err := p.Write(out, vswitch.Headroom); err != nil {
 						werr = err
 						return
 					}
 				}
 			}()
-			time.Sleep(30 * time.Millisecond)
+			// Both are under way (Read has returned frames, Write has been
+			// called) before the third goroutine closes.
+			waitUntil(t, time.Now().Add(testTimeout), func() bool { return reads.Load() > 0 && writes.Load() > 0 },
+				func() string { return fmt.Sprintf("reads %d, writes %d before Close", reads.Load(), writes.Load()) })
 			if err := p.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 				t.Errorf("Close: %v", err)
 			}

@@ -13,54 +13,13 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	vswitch "github.com/corralnet/corral/switch"
 )
 
 // VFKTGreeting is the 4-byte datagram vfkit sends first on a unixgram
 // socket; a listener consumes it instead of switching it.
 const VFKTGreeting = "VFKT"
-
-// smallFrame is the size class of pooled queue buffers for ordinary
-// (MTU 1500) frames; bigger frames use maxFrame-sized buffers.
-const smallFrame = 2048
-
-// Free-list bounds: how many idle queue buffers a listener keeps (2 MiB
-// of each class at most); beyond that they are left to the GC.
-const (
-	smallFree = 1024
-	largeFree = 32
-)
-
-// freeList is a bounded pool of queue buffers of one size. Unlike
-// sync.Pool it keeps its buffers across garbage collections (and under
-// the race detector), so the steady state allocates nothing.
-type freeList struct {
-	ch   chan *qbuf
-	size int
-}
-
-func newFreeList(n, size int) freeList { return freeList{ch: make(chan *qbuf, n), size: size} }
-
-func (f *freeList) get() *qbuf {
-	select {
-	case q := <-f.ch:
-		return q
-	default:
-		return &qbuf{b: make([]byte, f.size)}
-	}
-}
-
-func (f *freeList) put(q *qbuf) {
-	select {
-	case f.ch <- q:
-	default:
-	}
-}
-
-// qbuf is one queued datagram.
-type qbuf struct {
-	b []byte
-	n int
-}
 
 // DgramStats counts what a datagram listener dropped.
 type DgramStats struct {
@@ -89,7 +48,11 @@ type dgramListener struct {
 	log    *slog.Logger
 	onPort OnPort
 
-	small, large freeList
+	// cache is the reader's stash of queue buffers from the switch's
+	// shared frame-buffer pool (vswitch.GetBuf): a queued datagram sits in
+	// a 2 KiB buffer, or a 64 KiB one when it is larger. Owned by the
+	// reader goroutine, released when it ends.
+	cache *vswitch.BufCache
 
 	mu     sync.Mutex
 	byAP   map[netip.AddrPort]*peerPort // guarded by mu
@@ -141,8 +104,7 @@ func listenDgram(addr Addr, opts Options, onPort OnPort) (*dgramListener, error)
 	l.rc = rc
 	growSocketBuffers(l.conn)
 	l.log = opts.Logger.With("listen", l.addr.String())
-	l.small = newFreeList(smallFree, smallFrame)
-	l.large = newFreeList(largeFree, opts.MaxFrame)
+	l.cache = vswitch.NewBufCache()
 	l.hdrs = make([]unix.Mmsghdr, BatchSize)
 	l.iovs = make([]unix.Iovec, BatchSize)
 	l.names = make([]unix.RawSockaddrAny, BatchSize)
@@ -226,6 +188,7 @@ func (l *dgramListener) recvFn(fd uintptr) bool {
 // read is the reader goroutine.
 func (l *dgramListener) read() {
 	defer l.wg.Done()
+	defer l.cache.Release()
 	errs := 0
 	for {
 		for i := range l.hdrs {
@@ -298,16 +261,12 @@ func (l *dgramListener) dispatch(now int64) {
 			l.refused.Add(1)
 			continue
 		}
-		pool := &l.small
-		if size > smallFrame {
-			pool = &l.large
-		}
-		q := pool.get()
-		q.n = copy(q.b, frame)
+		q := l.cache.Get(size)
+		q = q[:copy(q, frame)]
 		select {
 		case p.q <- q:
 		default:
-			pool.put(q)
+			l.cache.Put(q)
 			l.queueFull.Add(1)
 		}
 	}
@@ -371,7 +330,8 @@ func inetAddrPort(sa *unix.RawSockaddrAny) (netip.AddrPort, bool) {
 func (l *dgramListener) newPeer(sa *unix.RawSockaddrAny, salen uint32) *peerPort {
 	p := &peerPort{
 		l:     l,
-		q:     make(chan *qbuf, l.opts.QueueLen),
+		q:     make(chan []byte, l.opts.QueueLen),
+		rdone: make([][]byte, 0, BatchSize),
 		shut:  make(chan struct{}),
 		sa:    *sa,
 		salen: salen,
@@ -472,10 +432,16 @@ type peerPort struct {
 	salen   uint32
 	refused bool // set before the reader's next batch; read under l.mu
 
-	q        chan *qbuf
+	// q holds the peer's queued datagrams, each in a pool buffer
+	// (vswitch.GetBuf) that Read returns to the pool after copying it.
+	q        chan []byte
 	shut     chan struct{}
 	once     sync.Once
 	lastSeen atomic.Int64 // unix nanoseconds of the last datagram
+
+	// Read side, owned by the reader: the buffers one Read copied out,
+	// returned to the pool together (one pool lock per Read).
+	rdone [][]byte
 
 	// Write side, owned by the writer.
 	whdrs  []unix.Mmsghdr
@@ -521,7 +487,7 @@ func (p *peerPort) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	if len(bufs) == 0 {
 		return 0, errNoBuffers
 	}
-	var q *qbuf
+	var q []byte
 	select {
 	case <-p.shut:
 		return 0, net.ErrClosed
@@ -532,10 +498,11 @@ func (p *peerPort) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	case <-p.shut:
 		return 0, net.ErrClosed
 	}
+	defer p.releaseDone()
 	n := 0
 	for {
-		if q.n <= len(bufs[n])-offset {
-			sizes[n] = copy(bufs[n][offset:], q.b[:q.n])
+		if len(q) <= len(bufs[n])-offset {
+			sizes[n] = copy(bufs[n][offset:], q)
 			n++
 		} else {
 			p.l.oversize.Add(1)
@@ -552,6 +519,7 @@ func (p *peerPort) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		if n > 0 {
 			return n, nil
 		}
+		p.releaseDone() // before blocking
 		select {
 		case q = <-p.q:
 		case <-p.shut:
@@ -560,11 +528,19 @@ func (p *peerPort) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	}
 }
 
-func (p *peerPort) release(q *qbuf) {
-	if len(q.b) == smallFrame {
-		p.l.small.put(q)
-	} else {
-		p.l.large.put(q)
+// release collects a copied-out queue buffer for releaseDone.
+func (p *peerPort) release(q []byte) {
+	if len(p.rdone) == cap(p.rdone) {
+		p.releaseDone()
+	}
+	p.rdone = append(p.rdone, q)
+}
+
+// releaseDone returns the collected queue buffers to the shared pool.
+func (p *peerPort) releaseDone() {
+	if len(p.rdone) > 0 {
+		vswitch.PutBufs(p.rdone)
+		p.rdone = p.rdone[:0]
 	}
 }
 

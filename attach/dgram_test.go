@@ -10,8 +10,12 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	vswitch "github.com/corralnet/corral/switch"
 )
@@ -392,9 +396,8 @@ func checkDialedDgram(t *testing.T, p vswitch.Port, srv net.PacketConn) {
 	}
 	// Several datagrams queued: one Read returns them all (recvmmsg).
 	for _, f := range want {
-		srv.WriteTo(f, from)
+		sendQueued(t, p.(*packetPort), srv, f, from)
 	}
-	time.Sleep(20 * time.Millisecond)
 	bufs, sizes := batch(8)
 	n, err := p.Read(bufs, sizes, vswitch.Headroom)
 	if err != nil {
@@ -407,6 +410,38 @@ func checkDialedDgram(t *testing.T, p vswitch.Port, srv net.PacketConn) {
 		if !bytes.Equal(bufs[i][vswitch.Headroom:vswitch.Headroom+sizes[i]], want[i]) {
 			t.Fatalf("frame %d differs", i)
 		}
+	}
+}
+
+// sendQueued sends f from srv to the address to, where the dialed port p
+// listens, and returns once the datagram waits in p's socket receive
+// queue, so that p's next Read finds it. A unixgram send queues the
+// datagram on the receiving socket before it returns. On udp, loopback
+// delivery may happen later (in ksoftirqd on a loaded machine), so it polls
+// the receive memory of p's socket (SO_MEMINFO), which grows with every
+// datagram queued and shrinks only when one is read.
+func sendQueued(t *testing.T, p *packetPort, srv net.PacketConn, f []byte, to net.Addr) {
+	t.Helper()
+	rmem := func() uint32 {
+		var m [unix.SK_MEMINFO_VARS]uint32
+		var errno syscall.Errno
+		if err := p.rc.Control(func(fd uintptr) {
+			l := uint32(unsafe.Sizeof(m))
+			_, _, errno = unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
+				uintptr(unsafe.Pointer(&m[0])), uintptr(unsafe.Pointer(&l)), 0)
+		}); err != nil || errno != 0 {
+			t.Fatalf("SO_MEMINFO: %v %v", err, errno)
+		}
+		return m[unix.SK_MEMINFO_RMEM_ALLOC]
+	}
+	_, isUDP := srv.(*net.UDPConn)
+	before := rmem()
+	if _, err := srv.WriteTo(f, to); err != nil {
+		t.Fatalf("send to the dialed port: %v", err)
+	}
+	if isUDP {
+		waitUntil(t, time.Now().Add(testTimeout), func() bool { return rmem() > before },
+			func() string { return fmt.Sprintf("datagram not queued on the dialed port after %v", testTimeout) })
 	}
 }
 
@@ -464,32 +499,39 @@ func readCount(t testing.TB, p vswitch.Port, bufs [][]byte, sizes []int, want in
 // TestDatagramPathsNoAllocs measures whole round trips, the listener's
 // reader goroutine included (AllocsPerRun counts every goroutine).
 func TestDatagramPathsNoAllocs(t *testing.T) {
-	t.Run("udp listener peer", func(t *testing.T) {
-		c := newCollector()
-		l := listenT(t, Addr{UDP, "127.0.0.1:0"}, c)
-		cl, err := net.Dial("udp", l.Addr().Target)
-		if err != nil {
-			t.Fatal(err)
+	// Small frames queue in 2 KiB pool buffers, large ones in 64 KiB ones.
+	for _, size := range []int{1000, 9000} {
+		name := "udp listener peer"
+		if size > vswitch.SmallBufSize {
+			name += " large"
 		}
-		defer cl.Close()
-		f := frame(1, 1000)
-		cl.Write(f)
-		g := c.next(t)
-		bufs, sizes := batch(4)
-		readFrames(t, g.p, 1)
-		round := func() {
-			for i := 0; i < 3; i++ {
-				if _, err := cl.Write(f); err != nil {
-					t.Fatal(err)
-				}
+		t.Run(name, func(t *testing.T) {
+			c := newCollector()
+			l := listenT(t, Addr{UDP, "127.0.0.1:0"}, c)
+			cl, err := net.Dial("udp", l.Addr().Target)
+			if err != nil {
+				t.Fatal(err)
 			}
-			readCount(t, g.p, bufs, sizes, 3)
-		}
-		round()
-		if a := testing.AllocsPerRun(200, round); a != 0 {
-			t.Fatalf("3 datagrams in through the listener: %v allocations per run, want 0", a)
-		}
-	})
+			defer cl.Close()
+			f := frame(1, size)
+			cl.Write(f)
+			g := c.next(t)
+			bufs, sizes := batch(4)
+			readFrames(t, g.p, 1)
+			round := func() {
+				for i := 0; i < 3; i++ {
+					if _, err := cl.Write(f); err != nil {
+						t.Fatal(err)
+					}
+				}
+				readCount(t, g.p, bufs, sizes, 3)
+			}
+			round()
+			if a := testing.AllocsPerRun(200, round); a != 0 {
+				t.Fatalf("3 datagrams in through the listener: %v allocations per run, want 0", a)
+			}
+		})
+	}
 	t.Run("unixpacket", func(t *testing.T) {
 		path := sockPath(t, "pa")
 		c := newCollector()

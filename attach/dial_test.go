@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -174,7 +176,9 @@ func TestDialRedial(t *testing.T) {
 	sw := &switchSide{names: make(chan string, 16)}
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	go func() { errc <- Dial(ctx, Addr{Unix, s.path}, testOpts(t), sw.onPort) }()
+	var failed atomic.Int64
+	opts := countMsgs(testOpts(t), "dial failed, retrying", &failed)
+	go func() { errc <- Dial(ctx, Addr{Unix, s.path}, opts, sw.onPort) }()
 
 	echo := func(c net.Conn, i int) {
 		t.Helper()
@@ -192,9 +196,13 @@ func TestDialRedial(t *testing.T) {
 	echo(c2, 2)
 	// The server goes away entirely and comes back later: Dial keeps
 	// trying with backoff and reconnects.
+	base := failed.Load()
 	s.stop()
 	c2.Close()
-	time.Sleep(300 * time.Millisecond)
+	waitUntil(t, time.Now().Add(testTimeout), func() bool { return failed.Load() >= base+2 },
+		func() string {
+			return fmt.Sprintf("%d failed dials while the server was away, want 2", failed.Load()-base)
+		})
 	s.start(t)
 	c3 := s.next(t)
 	echo(c3, 3)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -100,6 +101,59 @@ func waitUntil(t testing.TB, deadline time.Time, cond func() bool, msg func() st
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// waitParked waits until a goroutine with fn (e.g. "(*streamPort).Read(")
+// on its stack is parked: blocked on a channel, a select, the network
+// poller or a lock, not running. A test that checks that Close unblocks a
+// call waits for the call to block first instead of sleeping.
+func waitParked(t testing.TB, fn string) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	parked := func() bool {
+		for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+			head, _, _ := strings.Cut(g, "\n") // "goroutine 7 [select]:"
+			if strings.Contains(head, "[running]") || strings.Contains(head, "[runnable]") || strings.Contains(head, "[syscall") {
+				continue
+			}
+			if strings.Contains(g, fn) {
+				return true
+			}
+		}
+		return false
+	}
+	waitUntil(t, time.Now().Add(testTimeout), parked, func() string { return fn + " never blocked" })
+}
+
+// msgCounter is a slog.Handler that counts the records whose message is
+// msg and passes every record on: a test polls the count instead of
+// sleeping while something it cannot see happens a few times.
+type msgCounter struct {
+	slog.Handler
+	msg string
+	n   *atomic.Int64
+}
+
+// countMsgs returns opts with a logger that counts records of message msg
+// into n.
+func countMsgs(opts Options, msg string, n *atomic.Int64) Options {
+	opts.Logger = slog.New(&msgCounter{Handler: opts.Logger.Handler(), msg: msg, n: n})
+	return opts
+}
+
+func (h *msgCounter) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.n.Add(1)
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h *msgCounter) WithAttrs(as []slog.Attr) slog.Handler {
+	return &msgCounter{Handler: h.Handler.WithAttrs(as), msg: h.msg, n: h.n}
+}
+
+func (h *msgCounter) WithGroup(name string) slog.Handler {
+	return &msgCounter{Handler: h.Handler.WithGroup(name), msg: h.msg, n: h.n}
 }
 
 // shortDir returns a temporary directory whose paths fit a sockaddr_un.

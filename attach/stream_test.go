@@ -294,7 +294,7 @@ func TestStreamCloseUnblocks(t *testing.T) {
 		_, err := p.Read(bufs, sizes, vswitch.Headroom)
 		errc <- err
 	}()
-	time.Sleep(10 * time.Millisecond)
+	waitParked(t, "(*streamPort).Read(")
 	p.Close()
 	p.Close() // twice is fine
 	select {

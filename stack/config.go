@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/corralnet/corral/fence"
 )
 
 // Defaults, like QEMU's user networking.
@@ -128,8 +130,8 @@ type Config struct {
 
 // Validate checks cfg. It does not modify it; [New] applies defaults.
 func (c *Config) Validate() error {
-	if c.Fence == 0 || c.Fence > 0xFFFFFE {
-		return fmt.Errorf("%w: fence id %d: want 1…0xFFFFFE", ErrInvalidConfig, c.Fence)
+	if !fence.ValidFenceID(c.Fence) {
+		return fmt.Errorf("%w: fence id %d: want %d…0x%X", ErrInvalidConfig, c.Fence, fence.MinFenceID, fence.MaxFenceID)
 	}
 	if c.Subnet.IsValid() {
 		if !c.Subnet.Addr().Is4() {

@@ -31,7 +31,10 @@
 // The link endpoint speaks Ethernet itself, coalesces inbound TCP segments
 // of each batch with gVisor's GRO, and lets gVisor's TCP send segments up
 // to 64 KiB (host GSO) which it splits into MTU-sized frames while copying
-// them out.
+// them out (package offload, the segmenter package tap uses too). What it
+// lets into the stack is a separate policy: ARP and neighbor solicitations
+// only for the gateway's addresses, router solicitations and ICMP echo
+// requests to the gateway's hooks.
 //
 // Only this package (not its subpackages) imports gvisor.dev/...; the DHCP
 // and DNS servers work on net.PacketConn and net.Listener.

@@ -79,12 +79,12 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	g.ep = newLinkEndpoint(cfg.MAC, cfg.MTU)
-	g.ep.allowARP = []netip.Addr{g.gwIP, g.dnsIP}
+	g.ep.policy.allowARP = []netip.Addr{g.gwIP, g.dnsIP}
 	if !cfg.NoIPv6 {
 		g.ll6, g.gw6, g.dns6 = g.ipv6Addrs()
-		g.ep.allowNDP = []netip.Addr{g.ll6, g.gw6, g.dns6}
+		g.ep.policy.allowNDP = []netip.Addr{g.ll6, g.gw6, g.dns6}
 		g.rsCh = make(chan struct{}, 1)
-		g.ep.onRS = func() {
+		g.ep.policy.onRS = func() {
 			select {
 			case g.rsCh <- struct{}{}:
 			default:
@@ -98,7 +98,7 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g.nat.init(g)
 	g.icmp.start(g)
-	g.ep.onEcho = g.icmp.intercept
+	g.ep.policy.onEcho = g.icmp.intercept
 	if err := g.startServices(); err != nil {
 		g.Close()
 		return nil, err

@@ -182,12 +182,7 @@ func TestPingGateway(t *testing.T) {
 // TestICMPEchoNAT: with raw sockets (root), a ping of the gateway's
 // address is relayed to the host's loopback and the reply comes back.
 func TestICMPEchoNAT(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("needs root (raw ICMP sockets)")
-		}
-		t.Skip("needs root (raw ICMP sockets)")
-	}
+	needRoot(t, "raw ICMP sockets")
 	g := newTestGateway(t, Config{})
 	gs := newGuest(t, g, guestMAC, guestIP)
 	if !ping(t, gs, g.Addr(), 10*time.Second) {
@@ -632,8 +627,13 @@ func TestTCPNATBulkIntegrity(t *testing.T) {
 		}
 		defer c.Close()
 		h := sha256.New()
-		go func() { c.Write(payload); c.(*net.TCPConn).CloseWrite() }()
+		// Close only once the write is done: closing while it blocks
+		// would cut the host→guest stream short (the guest→host one may
+		// well finish first).
+		wrote := make(chan struct{})
+		go func() { c.Write(payload); c.(*net.TCPConn).CloseWrite(); close(wrote) }()
 		io.CopyN(h, c, size)
+		<-wrote
 		var s [32]byte
 		copy(s[:], h.Sum(nil))
 		got <- s

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -21,6 +22,23 @@ import (
 )
 
 var _ vswitch.Port = (*Gateway)(nil)
+
+// needRoot is the gate of every test that needs root (for what): under
+// -short (make unit) it skips, saying so; otherwise, when not root, it
+// fails under CI=true and skips without.
+func needRoot(t *testing.T, what string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skipf("skipped under -short (make unit): needs root (%s); make test runs it", what)
+	}
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("needs root (%s); CI=true, so not skipping", what)
+	}
+	t.Skipf("needs root (%s)", what)
+}
 
 // newTestGateway starts a gateway with test defaults; Close on cleanup.
 func newTestGateway(t *testing.T, cfg Config) *Gateway {
@@ -52,7 +70,7 @@ type guest struct {
 func newGuest(t *testing.T, g *Gateway, mac [6]byte, ip netip.Addr) *guest {
 	t.Helper()
 	gs := &guest{mac: mac, ip: ip, ep: newLinkEndpoint(mac, 1500)}
-	gs.ep.allowARP = []netip.Addr{ip}
+	gs.ep.policy.allowARP = []netip.Addr{ip}
 	gs.s = gstack.New(gstack.Options{
 		NetworkProtocols:   []gstack.NetworkProtocolFactory{ipv4.NewProtocol, arp.NewProtocol},
 		TransportProtocols: []gstack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4},

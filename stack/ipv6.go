@@ -14,57 +14,24 @@ import (
 
 // Router advertisement parameters (RFC 4861 section 6.2.1, RFC 8106).
 const (
-	raInterval        = 30 * time.Second
-	raRouterLifetime  = 1800 // seconds
-	raValidLifetime   = 86400
-	raPreferLifetime  = 14400
-	raRDNSSLifetime   = 1800
-	raCurHopLimit     = 64
-	ndpOptSourceLL    = 1
-	ndpOptPrefixInfo  = 3
-	ndpOptMTU         = 5
-	ndpOptRDNSS       = 25
-	prefixFlagsLA     = 0xc0 // on-link, autonomous
-	raHeaderSize      = 16   // ICMPv6 RA header: type, code, csum, hop, flags, lifetime, reachable, retrans
-	raSourceLLSize    = 8
-	raMTUSize         = 8
-	raPrefixInfoSize  = 32
-	raRDNSSSize       = 24
-	raSize            = raHeaderSize + raSourceLLSize + raMTUSize + raPrefixInfoSize + raRDNSSSize
-	icmpv6TypeOffset  = 0
-	nsTargetOffset    = 8 // in a Neighbor Solicitation
-	ipv6NextHdrOffset = 6
+	raInterval       = 30 * time.Second
+	raRouterLifetime = 1800 // seconds
+	raValidLifetime  = 86400
+	raPreferLifetime = 14400
+	raRDNSSLifetime  = 1800
+	raCurHopLimit    = 64
+	ndpOptSourceLL   = 1
+	ndpOptPrefixInfo = 3
+	ndpOptMTU        = 5
+	ndpOptRDNSS      = 25
+	prefixFlagsLA    = 0xc0 // on-link, autonomous
+	raHeaderSize     = 16   // ICMPv6 RA header: type, code, csum, hop, flags, lifetime, reachable, retrans
+	raSourceLLSize   = 8
+	raMTUSize        = 8
+	raPrefixInfoSize = 32
+	raRDNSSSize      = 24
+	raSize           = raHeaderSize + raSourceLLSize + raMTUSize + raPrefixInfoSize + raRDNSSSize
 )
-
-// ndpAllowed reports whether an inbound IPv6 frame may reach the stack.
-// Neighbor solicitations pass only for the gateway's own addresses (the
-// NIC spoofs and would answer for every target, breaking guests' DAD).
-// Router solicitations are answered here with a router advertisement.
-func (e *linkEndpoint) ndpAllowed(ip []byte) bool {
-	if len(ip) < header.IPv6MinimumSize+header.ICMPv6MinimumSize || ip[ipv6NextHdrOffset] != uint8(header.ICMPv6ProtocolNumber) {
-		return true
-	}
-	icmp := ip[header.IPv6MinimumSize:]
-	switch header.ICMPv6Type(icmp[icmpv6TypeOffset]) {
-	case header.ICMPv6NeighborSolicit:
-		if len(icmp) < nsTargetOffset+16 {
-			return false
-		}
-		t := netip.AddrFrom16([16]byte(icmp[nsTargetOffset : nsTargetOffset+16]))
-		for _, a := range e.allowNDP {
-			if a == t {
-				return true
-			}
-		}
-		return false
-	case header.ICMPv6RouterSolicit:
-		if e.onRS != nil {
-			e.onRS()
-		}
-		return false
-	}
-	return true
-}
 
 // ipv6Addrs returns the gateway's IPv6 addresses: link-local, ::2, ::3.
 func (g *Gateway) ipv6Addrs() (ll, gw, dns netip.Addr) {

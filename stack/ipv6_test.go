@@ -94,8 +94,8 @@ func TestIPv6SLAACAndNAT(t *testing.T) {
 	mac := guestMAC
 	want := slaacAddr(DefaultIPv6Prefix, mac)
 	ep := newLinkEndpoint(mac, 1500)
-	ep.allowARP = []netip.Addr{guestIP}
-	ep.allowNDP = []netip.Addr{netip.AddrFrom16(header.LinkLocalAddr(tcpip.LinkAddress(mac[:])).As16()), want}
+	ep.policy.allowARP = []netip.Addr{guestIP}
+	ep.policy.allowNDP = []netip.Addr{netip.AddrFrom16(header.LinkLocalAddr(tcpip.LinkAddress(mac[:])).As16()), want}
 	s := gstack.New(gstack.Options{
 		NetworkProtocols: []gstack.NetworkProtocolFactory{ipv6.NewProtocolWithOptions(ipv6.Options{
 			NDPConfigs: ipv6.NDPConfigurations{

@@ -2,7 +2,6 @@ package stack
 
 import (
 	"net"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 
@@ -11,6 +10,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/stack/gro"
+
+	"github.com/corralnet/corral/offload"
 )
 
 const (
@@ -28,6 +29,11 @@ const (
 // inbound TCP segments of a batch go through gVisor's GRO and reach the
 // stack coalesced.
 //
+// The endpoint is transport only: queues, the Port's Read and Write, and
+// the gVisor stack.LinkEndpoint methods. What the gateway lets in is its
+// policy ([linkPolicy]), consulted once per inbound frame, as Tailscale's
+// netstack keeps its link endpoint apart from its packet filter.
+//
 // Directions: inbound frames come from the fence (Port.Write) and go into the
 // stack; outbound frames are sent by the stack and leave through Port.Read.
 //
@@ -43,22 +49,15 @@ type linkEndpoint struct {
 	gro   gro.GRO
 
 	// seg holds a large outbound TCP segment being split (Read only).
-	seg segmenter
+	seg offload.Pending
 
 	out       chan *stack.PacketBuffer
 	closed    chan struct{}
 	closeOnce sync.Once
 
-	// allowARP are the only addresses ARP requests are answered for; set
-	// before the endpoint is attached, read-only afterwards.
-	allowARP []netip.Addr
-	// allowNDP are the only targets neighbor solicitations are answered
-	// for; onRS is called for each router solicitation. Both set before
-	// attach, read-only afterwards.
-	allowNDP []netip.Addr
-	onRS     func()
-	// onEcho, when set, may consume ICMP echo requests (ICMP NAT).
-	onEcho func(frame []byte) bool
+	// policy decides which inbound frames reach the stack (policy.go).
+	// Set before the first Write, read-only afterwards.
+	policy linkPolicy
 
 	mu         sync.RWMutex
 	dispatcher stack.NetworkDispatcher
@@ -117,9 +116,9 @@ func (e *linkEndpoint) Read(bufs [][]byte, sizes []int, offset int) (int, error)
 		}
 		for pkt != nil {
 			if g := pkt.GSOOptions; g.Type != stack.GSONone && g.NeedsCsum {
-				if !e.seg.start(pkt) {
+				if !e.startGSO(pkt) {
 					e.outTooLong.Add(1)
-				} else if e.seg.payloadLen() > e.seg.mss {
+				} else if e.seg.Remaining() > 1 {
 					e.gsoSplits.Add(1)
 				}
 				pkt.DecRef()
@@ -152,11 +151,11 @@ func (e *linkEndpoint) Read(bufs [][]byte, sizes []int, offset int) (int, error)
 // emitSegments writes pending GSO segments into bufs[n:] and returns the
 // new count.
 func (e *linkEndpoint) emitSegments(bufs [][]byte, sizes []int, offset, n int) int {
-	for n < len(bufs) && e.seg.frame != nil {
-		sz, ok := e.seg.next(bufs[n][offset:])
-		if !ok {
+	for n < len(bufs) && e.seg.Remaining() > 0 {
+		sz, err := e.seg.Next(bufs[n][offset:])
+		if err != nil {
 			e.outTooLong.Add(1)
-			e.seg.frame = nil
+			e.seg.Reset()
 			break
 		}
 		sizes[n] = sz
@@ -187,7 +186,8 @@ func copyPacket(dst []byte, pkt *stack.PacketBuffer) (int, bool) {
 
 // Write implements vswitch.Port: it delivers inbound frames to the stack.
 // Frames not addressed to the gateway's MAC, broadcast or multicast are
-// dropped (the switch floods unknown unicast to every port).
+// dropped (the switch floods unknown unicast to every port), and so are
+// those the policy filters or consumes.
 func (e *linkEndpoint) Write(bufs [][]byte, offset int) (int, error) {
 	select {
 	case <-e.closed:
@@ -210,24 +210,12 @@ func (e *linkEndpoint) Write(bufs [][]byte, offset int) (int, error) {
 			e.inFiltered.Add(1)
 			continue
 		}
-		switch header.Ethernet(frame).Type() {
-		case header.ARPProtocolNumber:
-			if !e.arpAllowed(frame[header.EthernetMinimumSize:]) {
-				e.inFiltered.Add(1)
-				continue
-			}
-		case header.IPv4ProtocolNumber:
-			if e.onEcho != nil && e.onEcho(frame) {
-				continue
-			}
-		case header.IPv6ProtocolNumber:
-			if !e.ndpAllowed(frame[header.EthernetMinimumSize:]) {
-				e.inFiltered.Add(1)
-				continue
-			}
-			if e.onEcho != nil && e.onEcho(frame) {
-				continue
-			}
+		switch e.policy.inbound(frame) {
+		case verdictFilter:
+			e.inFiltered.Add(1)
+			continue
+		case verdictConsumed:
+			continue
 		}
 		// One copy: the switch owns b and reuses it after Write returns.
 		pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{
@@ -255,26 +243,6 @@ func (e *linkEndpoint) Write(bufs [][]byte, offset int) (int, error) {
 	e.gro.Flush()
 	e.inFrames.Add(uint64(len(bufs)))
 	return len(bufs), nil
-}
-
-// arpAllowed reports whether an inbound ARP packet may reach the stack: a
-// request only when it asks for one of allowARP. The NIC spoofs (to NAT any
-// destination), and a spoofing NIC answers ARP for every address.
-func (e *linkEndpoint) arpAllowed(b []byte) bool {
-	a := header.ARP(b)
-	if !a.IsValid() {
-		return false
-	}
-	if a.Op() != header.ARPRequest {
-		return true
-	}
-	t := a.ProtocolAddressTarget()
-	for _, ip := range e.allowARP {
-		if ip.As4() == [4]byte(t) {
-			return true
-		}
-	}
-	return false
 }
 
 // BatchSize implements vswitch.Port.

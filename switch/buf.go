@@ -16,6 +16,10 @@ import "sync"
 // smallBufSize-Headroom bytes into (Ethernet with VLAN tags fits).
 const smallBufSize = 2048
 
+// SmallBufSize is the size of the pool's small buffers; its large ones
+// are [BufSize] bytes.
+const SmallBufSize = smallBufSize
+
 type (
 	largeBuf = [BufSize]byte
 	smallBuf = [smallBufSize]byte
@@ -129,8 +133,11 @@ func (c *bufCache) getLarge() []byte {
 
 // getFor returns a whole buffer big enough for a frame of size bytes at
 // Headroom; the caller owns it.
-func (c *bufCache) getFor(size int) []byte {
-	if Headroom+size > smallBufSize {
+func (c *bufCache) getFor(size int) []byte { return c.get(Headroom + size) }
+
+// get returns a whole buffer of at least size bytes; the caller owns it.
+func (c *bufCache) get(size int) []byte {
+	if size > smallBufSize {
 		return c.getLarge()
 	}
 	return take(&c.pool.mu, &c.pool.small, &c.small)[:]
@@ -169,3 +176,92 @@ func (c *bufCache) release() {
 	c.pool.mu.Unlock()
 	c.large, c.small = c.large[:0], c.small[:0]
 }
+
+// The shared pool: the same bounded free lists, for packages that queue
+// frames outside a switch (attach's datagram listeners), so that every
+// frame buffer of corral comes from one mechanism.
+
+// sharedPool backs [GetBuf], [PutBuf], [PutBufs] and every [BufCache].
+var sharedPool bufPool
+
+// checkSize panics when size exceeds the largest class: a caller that
+// asks for more than [BufSize] has not checked the frame length it got.
+func checkSize(size int) {
+	if size > BufSize {
+		panic("vswitch: buffer of more than BufSize bytes requested")
+	}
+}
+
+// checkClass panics, before any lock is taken, when b is not a pool
+// buffer (b or b[:n] of one).
+func checkClass(b []byte) {
+	if c := cap(b); c != BufSize && c != smallBufSize {
+		panic("vswitch: foreign buffer returned to the pool")
+	}
+}
+
+// GetBuf returns a whole buffer of at least size bytes from the shared
+// pool: [SmallBufSize] bytes when that is enough, [BufSize] otherwise. It
+// allocates only when the pool is empty. size must not exceed BufSize.
+// The caller owns the buffer and gives it back with [PutBuf] or
+// [PutBufs], or drops it.
+func GetBuf(size int) []byte {
+	checkSize(size)
+	if size > smallBufSize {
+		var b [1]*largeBuf
+		fill(&sharedPool.mu, &sharedPool.large, b[:])
+		return b[0][:]
+	}
+	var b [1]*smallBuf
+	fill(&sharedPool.mu, &sharedPool.small, b[:])
+	return b[0][:]
+}
+
+// PutBuf returns b, obtained from [GetBuf] or a [BufCache] (b or b[:n] of
+// it), to the shared pool, or leaves it to the GC when the pool already
+// holds its bound of free buffers (16 MiB of large, 8 MiB of small ones).
+// The caller gives up b. It panics if b did not come from the pool.
+func PutBuf(b []byte) {
+	checkClass(b)
+	sharedPool.mu.Lock()
+	defer sharedPool.mu.Unlock()
+	sharedPool.putLocked(b)
+}
+
+// PutBufs returns every non-nil bufs[i] to the shared pool, as [PutBuf],
+// taking its lock once, and sets bufs[i] to nil.
+func PutBufs(bufs [][]byte) {
+	for _, b := range bufs {
+		if b != nil {
+			checkClass(b)
+		}
+	}
+	sharedPool.putBufs(bufs)
+}
+
+// A BufCache is one goroutine's stash of up to 32 buffers of each size in
+// front of the shared pool: Get and Put take the pool's lock once per 32
+// buffers at most, not once per frame. It is not safe for concurrent use.
+// Buffers may move between caches and the pool in any direction.
+type BufCache struct{ c bufCache }
+
+// NewBufCache returns an empty BufCache over the shared pool.
+func NewBufCache() *BufCache { return &BufCache{c: newBufCache(&sharedPool)} }
+
+// Get returns a whole buffer of at least size bytes, as [GetBuf]; size
+// must not exceed BufSize. The caller owns it.
+func (c *BufCache) Get(size int) []byte {
+	checkSize(size)
+	return c.c.get(size)
+}
+
+// Put takes back a buffer obtained from the pool (b or b[:n] of it); the
+// caller gives it up. It panics if b did not come from the pool.
+func (c *BufCache) Put(b []byte) {
+	checkClass(b)
+	c.c.put(b)
+}
+
+// Release returns the cache's buffers to the shared pool. The cache stays
+// usable.
+func (c *BufCache) Release() { c.c.release() }

@@ -111,8 +111,8 @@ func TestIsolationConcurrent(t *testing.T) {
 			tr.In <- porttest.Frame{Fence: fence, Host: hostA, Data: f}
 		}
 	}()
-	// Detach one port while traffic flows.
-	time.Sleep(20 * time.Millisecond)
+	// Detach one port while traffic flows: once frames are being delivered.
+	waitFor(t, waitTimeout, "traffic to flow", func() bool { return delivered.Load() >= 100 })
 	handles[0].Close()
 
 	sendWG.Wait()

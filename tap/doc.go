@@ -12,7 +12,8 @@
 //
 // With Config.Offload (`corral plug`, on unless --offload=false) the device is opened with
 // IFF_VNET_HDR and TUN_F_CSUM|TUN_F_TSO4|TUN_F_TSO6, so every frame comes
-// with a virtio_net_hdr:
+// with a virtio_net_hdr, and package offload (shared with package stack)
+// does the work:
 //   - Read completes checksums the kernel left partial (NEEDS_CSUM) and
 //     cuts TCP super-frames (GSO, up to 64 KiB) into MTU-sized segments
 //     with their own IP length/ID/checksum, sequence numbers, flags (FIN

@@ -20,6 +20,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/corralnet/corral/attach"
+	"github.com/corralnet/corral/offload"
+	ot "github.com/corralnet/corral/offload/offloadtest"
 	vswitch "github.com/corralnet/corral/switch"
 )
 
@@ -265,7 +267,7 @@ func TestIntegrationTapOffloadNoAllocs(t *testing.T) {
 	const nseg = 8
 	out := make([][]byte, nseg)
 	for k := range out {
-		f := tcpFrame(false, uint16(k), uint32(5000+k*1448), tcpACK, payload(1448, uint64(k)), "full")
+		f := tcpFrame(false, uint16(k), uint32(5000+k*1448), ot.ACK, payload(1448, uint64(k)), "full")
 		copy(f[0:6], mac)
 		out[k] = append(make([]byte, vswitch.Headroom), f...)
 	}
@@ -288,7 +290,7 @@ func TestIntegrationTapOffloadNoAllocs(t *testing.T) {
 			}
 			for i := 0; i < n; i++ {
 				f := bufs[i][vswitch.Headroom : vswitch.Headroom+sizes[i]]
-				if ti, ok := parseTCP(f, true); ok && f[ti.l2+ti.ipHL+13]&tcpRST != 0 {
+				if h, ok := offload.ParseTCP(f); ok && f[h.TCPOff()+13]&ot.RST != 0 {
 					rst = f
 					return
 				}
@@ -312,25 +314,27 @@ func TestIntegrationTapOffloadNoAllocs(t *testing.T) {
 		t.Fatalf("drops %d rxbad %d", d.Drops(), d.RxBad())
 	}
 	// Segmentation and coalescing themselves allocate nothing either.
-	super := tcpFrame(false, 1, 1, tcpACK|tcpPSH, payload(1448*40, 1), "partial")
+	super := tcpFrame(false, 1, 1, ot.ACK|ot.PSH, payload(1448*40, 1), "partial")
 	g, err := parseGSO(super, gsoHdr(false, 1448))
 	if err != nil {
 		t.Fatal(err)
 	}
-	frames := make([][]byte, g.nseg)
+	frames := make([][]byte, g.Segments)
 	for i := range frames {
 		frames[i] = make([]byte, 2048)
 	}
 	hdr := make([]byte, superHdrMax)
 	if a := testing.AllocsPerRun(50, func() {
-		for i := 1; i < g.nseg; i++ {
+		for i := 1; i < g.Segments; i++ {
 			frames[i] = frames[i][:cap(frames[i])]
-			frames[i] = frames[i][:g.segment(frames[i], super, i)]
+			n, _ := g.Segment(frames[i], super, i)
+			frames[i] = frames[i][:n]
 		}
 		frames[0] = frames[0][:cap(frames[0])]
-		frames[0] = frames[0][:g.segment(frames[0], super, 0)]
-		if n, _ := coalesceRun(frames, hdr); n != g.nseg {
-			t.Fatalf("coalesced %d of %d", n, g.nseg)
+		n, _ := g.Segment(frames[0], super, 0)
+		frames[0] = frames[0][:n]
+		if n, _ := coalesceRun(frames, hdr); n != g.Segments {
+			t.Fatalf("coalesced %d of %d", n, g.Segments)
 		}
 	}); a != 0 {
 		t.Fatalf("segment+coalesce: %v allocations per run", a)
@@ -388,12 +392,12 @@ func BenchmarkTapCableIperf(b *testing.B) {
 	}
 }
 
-// TestIntegrationTapOffloadReadGSO sends a 40-segment TCP super-frame out
+// TestIntegrationTapOffloadReadGSOAllocs sends a 40-segment TCP super-frame out
 // of the TAP through an AF_PACKET socket with PACKET_VNET_HDR in the
 // namespace: the device gets it whole (TSO) and Read cuts it into valid
 // segments that carry the payload, across Reads of 16 bufs (the pending
 // path), allocating nothing in steady state.
-func TestIntegrationTapOffloadReadGSO(t *testing.T) {
+func TestIntegrationTapOffloadReadGSOAllocs(t *testing.T) {
 	needRoot(t)
 	ns := newNS(t, "og")
 	d, err := Open(Config{Name: "otapg", NetNS: ns, Offload: true})
@@ -421,7 +425,7 @@ func TestIntegrationTapOffloadReadGSO(t *testing.T) {
 
 	const nseg, mss = 40, 1448
 	pl := payload(nseg*mss-100, 5)
-	super := tcpFrame(false, 300, 7777, tcpACK|tcpPSH, pl, "partial")
+	super := tcpFrame(false, 300, 7777, ot.ACK|ot.PSH, pl, "partial")
 	hdr := make([]byte, VnetHdrLen)
 	gsoHdr(false, mss).encode(hdr)
 	msg := append(hdr, super...)
@@ -448,7 +452,7 @@ func TestIntegrationTapOffloadReadGSO(t *testing.T) {
 			}
 			for i := 0; i < n; i++ {
 				f := bufs[i][vswitch.Headroom : vswitch.Headroom+sizes[i]]
-				ti, ok := parseTCP(f, true)
+				h, ok := offload.ParseTCP(f)
 				if !ok || binary.BigEndian.Uint16(f[14+20:]) != 40000 {
 					continue // IPv6 router solicitations and the like
 				}
@@ -457,7 +461,7 @@ func TestIntegrationTapOffloadReadGSO(t *testing.T) {
 					if len(f) > 1514 {
 						t.Fatalf("segment of %d bytes", len(f))
 					}
-					got = append(got, f[ti.hdrs:]...)
+					got = append(got, f[h.Len():]...)
 				}
 				segs++
 			}

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/corralnet/corral/offload"
 	vswitch "github.com/corralnet/corral/switch"
 )
 
@@ -92,11 +93,8 @@ type Device struct {
 	offload bool
 	rxBad   atomic.Uint64 // frames Read dropped: bad virtio_net_hdr or GSO packet
 	// pend holds a super-frame whose segments did not all fit the bufs of
-	// one Read; pendLen > 0 while segments remain, from pendNext on.
-	pend     []byte
-	pendLen  int
-	pendNext int
-	pendGSO  gsoFrame
+	// one Read, handed out over the next Reads.
+	pend offload.Pending
 	// whdr is the virtio_net_hdr plus headers of a coalesced super-frame;
 	// iov the iovecs of its writev(2).
 	whdr    []byte
@@ -148,7 +146,7 @@ func Open(cfg Config) (*Device, error) {
 	if cfg.Offload {
 		d.rfn = d.readFnOffload
 		d.wfn = d.writeFnOffload
-		d.pend = make([]byte, vswitch.MaxFrameSize)
+		d.pend.Buf() // allocated now, not on the first long super-frame
 		d.whdr = make([]byte, superHdrMax)
 		d.iov = make([]unix.Iovec, BatchSize+1)
 		d.wframes = make([][]byte, 0, BatchSize)
@@ -302,14 +300,12 @@ func (d *Device) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		return 0, fmt.Errorf("read %s: offset %d below %d", d.name, offset, VnetHdrLen)
 	}
 	d.rbufs, d.rsizes, d.roff, d.rn, d.rerrno = bufs, sizes, offset, 0, nil
-	if d.offload {
-		if d.pendLen > 0 {
-			d.emitPending()
-			if d.pendLen > 0 || d.rn == len(bufs) {
-				n := d.rn
-				d.rbufs, d.rsizes = nil, nil
-				return n, nil
-			}
+	if d.offload && d.pend.Remaining() > 0 {
+		d.emitPending()
+		if d.pend.Remaining() > 0 || d.rn == len(bufs) {
+			n := d.rn
+			d.rbufs, d.rsizes = nil, nil
+			return n, nil
 		}
 	}
 	err := d.rc.Read(d.rfn)
@@ -441,34 +437,53 @@ func (d *Device) readFnOffload(fd uintptr) bool {
 			continue
 		}
 		d.segmented.Add(1)
-		if g.nseg > len(d.rbufs)-d.rn {
-			d.pendLen = copy(d.pend, frame)
-			d.pendNext = 0
-			d.pendGSO = g
+		if g.Segments > len(d.rbufs)-d.rn {
+			d.pend.Start(g, copy(d.pend.Buf(), frame))
 			d.emitPending()
 			return true
 		}
-		// Segments 1.. first: segment 0 is cut in place, over the source.
-		for i := 1; i < g.nseg; i++ {
-			d.rsizes[d.rn+i] = g.segment(d.rbufs[d.rn+i][d.roff:], frame, i)
+		if !d.cut(&g, frame) {
+			d.rxBad.Add(1)
+			continue
 		}
-		d.rsizes[d.rn] = g.segment(frame, frame, 0)
-		d.rn += g.nseg
+		d.rn += g.Segments
 	}
 	return true
 }
 
-// emitPending hands out the pending super-frame's next segments into the
-// free bufs of the current Read.
-func (d *Device) emitPending() {
-	src := d.pend[:d.pendLen]
-	for d.pendNext < d.pendGSO.nseg && d.rn < len(d.rbufs) {
-		d.rsizes[d.rn] = d.pendGSO.segment(d.rbufs[d.rn][d.roff:], src, d.pendNext)
-		d.rn++
-		d.pendNext++
+// cut cuts the super-frame frame, which sits in d.rbufs[d.rn], into that
+// buffer and the following ones; false (nothing cut) when a segment does
+// not fit its buffer.
+func (d *Device) cut(g *offload.Super, frame []byte) bool {
+	// Segments 1.. first: segment 0 is cut in place, over the source.
+	for i := 1; i < g.Segments; i++ {
+		n, err := g.Segment(d.rbufs[d.rn+i][d.roff:], frame, i)
+		if err != nil {
+			return false
+		}
+		d.rsizes[d.rn+i] = n
 	}
-	if d.pendNext == d.pendGSO.nseg {
-		d.pendLen = 0
+	n, err := g.Segment(frame, frame, 0)
+	if err != nil {
+		return false
+	}
+	d.rsizes[d.rn] = n
+	return true
+}
+
+// emitPending hands out the pending super-frame's next segments into the
+// free bufs of the current Read. A segment that does not fit its buffer
+// drops the rest of the super-frame, counted in rxBad.
+func (d *Device) emitPending() {
+	for d.pend.Remaining() > 0 && d.rn < len(d.rbufs) {
+		n, err := d.pend.Next(d.rbufs[d.rn][d.roff:])
+		if err != nil {
+			d.pend.Reset()
+			d.rxBad.Add(1)
+			return
+		}
+		d.rsizes[d.rn] = n
+		d.rn++
 	}
 }
 

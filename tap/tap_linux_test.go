@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -17,9 +18,14 @@ import (
 
 var _ vswitch.Port = (*Device)(nil)
 
-// needRoot fails under CI=true and skips otherwise when not root.
+// needRoot is the gate of every test that needs root, network namespaces
+// or a TAP device: under -short (make unit) it skips, saying so; otherwise,
+// when not root, it fails under CI=true and skips without.
 func needRoot(t testing.TB) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("skipped under -short (make unit): needs root, network namespaces and TAP devices; make test runs it")
+	}
 	if os.Geteuid() == 0 {
 		return
 	}
@@ -27,6 +33,55 @@ func needRoot(t testing.TB) {
 		t.Fatal("needs root (CI=true: not skipping)")
 	}
 	t.Skip("needs root")
+}
+
+// waitNeighbors polls the neighbor table of dev in ns until it has an
+// entry for each address in addrs (each "a.b.c.d ", as ip prints it).
+func waitNeighbors(t testing.TB, ns, dev string, addrs []string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out := "\n" + ipIn(t, ns, "neigh", "show", "dev", dev)
+		missing := ""
+		for _, a := range addrs {
+			if !strings.Contains(out, "\n"+a) {
+				missing = a
+				break
+			}
+		}
+		if missing == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no neighbor entry for %son %s:%s", missing, dev, out)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// waitParked waits until a goroutine with fn (e.g. "(*Device).Read(") on
+// its stack is parked: blocked on the network poller, a channel, a select
+// or a lock, not running. A test that checks that Close unblocks a call
+// waits for the call to block first instead of sleeping.
+func waitParked(t testing.TB, fn string) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+			head, _, _ := strings.Cut(g, "\n") // "goroutine 7 [IO wait]:"
+			if strings.Contains(head, "[running]") || strings.Contains(head, "[runnable]") || strings.Contains(head, "[syscall") {
+				continue
+			}
+			if strings.Contains(g, fn) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never blocked", fn)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // newNS creates a network namespace named after the test process and
@@ -136,17 +191,25 @@ func TestIntegrationTapInNetns(t *testing.T) {
 	sizes := make([]int, BatchSize)
 	timer := time.AfterFunc(30*time.Second, func() { d.Close() })
 	defer timer.Stop()
-	// The four replies are queued on the device by the time we read
-	// (after a pause that grows on each attempt, for a loaded machine):
-	// one Read must return them all.
+	// The four replies are queued on the device by the time we read: the
+	// kernel enters each requester in its neighbor table just before it
+	// sends the reply (arp_process), so the test polls the table for the
+	// four of them, then reads; one Read must return them all. A reply can
+	// still be on its way when its entry appears, so a short Read is
+	// retried: the table flushed, the requests written again.
+	requesters := make([]string, len(reqs))
+	for i := range requesters {
+		requesters[i] = fmt.Sprintf("192.0.2.%d ", 10+i)
+	}
 	best := 0
 	for attempt := 0; attempt < 6 && best < len(reqs); attempt++ {
 		if attempt > 0 {
+			ipIn(t, ns, "neigh", "flush", "dev", "ctap0")
 			if n, err := d.Write(out, vswitch.Headroom); err != nil || n != len(out) {
 				t.Fatalf("Write = %d, %v", n, err)
 			}
 		}
-		time.Sleep(50 * time.Millisecond << attempt)
+		waitNeighbors(t, ns, "ctap0", requesters)
 		n, err := d.Read(bufs, sizes, vswitch.Headroom)
 		if err != nil {
 			t.Fatalf("Read: %v", err)
@@ -209,7 +272,7 @@ func TestIntegrationTapCloseUnblocksRead(t *testing.T) {
 			}
 		}
 	}()
-	time.Sleep(20 * time.Millisecond)
+	waitParked(t, "(*Device).Read(")
 	d.Close()
 	select {
 	case err := <-errc:

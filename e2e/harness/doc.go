@@ -8,5 +8,6 @@
 //
 // Everything a helper creates is removed through t.Cleanup. Helpers that
 // need root call [NeedRoot] first: not root is a failure when CI=true and a
-// skip otherwise; there are no other skips.
+// skip otherwise. Under -short (`make unit`: no namespaces, TAP, QEMU or
+// root) NeedRoot skips, saying so ([SkipShort]); there are no other skips.
 package harness

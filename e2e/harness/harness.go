@@ -30,10 +30,12 @@ const (
 	ReadyMessage = "corral ready"
 )
 
-// NeedRoot stops t unless the test runs as root: with CI=true it fails,
-// otherwise it skips.
+// NeedRoot stops t unless the test may use root, network namespaces, TAP
+// devices and QEMU: under -short ([SkipShort]) it skips; otherwise, not
+// being root fails with CI=true and skips without.
 func NeedRoot(t testing.TB) {
 	t.Helper()
+	SkipShort(t, "needs root (network namespaces, TAP, QEMU)")
 	if os.Geteuid() == 0 {
 		return
 	}
@@ -41,6 +43,18 @@ func NeedRoot(t testing.TB) {
 		t.Fatal("this test needs root (network namespaces, TAP, QEMU); CI=true, so not skipping")
 	}
 	t.Skip("this test needs root (network namespaces, TAP, QEMU); run as root or with CI=true to make it mandatory")
+}
+
+// SkipShort skips t under -short, saying why. -short is `make unit`, the
+// sub-minute loop for development: no network namespaces, no TAP, no QEMU,
+// no root. `make test` and CI never pass it, so there nothing skips here.
+// Test packages outside e2e keep one helper of their own that does the
+// same (tap's and stack's needRoot), as they cannot import this one.
+func SkipShort(t testing.TB, why string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skipf("skipped under -short (make unit): %s; make test runs it", why)
+	}
 }
 
 var rootOnce = sync.OnceValues(func() (string, error) {
