@@ -97,7 +97,7 @@ type Switch struct {
 	log   *slog.Logger
 	clock func() time.Time
 
-	pool bufPool
+	pool *bufPool // the shared pool (buf.go)
 
 	// fences is an immutable snapshot (copy-on-write under mu), loaded once
 	// per batch by trunk readers.
@@ -142,6 +142,7 @@ func New(cfg Config) (*Switch, error) {
 		cfg:   cfg,
 		log:   cfg.Logger,
 		clock: cfg.Now,
+		pool:  &sharedPool,
 		ports: make(map[uint64]*port),
 		stop:  make(chan struct{}),
 	}

@@ -64,7 +64,7 @@ func newReader(s *Switch, batch int) *reader {
 		sizes:  make([]int, batch),
 		fences: make([]uint32, batch),
 		hosts:  make([][6]byte, batch),
-		cache:  newBufCache(&s.pool),
+		cache:  newBufCache(s.pool),
 		learns: make([]learn, 0, batch),
 		stage:  make([]staged, 0, 2*batch),
 		refs:   make([]int32, batch),

@@ -53,7 +53,7 @@ func (p *port) fail(err error) {
 		}
 		p.detached.Store(true)
 		p.s.detachPort(p)
-		p.q.close(&p.s.pool)
+		p.q.close(p.s.pool)
 		cerr := p.p.Close()
 		if p.err != nil {
 			p.s.log.Warn("port detached", "port", p.id, "name", p.name, "fence", p.fence.id, "err", p.err)
@@ -173,7 +173,7 @@ func (t *trunk) dropIn(f *fence, r DropReason) {
 func (t *trunk) fail(err error) {
 	t.failOnce.Do(func() {
 		t.s.trunk.CompareAndSwap(t, nil)
-		t.q.close(&t.s.pool)
+		t.q.close(t.s.pool)
 		cerr := t.t.Close()
 		if err != nil && !isClosedErr(err) {
 			t.s.log.Warn("trunk detached", "err", err)

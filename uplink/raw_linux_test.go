@@ -23,6 +23,9 @@ var netipZero netip.AddrPort
 
 func needRoot(t *testing.T) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("skipped under -short (make unit): needs a network namespace and AF_PACKET; make test runs it")
+	}
 	if os.Geteuid() == 0 {
 		return
 	}
