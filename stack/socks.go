@@ -34,7 +34,11 @@ func (g *Gateway) startSocks() error {
 	})
 	g.closers = append(g.closers, g.socks.Close)
 	g.goOwned(func() { g.socks.Serve(ln) })
-	g.log.Info("socks5 endpoint listening", "addr", g.socksAddr)
+	if g.socksAddr.Addr().IsLoopback() {
+		g.log.Info("socks5 endpoint listening", "addr", g.socksAddr)
+	} else {
+		g.log.Warn("socks5 endpoint listening on a non-loopback address: anyone who can reach it reaches every guest of the fence", "addr", g.socksAddr)
+	}
 	return nil
 }
 
