@@ -157,7 +157,7 @@ func richGateways() *fakeGateways {
 					IPv6Prefix: "fd63:6f72:7261::/64", Addr6: "fd63:6f72:7261::2", DNS6: "fd63:6f72:7261::3",
 					Leases: []Lease{{MAC: "00:00:5e:00:53:01", IP: netip.MustParseAddr("10.0.2.15"), Hostname: "vm1", Expiry: t0},
 						{MAC: "00:00:5e:00:53:02", IP: netip.MustParseAddr("10.0.2.16")}},
-					Stats: GatewayStats{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}},
+					Stats: GatewayStats{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 0, 0, 0, 0, 0, 0, 0}},
 				fws: []ForwardSpec{{Proto: "tcp", Listen: netip.MustParseAddrPort("127.0.0.1:2222"), Target: netip.MustParseAddrPort("10.0.2.15:22")}},
 			},
 			0x20: {st: GatewayStatus{MAC: "52:55:0a:00:00:02", Subnet: "10.0.3.0/24", Addr: "10.0.3.2", DNS: "10.0.3.3"}},

@@ -202,6 +202,7 @@ type GatewayStatus struct {
 	IPv6Prefix string       `json:"ipv6_prefix,omitempty"` // "" when IPv6 is off
 	Addr6      string       `json:"addr6,omitempty"`
 	DNS6       string       `json:"dns6,omitempty"`
+	Socks      string       `json:"socks,omitempty"` // the SOCKS5 endpoint's address, "" without one
 	Leases     []Lease      `json:"leases"`
 	Forwards   []Forward    `json:"forwards"`
 	Stats      GatewayStats `json:"stats"`
@@ -233,6 +234,16 @@ type GatewayStats struct {
 	DHCPLeases   int    `json:"dhcp_leases"`   // leases held
 	DHCPRequests uint64 `json:"dhcp_requests"` // DHCP requests answered
 	DNSQueries   uint64 `json:"dns_queries"`   // DNS queries received
+
+	// The SOCKS5 endpoint (zero without one).
+	SocksConns      int64  `json:"socks_conns,omitempty"`       // clients connected now
+	SocksConnects   uint64 `json:"socks_connects,omitempty"`    // CONNECTs that reached a guest
+	SocksAssociates uint64 `json:"socks_associates,omitempty"`  // UDP associations opened
+	SocksRefused    uint64 `json:"socks_refused,omitempty"`     // destinations outside the fence, refused
+	SocksFailed     uint64 `json:"socks_failed,omitempty"`      // names that did not resolve, dials that failed
+	SocksOverLimit  uint64 `json:"socks_over_limit,omitempty"`  // clients closed at once: connection limit
+	SocksBad        uint64 `json:"socks_bad,omitempty"`         // malformed or unsupported requests, handshake timeouts
+	SocksUDPDropped uint64 `json:"socks_udp_dropped,omitempty"` // UDP datagrams dropped
 }
 
 // Forward is one port forward: in requests (POST and DELETE

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/corralnet/corral/fence"
+	"github.com/corralnet/corral/stack/dns"
 )
 
 // Defaults, like QEMU's user networking.
@@ -110,11 +111,23 @@ type Config struct {
 	// Resolvers are the upstream DNS servers; empty means the nameservers
 	// of /etc/resolv.conf (read once at New).
 	Resolvers []netip.AddrPort
+	// DNSRecords are static records the fence's DNS answers (checked by
+	// dns.ValidateRecords under Domain).
+	DNSRecords []dns.Record
 	// Allow, when not empty, lists the only host destinations NATed guest
 	// flows may reach (the gateway's own address, which means the host's
 	// loopback, is checked as 127.0.0.1 / ::1). Deny lists destinations
 	// refused even when allowed. Refused flows are counted.
 	Allow, Deny []netip.Prefix
+	// Socks, when valid, is the host address of the fence's SOCKS5
+	// endpoint (port 0: any free port; see Gateway.SocksAddr): CONNECT
+	// and UDP ASSOCIATE to the fence's guests only, names resolved by the
+	// fence's DNS. Anyone who can connect to it reaches the fence: keep it
+	// on loopback.
+	Socks netip.AddrPort
+	// SocksMaxConns bounds the SOCKS5 endpoint's concurrent clients; 0
+	// means socks.DefaultMaxConns (256).
+	SocksMaxConns int
 	// Forwards are the initial port forwards.
 	Forwards []Forward
 	// MaxTCPConns bounds concurrent NATed TCP connections (and pending
@@ -153,13 +166,19 @@ func (c *Config) Validate() error {
 	if c.Domain != "" && (strings.HasPrefix(c.Domain, ".") || strings.Contains(c.Domain, "..") || strings.ContainsAny(c.Domain, " /")) {
 		return fmt.Errorf("%w: domain %q", ErrInvalidConfig, c.Domain)
 	}
-	if c.LeaseTime < 0 || c.MaxTCPConns < 0 || c.MaxUDPFlows < 0 || c.UDPIdleTimeout < 0 {
+	if c.Socks.IsValid() && c.Socks.Addr().Zone() != "" {
+		return fmt.Errorf("%w: socks %v: no zones", ErrInvalidConfig, c.Socks)
+	}
+	if c.LeaseTime < 0 || c.MaxTCPConns < 0 || c.MaxUDPFlows < 0 || c.UDPIdleTimeout < 0 || c.SocksMaxConns < 0 {
 		return fmt.Errorf("%w: negative lease time, limit or timeout", ErrInvalidConfig)
 	}
 	for _, r := range c.Resolvers {
 		if !r.IsValid() || r.Port() == 0 {
 			return fmt.Errorf("%w: resolver %v", ErrInvalidConfig, r)
 		}
+	}
+	if err := dns.ValidateRecords(c.Domain, c.DNSRecords); err != nil {
+		return fmt.Errorf("%w: dns %v", ErrInvalidConfig, strings.TrimPrefix(err.Error(), dns.ErrInvalidRecord.Error()+": "))
 	}
 	for _, p := range append(append([]netip.Prefix(nil), c.Allow...), c.Deny...) {
 		if !p.IsValid() {

@@ -13,11 +13,14 @@
 //     solicitations are answered only for these (the NIC spoofs, so the
 //     link endpoint filters them);
 //   - DHCP (package dhcp): leases from .15, stable per MAC, persisted in
-//     StateDir/leases-<fence>.json; router advertisements for SLAAC with
-//     RDNSS;
-//   - DNS (package dns): lease hostnames and "host"/"gateway" under Domain
-//     [corral.internal], everything else forwarded to Resolvers
-//     [/etc/resolv.conf];
+//     StateDir/leases-<fence>.json; Domain as domain and search list
+//     (options 15, 119); router advertisements for SLAAC with RDNSS and
+//     DNSSL;
+//   - DNS (package dns) at .3 and ::3: "host" (AAAA only when the host
+//     has ::1), "gateway", "dns", lease hostnames and DNSRecords under
+//     Domain [corral.internal], also as short names; other tools' host
+//     names (host.lima.internal, ...); PTR of the fence's addresses;
+//     everything else forwarded to Resolvers [/etc/resolv.conf];
 //   - NAT of TCP, UDP and ICMP echo through host sockets; the gateway's
 //     addresses reach the host's loopback (127.0.0.1, ::1). Bounded:
 //     MaxTCPConns, MaxUDPFlows (idle timeout), 256 echo sessions; refusals
@@ -26,7 +29,10 @@
 //     and others are dropped, never answered falsely. Allow/Deny filter
 //     destinations;
 //   - port forwards ([Forward]) from host addresses to guests, TCP and
-//     UDP, added and removed at run time.
+//     UDP, added and removed at run time;
+//   - a SOCKS5 endpoint (package socks) on the host address Socks, whose
+//     connections and UDP associations reach only the fence's guests, from
+//     the gateway's address, names resolved by the fence's DNS.
 //
 // The link endpoint speaks Ethernet itself, coalesces inbound TCP segments
 // of each batch with gVisor's GRO, and lets gVisor's TCP send segments up
@@ -37,5 +43,6 @@
 // requests to the gateway's hooks.
 //
 // Only this package (not its subpackages) imports gvisor.dev/...; the DHCP
-// and DNS servers work on net.PacketConn and net.Listener.
+// and DNS servers work on net.PacketConn and net.Listener, the SOCKS5
+// server on a net.Listener and dial functions.
 package stack

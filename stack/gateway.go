@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/corralnet/corral/stack/dns"
+	"github.com/corralnet/corral/stack/socks"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
@@ -45,8 +46,11 @@ type Gateway struct {
 	gwIP, dnsIP netip.Addr
 	// IPv6 (invalid when Config.NoIPv6): link-local, ::2, ::3.
 	ll6, gw6, dns6 netip.Addr
-	ra             []byte        // router advertisement frame, immutable
-	rsCh           chan struct{} // router solicitations seen
+	ra             []byte // router advertisement frame, immutable
+	// hostIPv6Loopback: the host has ::1, so ::2 reaches it (DNS answers
+	// AAAA for "host" only then).
+	hostIPv6Loopback bool
+	rsCh             chan struct{} // router solicitations seen
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -63,6 +67,9 @@ type Gateway struct {
 
 	dhcp   *dhcpService
 	dnsSrv *dns.Server
+
+	socks     *socks.Server // nil without Config.Socks
+	socksAddr netip.AddrPort
 }
 
 // New builds and starts the gateway of one fence.
@@ -91,6 +98,7 @@ func New(cfg Config) (*Gateway, error) {
 			}
 		}
 		g.ra = g.buildRA()
+		g.hostIPv6Loopback = hasIPv6Loopback()
 	}
 	if err := g.initStack(); err != nil {
 		g.Close()
@@ -102,6 +110,12 @@ func New(cfg Config) (*Gateway, error) {
 	if err := g.startServices(); err != nil {
 		g.Close()
 		return nil, err
+	}
+	if g.cfg.Socks.IsValid() {
+		if err := g.startSocks(); err != nil {
+			g.Close()
+			return nil, err
+		}
 	}
 	g.goOwned(g.summaryLoop)
 	for _, f := range cfg.Forwards {
@@ -300,6 +314,8 @@ type Stats struct {
 	ICMPDropped              uint64 // echo requests refused (policy, limit, no raw socket)
 	DHCPLeases               int
 	DHCPRequests, DNSQueries uint64
+	// Socks are the SOCKS5 endpoint's counters (zero without one).
+	Socks socks.Stats
 }
 
 // Stats returns a snapshot of the counters.
@@ -325,6 +341,9 @@ func (g *Gateway) Stats() Stats {
 	}
 	if g.dnsSrv != nil {
 		st.DNSQueries = g.dnsSrv.Queries()
+	}
+	if g.socks != nil {
+		st.Socks = g.socks.Stats()
 	}
 	return st
 }

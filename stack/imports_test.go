@@ -12,7 +12,7 @@ import (
 // None imports cobra or viper (only cmd/corral does).
 func TestImports(t *testing.T) {
 	importcheck.Check(t, ".", importcheck.NoCobraViper)
-	for _, dir := range []string{"dhcp", "dns", "dns/dnstest"} {
+	for _, dir := range []string{"dhcp", "dns", "dns/dnstest", "socks"} {
 		importcheck.Check(t, dir, importcheck.NoGVisor, importcheck.NoCobraViper)
 	}
 }

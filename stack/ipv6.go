@@ -3,6 +3,7 @@ package stack
 import (
 	"encoding/binary"
 	"net/netip"
+	"strings"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/buffer"
@@ -19,19 +20,45 @@ const (
 	raValidLifetime  = 86400
 	raPreferLifetime = 14400
 	raRDNSSLifetime  = 1800
+	raDNSSLLifetime  = 1800
 	raCurHopLimit    = 64
 	ndpOptSourceLL   = 1
 	ndpOptPrefixInfo = 3
 	ndpOptMTU        = 5
 	ndpOptRDNSS      = 25
+	ndpOptDNSSL      = 31   // RFC 8106 section 5.2
 	prefixFlagsLA    = 0xc0 // on-link, autonomous
 	raHeaderSize     = 16   // ICMPv6 RA header: type, code, csum, hop, flags, lifetime, reachable, retrans
 	raSourceLLSize   = 8
 	raMTUSize        = 8
 	raPrefixInfoSize = 32
 	raRDNSSSize      = 24
+	raDNSSLHdrSize   = 8
 	raSize           = raHeaderSize + raSourceLLSize + raMTUSize + raPrefixInfoSize + raRDNSSSize
 )
+
+// dnsslOption returns the DNS search list option (RFC 8106 section 5.2)
+// naming domain, so that SLAAC guests get the fence's search domain as
+// DHCP guests do from option 119; nil when domain does not encode.
+func dnsslOption(domain string) []byte {
+	var name []byte
+	for l := range strings.SplitSeq(strings.Trim(domain, "."), ".") {
+		if l == "" || len(l) > 63 {
+			return nil
+		}
+		name = append(append(name, byte(len(l))), l...)
+	}
+	name = append(name, 0)
+	size := (raDNSSLHdrSize + len(name) + 7) / 8 * 8 // padded with zeros to 8 bytes
+	if size/8 > 255 {
+		return nil
+	}
+	o := make([]byte, size)
+	o[0], o[1] = ndpOptDNSSL, byte(size/8)
+	binary.BigEndian.PutUint32(o[4:], raDNSSLLifetime)
+	copy(o[raDNSSLHdrSize:], name)
+	return o
+}
 
 // ipv6Addrs returns the gateway's IPv6 addresses: link-local, ::2, ::3.
 func (g *Gateway) ipv6Addrs() (ll, gw, dns netip.Addr) {
@@ -41,10 +68,13 @@ func (g *Gateway) ipv6Addrs() (ll, gw, dns netip.Addr) {
 }
 
 // buildRA builds a router advertisement frame to all nodes: source
-// link-layer address, MTU, the prefix for SLAAC and RDNSS (the DNS at ::3).
+// link-layer address, MTU, the prefix for SLAAC, RDNSS (the DNS at ::3)
+// and DNSSL (the fence's domain).
 func (g *Gateway) buildRA() []byte {
 	ll, _, dns := g.ipv6Addrs()
-	frame := make([]byte, header.EthernetMinimumSize+header.IPv6MinimumSize+raSize)
+	dnssl := dnsslOption(g.cfg.Domain)
+	size := raSize + len(dnssl)
+	frame := make([]byte, header.EthernetMinimumSize+header.IPv6MinimumSize+size)
 	dst := header.IPv6AllNodesMulticastAddress
 	header.Ethernet(frame).Encode(&header.EthernetFields{
 		SrcAddr: tcpip.LinkAddress(g.cfg.MAC[:]),
@@ -54,7 +84,7 @@ func (g *Gateway) buildRA() []byte {
 	ip := header.IPv6(frame[header.EthernetMinimumSize:])
 	src := tcpip.AddrFrom16(ll.As16())
 	ip.Encode(&header.IPv6Fields{
-		PayloadLength:     raSize,
+		PayloadLength:     uint16(size),
 		TransportProtocol: header.ICMPv6ProtocolNumber,
 		HopLimit:          header.NDPHopLimit,
 		SrcAddr:           src,
@@ -81,6 +111,7 @@ func (g *Gateway) buildRA() []byte {
 	binary.BigEndian.PutUint32(o[4:], raRDNSSLifetime)
 	d := dns.As16()
 	copy(o[8:24], d[:])
+	copy(o[raRDNSSSize:], dnssl)
 	icmp := header.ICMPv6(ra)
 	icmp.SetChecksum(header.ICMPv6Checksum(header.ICMPv6ChecksumParams{
 		Header: icmp[:header.ICMPv6MinimumSize],

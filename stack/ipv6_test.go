@@ -46,7 +46,7 @@ func TestRouterAdvertisementFrame(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var gotPrefix, gotMTU, gotSLL bool
+	var gotPrefix, gotMTU, gotSLL, gotRDNSS, gotDNSSL bool
 	for {
 		o, done, err := it.Next()
 		if err != nil {
@@ -61,12 +61,18 @@ func TestRouterAdvertisementFrame(t *testing.T) {
 				netip.AddrFrom16(o.Prefix().As16()) == DefaultIPv6Prefix.Addr()
 		case header.NDPSourceLinkLayerAddressOption:
 			gotSLL = [6]byte([]byte(o.EthernetAddress())) == g.MAC()
+		case header.NDPRecursiveDNSServer:
+			addrs, err := o.Addresses()
+			gotRDNSS = err == nil && len(addrs) == 1 && netip.AddrFrom16(addrs[0].As16()) == g.DNSAddr6()
+		case header.NDPDNSSearchList:
+			names, err := o.DomainNames()
+			gotDNSSL = err == nil && len(names) == 1 && names[0] == DefaultDomain && o.Lifetime() == raDNSSLLifetime*time.Second
 		}
 	}
 	mtuOpt := []byte(icmpHdr)[raHeaderSize+raSourceLLSize:]
 	gotMTU = mtuOpt[0] == ndpOptMTU && binary.BigEndian.Uint32(mtuOpt[4:]) == 1454
-	if !gotPrefix || !gotSLL || !gotMTU {
-		t.Fatalf("options: prefix %v sll %v mtu %v", gotPrefix, gotSLL, gotMTU)
+	if !gotPrefix || !gotSLL || !gotMTU || !gotRDNSS || !gotDNSSL {
+		t.Fatalf("options: prefix %v sll %v mtu %v rdnss %v dnssl %v", gotPrefix, gotSLL, gotMTU, gotRDNSS, gotDNSSL)
 	}
 	// Checksum verifies.
 	want := header.ICMPv6Checksum(header.ICMPv6ChecksumParams{

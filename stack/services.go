@@ -2,6 +2,7 @@ package stack
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"path/filepath"
 	"strconv"
@@ -72,25 +73,18 @@ func (g *Gateway) startServices() error {
 			g.log.Warn("dns: no upstream resolvers", "err", err)
 		}
 	}
-	d := dns.New(dns.Config{
+	d, err := dns.New(dns.Config{
 		Domain:    g.cfg.Domain,
 		Resolvers: resolvers,
-		Lookup: func(host string) (netip.Addr, bool) {
-			if host == "host" || host == "gateway" {
-				// Like gvproxy's host.containers.internal: the host's
-				// loopback, through the gateway's address.
-				return g.gwIP, true
-			}
-			return srv.Lookup(host, time.Now())
-		},
-		Lookup6: func(host string) (netip.Addr, bool) {
-			if (host == "host" || host == "gateway") && g.gw6.IsValid() {
-				return g.gw6, true
-			}
-			return netip.Addr{}, false
-		},
-		Logger: g.log,
+		Lookup:    g.dnsLookup,
+		Reverse:   g.dnsReverse,
+		Aliases:   hostAliases,
+		Records:   g.cfg.DNSRecords,
+		Logger:    g.log,
 	})
+	if err != nil {
+		return err
+	}
 	if err := g.serveDNS(d, g.dnsIP, ipv4.ProtocolNumber); err != nil {
 		return err
 	}
@@ -104,6 +98,71 @@ func (g *Gateway) startServices() error {
 	}
 	g.goOwned(g.raLoop)
 	return nil
+}
+
+// hostAliases are the names other VM tools give the host and the gateway
+// (gvproxy and podman: host.containers.internal; Docker Desktop:
+// host.docker.internal; Lima: host.lima.internal), answered as the fence's
+// own "host" and "gateway" so that guest images made for those tools work
+// unchanged.
+var hostAliases = map[string]string{
+	"host.containers.internal":    "host",
+	"host.docker.internal":        "host",
+	"host.lima.internal":          "host",
+	"gateway.containers.internal": "gateway",
+	"gateway.docker.internal":     "gateway",
+}
+
+// dnsLookup answers the names the gateway defines under its domain, then
+// the hostnames of DHCP leases:
+//   - host: the gateway's address, which the NAT maps to the host's
+//     loopback; AAAA (::2, mapped to ::1) only when the host has an IPv6
+//     loopback, so a guest never prefers an IPv6 address that reaches
+//     nothing;
+//   - gateway: the gateway's own addresses (::2 whenever IPv6 is on);
+//   - dns: the DNS server's addresses (.3, ::3).
+//
+// Leases have no AAAA: guests choose their SLAAC addresses themselves.
+func (g *Gateway) dnsLookup(host string) (v4, v6 netip.Addr) {
+	switch host {
+	case "host":
+		if g.hostIPv6Loopback {
+			return g.gwIP, g.gw6
+		}
+		return g.gwIP, netip.Addr{}
+	case "gateway":
+		return g.gwIP, g.gw6
+	case "dns":
+		return g.dnsIP, g.dns6
+	}
+	ip, _ := g.dhcp.srv.Lookup(host, time.Now())
+	return ip, netip.Addr{}
+}
+
+// dnsReverse names the fence's own addresses for PTR queries.
+func (g *Gateway) dnsReverse(ip netip.Addr) (string, bool) {
+	ip = ip.Unmap()
+	if !g.cfg.Subnet.Contains(ip) && (g.cfg.NoIPv6 || !g.cfg.IPv6Prefix.Contains(ip)) {
+		return "", false
+	}
+	switch {
+	case ip == g.gwIP || ip == g.gw6:
+		return "gateway", true
+	case ip == g.dnsIP || ip == g.dns6:
+		return "dns", true
+	}
+	return g.dhcp.srv.Hostname(ip, time.Now()), true
+}
+
+// hasIPv6Loopback reports whether this host can listen on ::1: only then
+// does the gateway's ::2 reach the host (nat.go maps it to ::1).
+func hasIPv6Loopback() bool {
+	ln, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		return false
+	}
+	ln.Close()
+	return true
 }
 
 // serveDNS serves d over UDP and TCP on port 53 of ip, an address of the

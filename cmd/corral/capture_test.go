@@ -16,7 +16,7 @@ import (
 	"github.com/corralnet/corral/pcap/pcaptest"
 )
 
-var update = flag.Bool("update", false, "rewrite the shared golden captures in the repository's testdata/")
+var update = flag.Bool("update", false, "rewrite golden files: the shared captures in the repository's testdata/, docs/configuration.md")
 
 func TestCaptureUsage(t *testing.T) {
 	for _, argv := range [][]string{

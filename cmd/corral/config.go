@@ -168,7 +168,7 @@ func cfgErr(key, format string, args ...any) error {
 
 // addConfigFlags declares the flags that feed the configuration on fs.
 func addConfigFlags(fs *pflag.FlagSet) {
-	fs.String("config", "", "configuration file (YAML, keys of DESIGN.md section 7; env CORRAL_CONFIG); merged over the embedded default")
+	fs.String("config", "", "configuration file (YAML; every key is in docs/configuration.md; env CORRAL_CONFIG); merged over the embedded default")
 	fs.String("log-level", "", "log level: debug, info, warn, error (key log.level, env CORRAL_LOG_LEVEL)")
 	fs.String("log-format", "", "log format: text or json (key log.format, env CORRAL_LOG_FORMAT)")
 }

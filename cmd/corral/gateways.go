@@ -69,6 +69,9 @@ func (g adminGateway) Status() admin.GatewayStatus {
 		DNS6:  addrString(g.gw.DNSAddr6()),
 		Stats: gatewayStatsOf(g.gw.Stats()),
 	}
+	if a := g.gw.SocksAddr(); a.IsValid() {
+		gs.Socks = a.String()
+	}
 	for _, l := range g.gw.Leases() {
 		gs.Leases = append(gs.Leases, admin.Lease{MAC: l.MAC, IP: l.IP, Hostname: l.Hostname, Expiry: l.Expiry})
 	}
@@ -97,6 +100,9 @@ func gatewayStatsOf(s stack.Stats) admin.GatewayStats {
 		TCPConns: s.TCPConns, TCPRefused: s.TCPRefused, UDPFlows: s.UDPFlows, UDPRefused: s.UDPRefused,
 		ICMPRelayed: s.ICMPRelayed, ICMPReplies: s.ICMPReplies, ICMPDropped: s.ICMPDropped,
 		DHCPLeases: s.DHCPLeases, DHCPRequests: s.DHCPRequests, DNSQueries: s.DNSQueries,
+		SocksConns: s.Socks.Active, SocksConnects: s.Socks.Connects, SocksAssociates: s.Socks.Associates,
+		SocksRefused: s.Socks.Refused, SocksFailed: s.Socks.Failed, SocksOverLimit: s.Socks.OverLimit,
+		SocksBad: s.Socks.BadRequests, SocksUDPDropped: s.Socks.UDPDropped,
 	}
 }
 
@@ -193,6 +199,10 @@ func printGateways(w io.Writer, gs []admin.GatewayStatus) {
 		fmt.Fprintf(w, "  NAT: tcp %d open %d refused, udp %d flows %d refused, icmp %d relayed %d replies %d dropped\n",
 			s.TCPConns, s.TCPRefused, s.UDPFlows, s.UDPRefused, s.ICMPRelayed, s.ICMPReplies, s.ICMPDropped)
 		fmt.Fprintf(w, "  DHCP %d requests, %d leases; DNS %d queries\n", s.DHCPRequests, s.DHCPLeases, s.DNSQueries)
+		if g.Socks != "" {
+			fmt.Fprintf(w, "  SOCKS5 %s: %d open, %d connects, %d udp associations, %d refused (outside the fence), %d failed, %d over limit, %d bad, %d udp dropped\n",
+				g.Socks, s.SocksConns, s.SocksConnects, s.SocksAssociates, s.SocksRefused, s.SocksFailed, s.SocksOverLimit, s.SocksBad, s.SocksUDPDropped)
+		}
 		if len(g.Leases) > 0 {
 			fmt.Fprintln(w, "  LEASE\tMAC\tHOSTNAME\tEXPIRES")
 			for _, l := range g.Leases {

@@ -39,6 +39,7 @@ type gatewayMetrics struct {
 	fence    string
 	stats    stack.Stats
 	forwards int
+	socks    bool // it has a SOCKS5 endpoint
 }
 
 func desc(name, help string, labels ...string) *prometheus.Desc {
@@ -93,6 +94,9 @@ var (
 	mGwDHCPReqs   = desc("gateway_dhcp_requests_total", "DHCP requests answered.", "fence")
 	mGwDNSQueries = desc("gateway_dns_queries_total", "DNS queries received.", "fence")
 	mGwForwards   = desc("gateway_forwards", "Active port forwards.", "fence")
+	mGwSocksConns = desc("gateway_socks_conns", "SOCKS5 clients connected.", "fence")
+	mGwSocksReqs  = desc("gateway_socks_requests_total", "SOCKS5 clients and requests by result: connect, associate, refused (outside the fence), failed, over_limit, bad.", "fence", "result")
+	mGwSocksUDPDr = desc("gateway_socks_udp_dropped_total", "UDP datagrams of SOCKS5 associations dropped.", "fence")
 
 	allDescs = []*prometheus.Desc{
 		mFenceFramesIn, mFenceBytesIn, mFenceFramesOut, mFenceBytesOut, mFenceFloods, mFenceMoves, mFenceRefused,
@@ -203,6 +207,17 @@ func (c *corralCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(mGwDHCPReqs, s.DHCPRequests, g.fence)
 			counter(mGwDNSQueries, s.DNSQueries, g.fence)
 			gauge(mGwForwards, float64(g.forwards), g.fence)
+			if g.socks {
+				so := s.Socks
+				gauge(mGwSocksConns, float64(so.Active), g.fence)
+				counter(mGwSocksReqs, so.Connects, g.fence, "connect")
+				counter(mGwSocksReqs, so.Associates, g.fence, "associate")
+				counter(mGwSocksReqs, so.Refused, g.fence, "refused")
+				counter(mGwSocksReqs, so.Failed, g.fence, "failed")
+				counter(mGwSocksReqs, so.OverLimit, g.fence, "over_limit")
+				counter(mGwSocksReqs, so.BadRequests, g.fence, "bad")
+				counter(mGwSocksUDPDr, so.UDPDropped, g.fence)
+			}
 		}
 	}
 }
@@ -234,7 +249,7 @@ func rtMetricsSources(rt *instance) metricsSources {
 		var out []gatewayMetrics
 		for _, f := range fences {
 			if g := gws.get(f.ID); g != nil {
-				out = append(out, gatewayMetrics{fence: f.Name, stats: g.Stats(), forwards: len(g.Forwards())})
+				out = append(out, gatewayMetrics{fence: f.Name, stats: g.Stats(), forwards: len(g.Forwards()), socks: g.SocksAddr().IsValid()})
 			}
 		}
 		return out

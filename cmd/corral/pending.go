@@ -28,9 +28,6 @@ func (v *validator) pending() error {
 		}
 		// Issue 9: per-fence keys.
 		add(f.KeyFile != "", k+".key_file")
-		// Issue 11: SOCKS5 and static DNS records.
-		add(f.Gateway.Socks != "", k+".gateway.socks")
-		add(len(f.Gateway.DNS.Records) > 0, k+".gateway.dns.records")
 	}
 	// Issue 9: the sealed uplink and authenticated peers.
 	add(r.Uplink.Seal != (fileSeal{}), "uplink.seal")

@@ -18,6 +18,7 @@ import (
 	"github.com/corralnet/corral/attach"
 	"github.com/corralnet/corral/fence"
 	"github.com/corralnet/corral/stack"
+	"github.com/corralnet/corral/stack/dns"
 	vswitch "github.com/corralnet/corral/switch"
 	"github.com/corralnet/corral/uplink"
 )
@@ -122,6 +123,14 @@ func (v *validator) fences() error {
 		}
 		if f.Gateway, err = gatewayConfig(key+".gateway", f, rf.Gateway); err != nil {
 			return err
+		}
+		if g := f.Gateway; g != nil && g.Socks.IsValid() && g.Socks.Port() != 0 {
+			// The SOCKS endpoint binds a TCP address like a tcp:// listener.
+			k, uk := key+".gateway.socks", "tcp:"+g.Socks.String()
+			if prev, dup := v.used[uk]; dup {
+				return cfgErr(k, "%q already used by %s", rf.Gateway.Socks, prev)
+			}
+			v.used[uk] = k
 		}
 		v.cfg.Fences = append(v.cfg.Fences, f)
 	}
@@ -453,6 +462,14 @@ func gatewayConfig(key string, f Fence, g fileGateway) (*stack.Config, error) {
 		}
 		sc.Resolvers = append(sc.Resolvers, ap)
 	}
+	if g.Socks != "" {
+		if sc.Socks, err = parseSocks(key+".socks", g.Socks); err != nil {
+			return nil, err
+		}
+	}
+	if sc.DNSRecords, err = dnsRecords(key+".dns.records", sc.Domain, g.DNS.Records); err != nil {
+		return nil, err
+	}
 	for j, fw := range g.Forwards {
 		k := fmt.Sprintf("%s.forwards[%d]", key, j)
 		proto := strings.ToLower(fw.Proto)
@@ -485,12 +502,66 @@ func gatewayConfig(key string, f Fence, g fileGateway) (*stack.Config, error) {
 	return sc, nil
 }
 
-// checkForwardConflicts rejects one host address forwarded by two fences.
+// parseSocks parses gateway.socks: "IP:port", or a bare port on
+// 127.0.0.1. A missing host (":1080", every interface) is refused: a
+// SOCKS endpoint reaches the whole fence, so an address other than
+// loopback must be written out.
+func parseSocks(key, s string) (netip.AddrPort, error) {
+	if p, err := strconv.ParseUint(s, 10, 16); err == nil {
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(p)), nil
+	}
+	if strings.HasPrefix(s, ":") {
+		return netip.AddrPort{}, cfgErr(key, "%q: no host would listen on every interface; write 127.0.0.1%s (anyone who reaches the endpoint reaches the fence)", s, s)
+	}
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil || ap.Addr().Zone() != "" {
+		return netip.AddrPort{}, cfgErr(key, "%q: want IP:port such as 127.0.0.1:1080", s)
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+}
+
+// dnsRecords converts gateway.dns.records; domain is the gateway's
+// (names of one label go under it).
+func dnsRecords(key, domain string, raw []fileDNSRecord) ([]dns.Record, error) {
+	var out []dns.Record
+	for j, r := range raw {
+		k := fmt.Sprintf("%s[%d]", key, j)
+		rec := dns.Record{Name: r.Name, Type: r.Type, Data: r.Data}
+		if r.TTL != "" {
+			if n, err := strconv.ParseUint(r.TTL, 10, 31); err == nil {
+				rec.TTL = time.Duration(n) * time.Second
+			} else if d, err := time.ParseDuration(r.TTL); err == nil {
+				rec.TTL = d
+			} else {
+				return nil, cfgErr(k+".ttl", "%q: want seconds or a duration such as 5m", r.TTL)
+			}
+		}
+		if err := rec.Validate(); err != nil {
+			return nil, cfgErr(k, "%s", strings.TrimPrefix(err.Error(), dns.ErrInvalidRecord.Error()+": "))
+		}
+		out = append(out, rec)
+	}
+	if err := dns.ValidateRecords(domain, out); err != nil {
+		return nil, cfgErr(key, "%s", strings.TrimPrefix(err.Error(), dns.ErrInvalidRecord.Error()+": "))
+	}
+	return out, nil
+}
+
+// checkForwardConflicts rejects one host address forwarded by two fences,
+// or by a forward and a SOCKS endpoint.
 func checkForwardConflicts(fences []Fence) error {
 	seen := map[string]string{}
 	for i, f := range fences {
 		if f.Gateway == nil {
 			continue
+		}
+		if s := f.Gateway.Socks; s.IsValid() && s.Port() != 0 {
+			k := fmt.Sprintf("fences[%d].gateway.socks", i)
+			uk := "tcp " + s.String()
+			if prev, dup := seen[uk]; dup {
+				return cfgErr(k, "tcp %s already used by %s", s, prev)
+			}
+			seen[uk] = k
 		}
 		for j, fw := range f.Gateway.Forwards {
 			if fw.Listen.Port() == 0 {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/netip"
+	"strings"
 )
 
 // Wire layout of a DHCPv4 message (RFC 2131 section 2).
@@ -64,6 +65,7 @@ const (
 	OptRenewalT1    byte = 58
 	OptRebindingT2  byte = 59
 	OptClientID     byte = 61
+	OptDomainSearch byte = 119 // RFC 3397
 	OptEnd          byte = 255
 )
 
@@ -248,6 +250,33 @@ func AppendOption(b []byte, code byte, data ...byte) []byte {
 	}
 	b = append(b, code, byte(len(data)))
 	return append(b, data...)
+}
+
+// AppendDomainSearch appends option 119 (RFC 3397): the domains in DNS
+// wire format (RFC 1035 section 3.1), uncompressed; a domain that does
+// not fit in one option is left out. A search list is how a guest's
+// resolver turns a short name ("vm1") into one under the fence's domain.
+func AppendDomainSearch(b []byte, domains ...string) []byte {
+	var data []byte
+	for _, d := range domains {
+		var enc []byte
+		ok := true
+		for l := range strings.SplitSeq(strings.Trim(d, "."), ".") {
+			if l == "" || len(l) > 63 {
+				ok = false
+				break
+			}
+			enc = append(append(enc, byte(len(l))), l...)
+		}
+		enc = append(enc, 0)
+		if ok && len(data)+len(enc) <= 255 {
+			data = append(data, enc...)
+		}
+	}
+	if len(data) == 0 {
+		return b
+	}
+	return AppendOption(b, OptDomainSearch, data...)
 }
 
 // AppendAddrOption appends an option holding one IPv4 address.

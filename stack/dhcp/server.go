@@ -32,7 +32,8 @@ type Config struct {
 	LeaseTime time.Duration
 	// MTU is sent as option 26 when not 0 and not 1500.
 	MTU int
-	// Domain is sent as option 15 when not "".
+	// Domain is sent as option 15 (domain name) and option 119 (domain
+	// search list) when not "".
 	Domain string
 	// StateFile, when not "", is where leases are loaded from and
 	// persisted to (JSON, written to a temporary file and renamed).
@@ -172,6 +173,17 @@ func (s *Server) Lookup(name string, now time.Time) (netip.Addr, bool) {
 	return best.ip, true
 }
 
+// Hostname returns the hostname of the unexpired lease of ip, "" when it
+// has none.
+func (s *Server) Hostname(ip netip.Addr, now time.Time) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l := s.byIP[ip]; l != nil && l.mac != ([6]byte{}) && l.expiry.After(now) {
+		return l.hostname
+	}
+	return ""
+}
+
 // Serve answers requests read from pc until pc fails (closed).
 func (s *Server) Serve(pc net.PacketConn) error {
 	req := make([]byte, MaxMessageSize)
@@ -291,6 +303,7 @@ func (s *Server) Handle(req Message, resp []byte, now time.Time) (reply Message,
 		}
 		if s.cfg.Domain != "" {
 			b = AppendOption(b, OptDomainName, []byte(s.cfg.Domain)...)
+			b = AppendDomainSearch(b, s.cfg.Domain)
 		}
 		if s.cfg.MTU != 0 && s.cfg.MTU != 1500 {
 			b = AppendOption(b, OptMTU, byte(s.cfg.MTU>>8), byte(s.cfg.MTU))

@@ -105,6 +105,13 @@ func TestLeaseLifecycle(t *testing.T) {
 	if m, _ := out.Option(OptSubnetMask); len(m) != 4 || m[3] != 0 || m[0] != 255 {
 		t.Fatalf("mask %v", m)
 	}
+	if d, _ := out.Option(OptDomainName); string(d) != "corral.internal" {
+		t.Fatalf("domain name option %q", d)
+	}
+	// RFC 3397: "corral.internal" as DNS labels, so short names resolve.
+	if d, _ := out.Option(OptDomainSearch); string(d) != "\x06corral\x08internal\x00" {
+		t.Fatalf("domain search option %q", d)
+	}
 	// Request with our server ID and hostname: ACK, persisted.
 	out, _, ok = s.Handle(request(Request, 8, mac1, netip.Addr{}, AppendAddrOption(nil, OptRequestedIP, offered), srvID,
 		AppendOption(nil, OptHostname, []byte("My_Host.example")...)), resp, t0)
@@ -212,6 +219,28 @@ func TestServeOnPlainSocket(t *testing.T) {
 	pc.Close()
 	if err := <-done; !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("Serve after close: %v", err)
+	}
+}
+
+func TestAppendDomainSearch(t *testing.T) {
+	tests := []struct {
+		name    string
+		domains []string
+		want    string // option bytes, "" for no option
+	}{
+		{"one", []string{"corral.internal"}, "\x77\x11\x06corral\x08internal\x00"},
+		{"trailing dot", []string{"lab.test."}, "\x77\x0a\x03lab\x04test\x00"},
+		{"two", []string{"a.b", "c"}, "\x77\x08\x01a\x01b\x00\x01c\x00"},
+		{"empty label left out", []string{"a..b", "c"}, "\x77\x03\x01c\x00"},
+		{"long label left out", []string{string(make([]byte, 64))}, ""},
+		{"none", nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := string(AppendDomainSearch(nil, tt.domains...)); got != tt.want {
+				t.Fatalf("got %q, want %q", got, tt.want)
+			}
+		})
 	}
 }
 

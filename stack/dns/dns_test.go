@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"context"
 	"net"
 	"net/netip"
 	"os"
@@ -15,7 +16,10 @@ import (
 
 func serve(t *testing.T, cfg Config) (udp, tcp string, s *Server) {
 	t.Helper()
-	s = New(cfg)
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -43,17 +47,14 @@ func TestServer(t *testing.T) {
 		Domain:    "Corral.Internal.",
 		Resolvers: []netip.AddrPort{dead, up},
 		Timeout:   time.Second,
-		Lookup: func(h string) (netip.Addr, bool) {
-			if h == "vm1" {
-				return netip.MustParseAddr("10.0.2.15"), true
+		Lookup: func(h string) (v4, v6 netip.Addr) {
+			switch h {
+			case "vm1":
+				return netip.MustParseAddr("10.0.2.15"), netip.Addr{}
+			case "v6only":
+				return netip.Addr{}, netip.MustParseAddr("fd00::2")
 			}
-			return netip.Addr{}, false
-		},
-		Lookup6: func(h string) (netip.Addr, bool) {
-			if h == "v6only" {
-				return netip.MustParseAddr("fd00::2"), true
-			}
-			return netip.Addr{}, false
+			return netip.Addr{}, netip.Addr{}
 		},
 	})
 	tests := []struct {
@@ -172,15 +173,17 @@ func FuzzAnswer(f *testing.F) {
 	q.SetQuestion("example.test.", mdns.TypeAAAA)
 	b, _ = q.Pack()
 	f.Add(b)
-	s := New(Config{Domain: "corral.internal", Lookup: func(h string) (netip.Addr, bool) {
-		return netip.MustParseAddr("10.0.2.15"), h == "vm1"
-	}})
+	s, err := New(Config{Domain: "corral.internal", Lookup: testLookup, Reverse: testReverse,
+		Aliases: map[string]string{"host.lima.internal": "host"}, Records: testRecords})
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m := new(mdns.Msg)
 		if m.Unpack(b) != nil {
 			return
 		}
-		r := s.answer(m, "udp") // no resolvers: forwards fail fast
+		r := s.answer(context.Background(), m, "udp") // no resolvers: forwards fail fast
 		if r == nil || r.Id != m.Id || !r.Response {
 			t.Fatalf("bad reply %v", r)
 		}
