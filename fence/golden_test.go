@@ -390,7 +390,7 @@ func fuzzSeeds(t testing.TB) map[string]map[string][]any {
 			"golden": {v["sealed.hex"]}, "short": {v["sealed.hex"][:30]},
 		},
 		"FuzzSealedFragments": {
-			"golden": {v["sealed-frag-first.hex"], v["sealed-frag-last.hex"]},
+			"golden":  {v["sealed-frag-first.hex"], v["sealed-frag-last.hex"]},
 			"swapped": {v["sealed-frag-last.hex"], v["sealed-frag-first.hex"]},
 		},
 		"FuzzSealedHello": {
