@@ -57,8 +57,8 @@ type Uplink struct {
 	// address is accepted: sealed, raw, LearnPeers or a group).
 	peerAddrs map[netip.AddrPort]bool
 
-	taps  atomic.Pointer[tapSet] // captures of the outer frames (capture.go)
-	plog  rateLog                // peer events a remote host can cause (learned, moved, hello)
+	taps atomic.Pointer[tapSet] // captures of the outer frames (capture.go)
+	plog rateLog                // peer events a remote host can cause (learned, moved, hello)
 
 	hosts hosts    // the host table
 	gw    gateways // gateway arbitration (gateway.go)
