@@ -32,6 +32,9 @@ type Config struct {
 	// Uplink is the uplink configuration; valid only when HasUplink.
 	Uplink    uplink.Config
 	HasUplink bool
+	// Seal is where a sealed uplink's keys come from (nil: unsealed);
+	// Uplink.Seal holds the keys read at start.
+	Seal *SealSettings
 	Log       LogConfig
 }
 
