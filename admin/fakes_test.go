@@ -44,7 +44,9 @@ type fakeUplink struct{ st uplink.Status }
 
 func (u fakeUplink) Status() uplink.Status { return u.st }
 
-func (u fakeUplink) Capture(int) (*uplink.Capture, error) { return nil, errors.New("fake uplink: no capture") }
+func (u fakeUplink) Capture(int) (*uplink.Capture, error) {
+	return nil, errors.New("fake uplink: no capture")
+}
 
 // richUplink has one peer that announces the gateway of fence 1.
 func richUplink() fakeUplink {

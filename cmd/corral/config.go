@@ -111,7 +111,7 @@ type fileFence struct {
 	// PreviousKeyFile is accepted on receive during a rotation of
 	// key_file, never used to send (as uplink.seal.previous_secret_file).
 	PreviousKeyFile string `mapstructure:"previous_key_file"`
-	BUMRate  *int64      `mapstructure:"bum_rate"`
+	BUMRate         *int64 `mapstructure:"bum_rate"`
 }
 
 type fileGateway struct {

@@ -35,7 +35,7 @@ type Config struct {
 	// Seal is where a sealed uplink's keys come from (nil: unsealed);
 	// Uplink.Seal holds the keys read at start.
 	Seal *SealSettings
-	Log       LogConfig
+	Log  LogConfig
 }
 
 // Fence is one fence with its attachments and gateway.
