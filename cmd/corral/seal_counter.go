@@ -53,7 +53,10 @@ func openSealCounter(dir string, inst uint8, hostID uint16, now time.Time) (c *s
 	if err != nil {
 		return nil, 0, 0, err
 	}
-	start = max(stored, uint64(now.UnixNano()))
+	start = stored
+	if ns := now.UnixNano(); ns > 0 {
+		start = max(stored, uint64(ns))
+	}
 	if start > ^uint64(0)-2*counterBlock {
 		return nil, 0, 0, fmt.Errorf("seal counter %s: %d is too close to 2^64; generate a new secret and remove the file", c.path, stored)
 	}
