@@ -122,11 +122,13 @@ func (ss *SealSettings) keys() ([]fence.FenceKey, error) {
 	}
 	var prev []byte
 	if ss.PreviousSecretFile != "" {
-		if prev, err = readSecret("uplink.seal.previous_secret_file", ss.PreviousSecretFile); err != nil {
+		if prev, err = readPrevious("uplink.seal.previous_secret_file", ss.PreviousSecretFile); err != nil {
 			return nil, err
 		}
-		if err := distinct("uplink.seal.previous_secret_file", secret, prev, "uplink.seal.secret_file"); err != nil {
-			return nil, err
+		if prev != nil {
+			if err := distinct("uplink.seal.previous_secret_file", secret, prev, "uplink.seal.secret_file"); err != nil {
+				return nil, err
+			}
 		}
 	}
 	derive := func(key string, sec []byte, f uint32, recvOnly bool) (fence.FenceKey, error) {
@@ -152,9 +154,12 @@ func (ss *SealSettings) keys() ([]fence.FenceKey, error) {
 			}
 			keys = append(keys, fence.FenceKey{ID: fence.KeyID(own), Fence: f.ID, Key: [fence.SealKeyLen]byte(own)})
 			if f.PreviousKeyFile != "" {
-				p, err := readSecret(f.Key+".previous_key_file", f.PreviousKeyFile)
+				p, err := readPrevious(f.Key+".previous_key_file", f.PreviousKeyFile)
 				if err != nil {
 					return nil, err
+				}
+				if p == nil {
+					continue
 				}
 				if err := distinct(f.Key+".previous_key_file", own, p, f.Key+".key_file"); err != nil {
 					return nil, err
@@ -185,6 +190,23 @@ func distinct(key string, cur, prev []byte, curKey string) error {
 		return cfgErr(key, "has the same key ID (%#02x) as %s: 1 in 256 pairs of secrets do; generate the new one again (corral keygen)", fence.KeyID(cur), curKey)
 	}
 	return nil
+}
+
+// readPrevious is readSecret for a previous (receive-only) secret: an
+// empty file (or only white space) means none, so that the key can stay
+// in the configuration between rotations and a reload retire the old
+// secret by emptying the file.
+func readPrevious(key, path string) ([]byte, error) {
+	st, err := os.Stat(path)
+	if err == nil && st.Mode().IsRegular() && st.Size() <= maxSecretFile {
+		if b, err := os.ReadFile(path); err == nil && len(bytes.TrimSpace(b)) == 0 {
+			if perm := st.Mode().Perm(); perm != 0o600 && perm != 0o400 {
+				return nil, cfgErr(key, "%s: mode %04o: a secret file must be readable by its owner only (chmod 600 %s)", path, perm, path)
+			}
+			return nil, nil
+		}
+	}
+	return readSecret(key, path)
 }
 
 // maxSecretFile bounds what readSecret reads: 64 hex digits and a newline

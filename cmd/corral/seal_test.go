@@ -61,6 +61,8 @@ func TestSealConfig(t *testing.T) {
 	group := writeSecret(t, dir, "group.key", 5, true, 0o640)
 	same := writeSecret(t, dir, "same.key", 1, false, 0o600)
 	clash := writeSecret(t, dir, "clash.key", idCollision(t, 1), true, 0o600)
+	empty := filepath.Join(dir, "empty.key")
+	os.WriteFile(empty, []byte("\n"), 0o600)
 	short := filepath.Join(dir, "short.key")
 	os.WriteFile(short, []byte("00112233"), 0o600)
 	badHex := filepath.Join(dir, "badhex.key")
@@ -80,6 +82,7 @@ func TestSealConfig(t *testing.T) {
 			{"hex secret", cfgYAML("", ""), 3, uplink.CipherAESGCM},
 			{"raw secret mode 0400, chacha", fmt.Sprintf(fences, "") + fmt.Sprintf(up, raw, ", cipher: chacha20-poly1305"), 3, uplink.CipherChaCha20Poly1305},
 			{"previous secret", cfgYAML(", previous_secret_file: "+strconv.Quote(other), ""), 6, uplink.CipherAESGCM},
+			{"previous secret empty: none", cfgYAML(", previous_secret_file: "+strconv.Quote(empty), ""), 3, uplink.CipherAESGCM},
 			{"fence key file", cfgYAML("", ", key_file: "+strconv.Quote(raw)), 3, uplink.CipherAESGCM},
 			{"fence key rotation", cfgYAML("", ", key_file: "+strconv.Quote(raw)+", previous_key_file: "+strconv.Quote(other)), 4, uplink.CipherAESGCM},
 		} {
@@ -128,6 +131,7 @@ func TestSealConfig(t *testing.T) {
 		{"world readable", fmt.Sprintf(fences, "") + fmt.Sprintf(up, world, ""), "uplink.seal.secret_file: " + world + ": mode 0644"},
 		{"group readable", fmt.Sprintf(fences, "") + fmt.Sprintf(up, group, ""), "mode 0640"},
 		{"short", fmt.Sprintf(fences, "") + fmt.Sprintf(up, short, ""), "want 32 bytes, or 64 hex digits"},
+		{"empty secret", fmt.Sprintf(fences, "") + fmt.Sprintf(up, empty, ""), "uplink.seal.secret_file: " + empty + ": want 32 bytes"},
 		{"bad hex", fmt.Sprintf(fences, "") + fmt.Sprintf(up, badHex, ""), "uplink.seal.secret_file: " + badHex + ": want 32 bytes"},
 		{"cipher", cfgYAML(", cipher: des", ""), `uplink.seal.cipher: "des"`},
 		{"previous bad mode", cfgYAML(", previous_secret_file: "+strconv.Quote(world), ""), "uplink.seal.previous_secret_file:"},
