@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -159,6 +160,17 @@ func benchSetupUplinkFrames(b *testing.B, w benchWorkload) benchPair {
 // benchSetupRawUplinkFrames is benchSetupUplinkFrames over the raw uplink.
 func benchSetupRawUplinkFrames(b *testing.B, w benchWorkload) benchPair {
 	return benchUplinkFrames(b, true)
+}
+
+// keygen runs `corral keygen FILE` and returns the file (here, so
+// that the benchmark files, built alone by contrib/bench/run.sh, have it).
+func keygen(t testing.TB, dir, name string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if out, err := exec.Command(harness.CorralBinary(t), "keygen", p).CombinedOutput(); err != nil {
+		t.Fatalf("corral keygen: %v\n%s", err, out)
+	}
+	return p
 }
 
 // benchSetupSealedUplinkFrames is benchSetupUplinkFrames over the sealed

@@ -73,16 +73,6 @@ func sealedYAML(h *ulHost, id int, peers []string, fences []sealFence, secret, p
 	return b.String()
 }
 
-// keygen runs `corral keygen FILE` and returns the file.
-func keygen(t testing.TB, dir, name string) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if out, err := exec.Command(harness.CorralBinary(t), "keygen", p).CombinedOutput(); err != nil {
-		t.Fatalf("corral keygen: %v\n%s", err, out)
-	}
-	return p
-}
-
 // peersFrom returns the quoted static peer list of host i of n on a hub LAN.
 func peersFrom(i, n int) []string {
 	var peers []string

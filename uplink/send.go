@@ -231,7 +231,11 @@ func (u *Uplink) dests(items []outItem, t *hostTable, fr []byte, p *peer, fenceI
 				want++
 			}
 		}
-		if want == len(t.peers) {
+		// Sealed, the outer destination is authenticated (it is in the
+		// additional data), so a flood sealed for broadcast cannot be
+		// readdressed: it goes out once, broadcast; hosts without the
+		// fence drop it (they hold no key of it).
+		if want == len(t.peers) || u.seal != nil {
 			return append(items, outItem{frame: fr, dst: fence.BroadcastMAC})
 		}
 		for _, q := range t.peers {
