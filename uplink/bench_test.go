@@ -165,8 +165,12 @@ func (f *loopTransport) recv(bufs [][]byte, sizes []int, from []netip.AddrPort) 
 func (f *loopTransport) send([]outItem) error { return nil }
 func (f *loopTransport) close() error         { return nil }
 
-func newLoop(b *testing.B, in [][]byte) *Uplink {
-	u, err := newBase(Config{HostID: 1, HelloInterval: time.Hour})
+func newLoop(b *testing.B, in [][]byte, mods ...func(*Config)) *Uplink {
+	cfg := Config{HostID: 1, HelloInterval: time.Hour}
+	for _, m := range mods {
+		m(&cfg)
+	}
+	u, err := newBase(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -202,16 +206,22 @@ func BenchmarkReadTrunkNoSocket(b *testing.B) {
 }
 
 // BenchmarkWriteTrunkNoSocket measures WriteTrunk's stages on batches of
-// 64 unicast 1000-byte frames to one peer.
+// 64 unicast 1000-byte frames to one peer (sealed: AES-256-GCM in place).
 func BenchmarkWriteTrunkNoSocket(b *testing.B) {
-	u := newLoop(b, nil)
+	b.Run("unsealed", func(b *testing.B) { benchWriteNoSocket(b, newLoop(b, nil)) })
+	b.Run("sealed", func(b *testing.B) {
+		benchWriteNoSocket(b, newLoop(b, nil, func(c *Config) { c.Seal = &SealConfig{Keys: sealKeys(b, testSecret, false, 1)} }))
+	})
+}
+
+func benchWriteNoSocket(b *testing.B, u *Uplink) {
 	peer := fence.Params{}.OuterMAC(2)
 	u.learn(peer, mustAP("192.0.2.9:7407"), time.Now())
 	const n = 64
 	bufs := make([][]byte, n)
 	fences, hosts := make([]uint32, n), make([][6]byte, n)
 	for i := range bufs {
-		bufs[i] = append(make([]byte, vswitch.Headroom), frame(1000, 2, 1, byte(i))...)
+		bufs[i] = append(make([]byte, vswitch.Headroom, vswitch.Headroom+1000+fence.SealTagLen), frame(1000, 2, 1, byte(i))...)
 		fences[i], hosts[i] = 1, peer
 	}
 	b.ReportAllocs()
