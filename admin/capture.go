@@ -12,6 +12,7 @@ import (
 
 	"github.com/corralnet/corral/pcap"
 	vswitch "github.com/corralnet/corral/switch"
+	"github.com/corralnet/corral/uplink"
 )
 
 // GET /v1/capture (DESIGN.md section 7): a pcap stream (link type
@@ -22,10 +23,12 @@ import (
 // Errors before the stream starts are JSON [ErrorResponse]s.
 //
 // The capture points are the inner frames of one fence (?fence=ID or
-// name) or of one port (?port=ID or name). Each is a [captureSource];
-// another point (the uplink's outer frames, for corral capture --uplink)
-// is one more case in [Server.selectCapture], with the same stream,
-// bounds and trailers.
+// name) or of one port (?port=ID or name), and the uplink's outer frames
+// (?uplink=1, corral capture --uplink): every datagram or raw frame
+// received and sent, sealed as it is on the wire (no key and no
+// plaintext of a sealed frame ever reaches a capture). Each is a
+// [captureSource] chosen by [Server.selectCapture], with the same
+// stream, bounds and trailers.
 
 // Trailers of a GET /v1/capture answer: frames written and frames dropped
 // because the stream was slow. Sent only when the server ends the capture
@@ -37,8 +40,9 @@ const (
 
 // CaptureRequest is the query of GET /v1/capture.
 type CaptureRequest struct {
-	Fence   string  // fence name or ID; exactly one of Fence and Port
+	Fence   string  // fence name or ID; exactly one of Fence, Port and Uplink
 	Port    string  // port ID or name
+	Uplink  bool    // the uplink's outer frames
 	Count   uint64  // stop after Count frames; 0: no limit
 	Seconds float64 // stop after Seconds; 0: no limit
 	Snaplen int     // bytes kept per frame; 0: whole frames
@@ -52,6 +56,9 @@ func (c CaptureRequest) Query() string {
 	}
 	if c.Port != "" {
 		v.Set("port", c.Port)
+	}
+	if c.Uplink {
+		v.Set("uplink", "1")
 	}
 	if c.Count > 0 {
 		v.Set("count", strconv.FormatUint(c.Count, 10))
@@ -84,14 +91,34 @@ type captureOpener struct {
 
 var errNotFound = errors.New("not found")
 
-// selectCapture resolves ?fence= or ?port= (exactly one).
-func (s *Server) selectCapture(fence, port string) (captureOpener, error) {
+// selectCapture resolves ?fence=, ?port= or ?uplink= (exactly one).
+func (s *Server) selectCapture(fence, port, up string) (captureOpener, error) {
 	switchCapture := func(sel vswitch.CaptureSelector) func(int) (captureSource, error) {
 		return func(snaplen int) (captureSource, error) { return s.sw.Capture(sel, snaplen) }
 	}
+	n := 0
+	for _, v := range []string{fence, port, up} {
+		if v != "" {
+			n++
+		}
+	}
 	switch {
-	case (fence == "") == (port == ""):
-		return captureOpener{}, errors.New("give exactly one of fence= and port=")
+	case n != 1:
+		return captureOpener{}, errors.New("give exactly one of fence=, port= and uplink=")
+	case up != "":
+		if on, err := strconv.ParseBool(up); err != nil || !on {
+			return captureOpener{}, fmt.Errorf("uplink=%q: want uplink=1", up)
+		}
+		if s.up == nil {
+			return captureOpener{}, fmt.Errorf("%w: no uplink configured (uplink.udp.listen or uplink.raw.interface)", errNotFound)
+		}
+		return captureOpener{what: "uplink", open: func(snaplen int) (captureSource, error) {
+			c, err := s.up.Capture(snaplen)
+			if err != nil {
+				return nil, err
+			}
+			return uplinkCapture{c}, nil
+		}}, nil
 	case fence != "":
 		st := s.sw.Status()
 		f, ok := findFence(st.Fences, fence)
@@ -112,7 +139,7 @@ func (s *Server) selectCapture(fence, port string) (captureOpener, error) {
 
 func (s *Server) capture(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	point, err := s.selectCapture(q.Get("fence"), q.Get("port"))
+	point, err := s.selectCapture(q.Get("fence"), q.Get("port"), q.Get("uplink"))
 	if err != nil {
 		code := http.StatusBadRequest
 		if errors.Is(err, errNotFound) {
@@ -192,6 +219,16 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, c captureSou
 	w.Header().Set(TrailerFrames, strconv.FormatUint(n, 10))
 	w.Header().Set(TrailerDropped, strconv.FormatUint(c.Dropped(), 10))
 }
+
+// uplinkCapture adapts a capture of the uplink to captureSource.
+type uplinkCapture struct{ c *uplink.Capture }
+
+func (u uplinkCapture) Read(ctx context.Context) (vswitch.CapturedFrame, error) {
+	f, err := u.c.Read(ctx)
+	return vswitch.CapturedFrame{Data: f.Data, Len: f.Len, Time: f.Time}, err
+}
+func (u uplinkCapture) Dropped() uint64 { return u.c.Dropped() }
+func (u uplinkCapture) Close() error    { return u.c.Close() }
 
 func uintParam(s, name string) (uint64, error) {
 	if s == "" {

@@ -8,7 +8,7 @@
 //	GET    /v1/fences               []FenceStatus
 //	GET    /v1/ports                []PortStatus
 //	GET    /v1/fdb[?fence=F]        []FenceFDB
-//	GET    /v1/capture?fence=F|port=P[&count=N][&seconds=S][&snaplen=N]
+//	GET    /v1/capture?fence=F|port=P|uplink=1[&count=N][&seconds=S][&snaplen=N]
 //	                                a pcap stream (see capture.go), trailers TrailerFrames, TrailerDropped
 //	GET    /v1/peers                PeersResponse (404 without an uplink)
 //	GET    /v1/gateways[?fence=F]   []GatewayStatus

@@ -44,9 +44,13 @@ type fakeUplink struct{ st uplink.Status }
 
 func (u fakeUplink) Status() uplink.Status { return u.st }
 
+func (u fakeUplink) Capture(int) (*uplink.Capture, error) {
+	return nil, errors.New("fake uplink: no capture")
+}
+
 // richUplink has one peer that announces the gateway of fence 1.
 func richUplink() fakeUplink {
-	return fakeUplink{uplink.Status{
+	u := fakeUplink{uplink.Status{
 		Transport: "udp", Addr: "192.0.2.1:7407", OuterMAC: "02:fe:0c:01:00:01", HostID: 1, Installation: 1, Name: "h1", MTU: 1500, MaxEncapLen: 1472,
 		HelloInterval: "5s", Group: "239.7.4.7:7407", GSO: true, GRO: true, StaticPeers: []string{"192.0.2.2:7407"},
 		Peers:         []uplink.PeerStatus{{OuterMAC: "02:fe:0c:01:00:02", Addr: "192.0.2.2:7407", Name: "h2", HostID: 2, HelloKnown: true, Fences: []uint32{1, 2}, Gateways: []uint32{1}, LastHello: t0, LastSeen: t0.Add(time.Second)}},
@@ -54,8 +58,16 @@ func richUplink() fakeUplink {
 		RxByFence:     map[uint32]uint64{1: 4, 2: 1},
 		Reassembly:    fence.ReassemblyStats{Whole: 1, Firsts: 2, Completed: 3, Replaced: 4, Orphans: 5, Mismatched: 6, Expired: 7, EvictedHost: 8, EvictedTotal: 9, EvictedWindow: 10, TooBig: 11, Invalid: 12},
 		GatewayYields: []uplink.GatewayYield{{Fence: 2, Peer: "02:fe:0c:01:00:02", PeerName: "h2", Since: t0}},
+		Accept:        "sealed",
+		Seal: &uplink.SealStatus{Cipher: "aes-256-gcm", Counter: 1000, CounterLimit: 1 << 33, KeyChanges: 1,
+			Keys: []uplink.SealKeyStatus{{Fence: 0, SendKeyID: &keyID, KeyIDs: []uint8{keyID}}, {Fence: 1, SendKeyID: &keyID, KeyIDs: []uint8{0x17, keyID}}}},
 	}}
+	u.st.Peers[0].Keys = []uplink.PeerKey{{Fence: 1, State: "ok", KeyID: &keyID, Opened: 7}, {Fence: 2, State: "no key"}}
+	return u
 }
+
+// keyID is the key ID of the fake sealed uplink.
+var keyID uint8 = 0x2a
 
 // fakeGateway keeps its forwards in memory. AddForward fails by listen
 // port: 1 EADDRINUSE, 2 EADDRNOTAVAIL, 3 EACCES, 4 invalid, 5 closed, 6

@@ -37,6 +37,9 @@ type Switch interface {
 // it.
 type Uplink interface {
 	Status() uplink.Status
+	// Capture starts a capture of the outer frames (GET
+	// /v1/capture?uplink=1).
+	Capture(snaplen int) (*uplink.Capture, error)
 }
 
 // Config configures a [Server].

@@ -140,6 +140,50 @@ type PeersResponse struct {
 	// level and count gateway_conflict). Always present, empty when all is
 	// well.
 	GatewayConflicts []GatewayConflict `json:"gateway_conflicts"`
+	// Accept says which sources the uplink accepts: "peers" (unsealed
+	// UDP: the configured uplink.udp.peers), "any" (unsealed UDP with
+	// learn_peers or a group), "sealed" (any source whose frames open),
+	// "segment" (unsealed raw uplink).
+	Accept string `json:"accept"`
+	// Seal is the sealed uplink's state; absent when unsealed. It holds
+	// key IDs only, never a key.
+	Seal *SealStatus `json:"seal,omitempty"`
+}
+
+// SealStatus is the sealed uplink in GET /v1/peers.
+type SealStatus struct {
+	Cipher string `json:"cipher"` // "aes-256-gcm" or "chacha20-poly1305"
+	// Keys lists the fences this host holds keys of (fence 0: hellos).
+	Keys []SealKeyStatus `json:"keys"`
+	// Counter is the last send counter used; CounterLimit the first one
+	// not reserved on disk yet.
+	Counter      uint64 `json:"counter"`
+	CounterLimit uint64 `json:"counter_limit"`
+	// KeyChanges counts key reloads (SIGHUP).
+	KeyChanges uint64 `json:"key_changes"`
+}
+
+// SealKeyStatus is one fence's keys by ID.
+type SealKeyStatus struct {
+	Fence uint32 `json:"fence"`
+	// SendKeyID is the key frames are sealed with; absent when the fence
+	// has receive-only keys only.
+	SendKeyID *uint8  `json:"send_key_id,omitempty"`
+	KeyIDs    []uint8 `json:"key_ids"` // every key frames are opened with
+}
+
+// PeerKey is, on a sealed uplink, one fence of a peer: whether this host
+// can read and send its frames.
+type PeerKey struct {
+	Fence uint32 `json:"fence"`
+	// State: "ok" (frames opened, the last with KeyID), "no key" (this
+	// host holds no key of the fence: it can neither read nor inject it),
+	// "failing" (frames did not open since the last that did: the peer
+	// holds another key), "unused" (a key is held, no frame came yet).
+	State  string `json:"state"`
+	KeyID  *uint8 `json:"key_id,omitempty"`
+	Opened uint64 `json:"opened"`
+	Failed uint64 `json:"failed"`
 }
 
 // PeerStatus is one remote host of the uplink's host table.
@@ -153,6 +197,8 @@ type PeerStatus struct {
 	Gateways   []uint32  `json:"gateways"`
 	LastHello  time.Time `json:"last_hello"`
 	LastSeen   time.Time `json:"last_seen"`
+	// Keys is the key state per fence on a sealed uplink.
+	Keys []PeerKey `json:"keys,omitempty"`
 }
 
 // ReassemblyStats are the uplink's fragment reassembly counters
@@ -330,12 +376,24 @@ func peersOf(st uplink.Status) PeersResponse {
 			TooBig: r.TooBig, Invalid: r.Invalid,
 		},
 		GatewayYields: make([]GatewayYield, 0, len(st.GatewayYields)),
+		Accept:        st.Accept,
+	}
+	if s := st.Seal; s != nil {
+		out.Seal = &SealStatus{Cipher: s.Cipher, Counter: s.Counter, CounterLimit: s.CounterLimit,
+			KeyChanges: s.KeyChanges, Keys: make([]SealKeyStatus, 0, len(s.Keys))}
+		for _, k := range s.Keys {
+			out.Seal.Keys = append(out.Seal.Keys, SealKeyStatus{Fence: k.Fence, SendKeyID: k.SendKeyID, KeyIDs: k.KeyIDs})
+		}
 	}
 	for _, p := range st.Peers {
-		out.Peers = append(out.Peers, PeerStatus{
+		ps := PeerStatus{
 			OuterMAC: p.OuterMAC, Addr: p.Addr, Name: p.Name, HostID: p.HostID, HelloKnown: p.HelloKnown,
 			Fences: p.Fences, Gateways: p.Gateways, LastHello: p.LastHello, LastSeen: p.LastSeen,
-		})
+		}
+		for _, k := range p.Keys {
+			ps.Keys = append(ps.Keys, PeerKey{Fence: k.Fence, State: k.State, KeyID: k.KeyID, Opened: k.Opened, Failed: k.Failed})
+		}
+		out.Peers = append(out.Peers, ps)
 	}
 	for _, y := range st.GatewayYields {
 		out.GatewayYields = append(out.GatewayYields, GatewayYield{Fence: y.Fence, Peer: y.Peer, PeerName: y.PeerName, Since: y.Since})

@@ -6,13 +6,16 @@ package e2e
 // on host 2 (the workloads of BenchmarkSwitch), iperf3 TCP between two
 // namespaces whose TAPs `corral plug` attaches to the hosts' switches, and
 // the same iperf3 over the kernel's VXLAN and over the bare veth between
-// the two host namespaces.
+// the two host namespaces. The sealed uplink (issue 9, DESIGN.md 3.6,
+// AES-256-GCM) runs the same frame workloads and iperf3 in the same run,
+// beside the unsealed rows.
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
 	"net"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -35,6 +38,11 @@ func BenchmarkUplink(b *testing.B) {
 		})
 	}
 	for _, w := range benchWorkloads {
+		b.Run("corral-sealed-frames/"+w.name, func(b *testing.B) {
+			benchRun(b, benchTarget{name: "sealed-uplink", setup: benchSetupSealedUplinkFrames}, w)
+		})
+	}
+	for _, w := range benchWorkloads {
 		b.Run("corral-raw-frames/"+w.name, func(b *testing.B) {
 			benchRun(b, benchTarget{name: "raw-uplink", setup: benchSetupRawUplinkFrames}, w)
 		})
@@ -47,6 +55,16 @@ func BenchmarkUplink(b *testing.B) {
 			benchIperfRuns(b, func(b *testing.B) (client, server *harness.NS, addr string) {
 				h := benchTwoHosts(b)
 				return benchPlugPair(b, h, mtu)
+			})
+		})
+	}
+	// Sealed: 25 more bytes per frame, so 1415 is the guest MTU without
+	// fragments (what the gateway's DHCP advertises).
+	for _, mtu := range []int{1500, 1415} {
+		b.Run(fmt.Sprintf("iperf3-tcp/corral-sealed-mtu%d", mtu), func(b *testing.B) {
+			benchIperfRuns(b, func(b *testing.B) (client, server *harness.NS, addr string) {
+				h := benchTwoHosts(b)
+				return benchPlugGuests(b, h.startCorralsSealed(b, false, true), mtu)
 			})
 		})
 	}
@@ -93,12 +111,25 @@ func benchTwoHosts(b *testing.B) benchHosts {
 // other (raw: AF_PACKET on up0; else UDP) and fence 1 on a unix socket; it
 // returns the sockets.
 func (h benchHosts) startCorrals(b *testing.B, raw bool) [2]string {
+	return h.startCorralsSealed(b, raw, false)
+}
+
+// startCorralsSealed is startCorrals, with a sealed uplink (AES-256-GCM,
+// one secret from corral keygen) when sealed.
+func (h benchHosts) startCorralsSealed(b *testing.B, raw, sealed bool) [2]string {
 	var socks [2]string
+	secret := ""
+	if sealed {
+		secret = keygen(b, h.dir, "installation.key")
+	}
 	for i, ns := range h.ns {
 		socks[i] = filepath.Join(h.dir, fmt.Sprintf("h%d.sock", i+1))
 		uplink := fmt.Sprintf("  udp:\n    listen: \"%s:7407\"\n    peers: [\"%s:7407\"]\n", h.addr[i], h.addr[1-i])
 		if raw {
 			uplink = "  raw:\n    interface: up0\n"
+		}
+		if sealed {
+			uplink += fmt.Sprintf("  seal:\n    mode: required\n    secret_file: %q\n", secret)
 		}
 		cfg := fmt.Sprintf(`host:
   name: bench%d
@@ -131,9 +162,30 @@ func benchSetupRawUplinkFrames(b *testing.B, w benchWorkload) benchPair {
 	return benchUplinkFrames(b, true)
 }
 
+// keygen runs `corral keygen FILE` and returns the file (here, so
+// that the benchmark files, built alone by contrib/bench/run.sh, have it).
+func keygen(t testing.TB, dir, name string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if out, err := exec.Command(harness.CorralBinary(t), "keygen", p).CombinedOutput(); err != nil {
+		t.Fatalf("corral keygen: %v\n%s", err, out)
+	}
+	return p
+}
+
+// benchSetupSealedUplinkFrames is benchSetupUplinkFrames over the sealed
+// UDP uplink.
+func benchSetupSealedUplinkFrames(b *testing.B, w benchWorkload) benchPair {
+	return benchUplinkFramesSealed(b, false, true)
+}
+
 func benchUplinkFrames(b *testing.B, raw bool) benchPair {
+	return benchUplinkFramesSealed(b, raw, false)
+}
+
+func benchUplinkFramesSealed(b *testing.B, raw, sealed bool) benchPair {
 	h := benchTwoHosts(b)
-	socks := h.startCorrals(b, raw)
+	socks := h.startCorralsSealed(b, raw, sealed)
 	return benchPair{
 		a:     newBenchConn(b, benchDial(b, socks[0]), 4),
 		b:     newBenchConn(b, benchDial(b, socks[1]), 4),

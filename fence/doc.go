@@ -115,23 +115,46 @@
 // nonce, 16-byte tag AEAD the caller supplies (ChaCha20-Poly1305 from
 // golang.org/x/crypto; this package imports only the standard library).
 //
-//   - Key: per fence and key ID, [DeriveFenceKey]: HKDF-SHA256 (RFC 5869),
-//     IKM the installation secret, empty salt, info "corral fence key v2" ·
-//     installation ID · 24-bit fence ID, 32 bytes. Fence 0 has a key too.
+//   - Installation secret: 32 bytes ([SealKeyLen]).
+//   - Key: per fence, [DeriveFenceKey]: HKDF-SHA256 (RFC 5869), IKM the
+//     installation secret, empty salt, info "corral fence key v2" ·
+//     installation ID · 24-bit fence ID, 32 bytes. Fence 0 (hellos) has a
+//     key too. A fence may instead have its own 32-byte key (key_file),
+//     shared only by its members.
+//   - Key ID: names the key itself, not a slot ([KeyID]): the first byte
+//     of HKDF-SHA256 with IKM the installation secret (for every key
+//     derived from it) or the fence's own key, empty salt, info "corral
+//     key id v2". Hosts in the middle of a rotation hold the old and the
+//     new secret in either slot and still agree on what a frame's key ID
+//     names. Two keys live for one fence must differ in ID (1 in 256
+//     pairs of secrets do not: the configuration refuses them).
+//   - Keys that open but never seal ([FenceKey].ReceiveOnly): a
+//     previous secret during a rotation. A fence sends with its one
+//     other key. [Sealer.SetKeys] replaces the keys atomically; the
+//     counter and the replay windows carry on.
 //   - Nonce: installation ID (1) · host ID (2) · 0x00 · counter (8), from
-//     the sender's outer MAC. The counter is per sending host, starts at
-//     the Unix time in ns and counts up, so restarts never reuse a nonce.
+//     the sender's outer MAC. The counter is per sending host across all
+//     its fences and keys, and only goes up: [SealConfig].Counter is the
+//     caller's promise that it is above every counter this host ID ever
+//     used ([Sealer.SetLimit] bounds it to what the caller has reserved;
+//     package uplink's caller keeps a reserved high-water mark on disk and
+//     starts above it and above the Unix time in ns).
 //   - Additional data: the outer header and the fence header of the whole
 //     frame (FT 0, Seq 0): the 18 bytes in front of key ID. FT and Seq are
 //     left out because fragmentation rewrites them.
 //   - Replay: per (sending host, fence), a 2048-bit sliding window (RFC
 //     6479, as WireGuard): counters more than [ReplayWindow] below the
-//     highest accepted, or seen before, are dropped ([ErrReplay]).
+//     highest accepted, or seen before, are dropped ([ErrReplay]). The
+//     windows live in a [ReplayTable] (one per receiver, bounded; a
+//     window it evicts or forgets leaves a per-host floor, so old frames
+//     stay refused). A window is made only for a frame that opened.
 //
 // Outbound: [Sealer.Encap] then [Fragmenter.Split] (the 25 bytes count
 // against the MTU). Inbound: [Params.Parse] with Sealed set, then
 // [Reassembler.Add], then [Sealer.Open] on the payload (the tag also
-// refuses any glued fragments).
+// refuses any glued fragments). Golden vectors: testdata/sealed.hex (key
+// ID 1 set by hand), sealed-frag-first.hex and sealed-frag-last.hex, and
+// sealed-hello.hex (the installation secret 00 01 … 1f, key ID 0xea).
 //
 // # Hello (control channel, fence 0, DESIGN 4.6)
 //
@@ -172,6 +195,6 @@
 //
 // Parse, Encap, Split, Sealer.Encap/Open and Header/Frame accessors never
 // allocate; the Reassembler allocates only to grow its per-slot buffers,
-// the Sealer once per new (host, fence) replay window. Hello.Decode
+// Open once per new (host, fence) replay window. Hello.Decode
 // allocates the name when it changes and grows the lists.
 package fence

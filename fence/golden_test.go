@@ -54,7 +54,60 @@ func goldenVectors(t testing.TB) map[string][]byte {
 
 	// A control frame (fence 0) carrying a hello, flooded.
 	v["hello.hex"] = encap(testParams, goldenHello.AppendTo(nil), BroadcastMAC, hostA, HeaderFields{Fence: ControlFence})
+
+	// Sealed as a host does with a 32-byte installation secret (bytes
+	// 0x00 … 0x1f, goldenSecret32), AES-256-GCM, from host 0x02c2: its key
+	// ID is KeyID(secret) and every fence key is DeriveFenceKey(secret,
+	// 1, fence).
+	// - the 1500-byte frame of frag-*.hex, flooded on fence 0x000100,
+	//   counter 2000, split for UDP/IPv4 at MTU 1500 with Seq 3;
+	// - the hello of hello.hex on fence 0, flooded, counter 3000.
+	secret := goldenSecret32()
+	id := KeyID(secret)
+	kf, err := DeriveFenceKey(secret, 1, 0x000100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k0, err := DeriveFenceKey(secret, 1, ControlFence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := NewSealer(SealConfig{Params: sealedParams, HostID: 0x02c2, Counter: 1999,
+		Keys: []FenceKey{{ID: id, Fence: 0x000100, Key: kf}, {ID: id, Fence: ControlFence, Key: k0}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := ipv4UDPFrame(1500, 0)
+	bb := make([]byte, SealedHeaderLen+len(big)+SealTagLen)
+	copy(bb[SealedHeaderLen:], big)
+	sf, err := s2.Encap(bb, SealedHeaderLen, len(big), BroadcastMAC, 0x000100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sfg Fragmenter
+	sfg.seq.Store(3)
+	sfirst, slast, err := sfg.Split(sf, MaxEncapLenUDP(1500, false), make([]byte, 1472))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v["sealed-frag-first.hex"], v["sealed-frag-last.hex"] = sfirst, slast
+	s2.counter.Store(2999)
+	hello := goldenHello.AppendTo(make([]byte, SealedHeaderLen, SealedHeaderLen+128))
+	hb := append(hello, make([]byte, SealTagLen)...)
+	if v["sealed-hello.hex"], err = s2.Encap(hb, SealedHeaderLen, len(hello)-SealedHeaderLen, BroadcastMAC, ControlFence); err != nil {
+		t.Fatal(err)
+	}
 	return v
+}
+
+// goldenSecret32 is the installation secret of the sealed fragment and
+// hello vectors: the 32 bytes 0x00 … 0x1f.
+func goldenSecret32() []byte {
+	b := make([]byte, SealKeyLen)
+	for i := range b {
+		b[i] = byte(i)
+	}
+	return b
 }
 
 func readGolden(t testing.TB, name string) []byte {
@@ -170,11 +223,61 @@ func TestGoldenDecode(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Parse = %v", err)
 		}
-		inner, err := r.Open(fr.Dst(), fr.Src(), fr.Header().Fence(), fr.Inner())
+		inner, _, err := r.Open(NewReplayTable(0), fr.Dst(), fr.Src(), fr.Header().Fence(), fr.Inner())
 		if err != nil {
 			t.Fatalf("Open = %v", err)
 		}
 		check(t, "inner", inner, string(formatHex(readGolden(t, "whole.hex")[18:])))
+	})
+	t.Run("sealed fragments", func(t *testing.T) {
+		// Checked independently with Python's cryptography package (HKDF
+		// and AESGCM): key = HKDF-SHA256(00…1f, info "corral fence key
+		// v2" 01 000100), nonce = 01 02c2 00 00000000000007d0, AD =
+		// first[0:14] · 80 00 01 00, ciphertext = first[27:] · last[18:].
+		f := readGolden(t, "sealed-frag-first.hex")
+		l := readGolden(t, "sealed-frag-last.hex")
+		// 18 + 9 + 1500 + 16 = 1543 bytes sealed: a 1472-byte first and
+		// the 71 remaining bytes after the headers of the last.
+		if len(f) != 1472 || len(l) != 18+71 {
+			t.Fatalf("lengths %d, %d; want 1472, 89", len(f), len(l))
+		}
+		for _, b := range [][]byte{f, l} {
+			check(t, "outer", b[0:14], "ff ff ff ff ff ff  02 fe 0c 01 02 c2  88 b5")
+		}
+		check(t, "first header (Ver 2, FT 1, Seq 3, fence 0x100)", f[14:18], "93 00 01 00")
+		check(t, "last header (Ver 2, FT 2, Seq 3, fence 0x100)", l[14:18], "a3 00 01 00")
+		check(t, "key ID", f[18:19], fmt.Sprintf("%02x", goldenKeyID32))
+		check(t, "counter", f[19:27], "00 00 00 00 00 00 07 d0")
+		if bytes.Contains(f, ipv4UDPFrame(1500, 0)[14:60]) {
+			t.Errorf("plaintext visible in the sealed first fragment")
+		}
+		openGoldenFragments(t, f, l, 0x000100, ipv4UDPFrame(1500, 0))
+	})
+	t.Run("sealed hello", func(t *testing.T) {
+		// Independently: key = HKDF(…, info … 01 000000), nonce = 01 02c2
+		// 00 0000000000000bb8, AD = b[0:14] · 80 00 00 00.
+		b := readGolden(t, "sealed-hello.hex")
+		if want := 18 + 9 + goldenHello.Len() + 16; len(b) != want {
+			t.Fatalf("length %d, want %d", len(b), want)
+		}
+		check(t, "outer", b[0:14], "ff ff ff ff ff ff  02 fe 0c 01 02 c2  88 b5")
+		check(t, "fence header (Ver 2, whole, control)", b[14:18], "80 00 00 00")
+		check(t, "key ID", b[18:19], fmt.Sprintf("%02x", goldenKeyID32))
+		check(t, "counter", b[19:27], "00 00 00 00 00 00 0b b8")
+		r := goldenReceiver(t, ControlFence)
+		fr, err := sealedParams.Parse(b)
+		if err != nil {
+			t.Fatalf("Parse = %v", err)
+		}
+		inner, _, err := r.Open(NewReplayTable(0), fr.Dst(), fr.Src(), ControlFence, fr.Inner())
+		if err != nil {
+			t.Fatalf("Open = %v", err)
+		}
+		var h Hello
+		if err := h.Decode(inner); err != nil || !helloEqual(&h, &goldenHello) {
+			t.Fatalf("Decode = %+v, %v; want the golden hello", h, err)
+		}
+		check(t, "hello", inner, string(formatHex(readGolden(t, "hello.hex")[18:])))
 	})
 	t.Run("hello", func(t *testing.T) {
 		b := readGolden(t, "hello.hex")
@@ -208,6 +311,57 @@ func TestGoldenDecode(t *testing.T) {
 
 const goldenSecret = "0123456789abcdef-installation-secret"
 
+// goldenKeyID and goldenKeyID32 are KeyID(goldenSecret) and
+// KeyID(goldenSecret32()), computed independently with Python's hmac and
+// hashlib (RFC 5869 by hand).
+const (
+	goldenKeyID   = 0x2a
+	goldenKeyID32 = 0xea
+)
+
+// goldenReceiver is host 0x0003 holding the keys of fence derived from
+// goldenSecret32.
+func goldenReceiver(t testing.TB, fence uint32) *Sealer {
+	t.Helper()
+	secret := goldenSecret32()
+	k, err := DeriveFenceKey(secret, 1, fence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewSealer(SealConfig{Params: sealedParams, HostID: 3, Keys: []FenceKey{{ID: KeyID(secret), Fence: fence, Key: k}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// openGoldenFragments reassembles first and last, opens the result with
+// goldenReceiver and checks that it is want.
+func openGoldenFragments(t testing.TB, first, last []byte, fence uint32, want []byte) {
+	t.Helper()
+	ra := NewReassembler(ReassemblyConfig{})
+	out := make([]byte, MaxPayloadLen)
+	var payload []byte
+	for i, b := range [][]byte{first, last} {
+		fr, err := sealedParams.Parse(b)
+		if err != nil {
+			t.Fatalf("Parse(fragment %d) = %v", i, err)
+		}
+		p, done, err := ra.Add(fr, t0, out)
+		if err != nil || done != (i == 1) {
+			t.Fatalf("Add(fragment %d) = %v, %v", i, done, err)
+		}
+		payload = p
+	}
+	inner, _, err := goldenReceiver(t, fence).Open(NewReplayTable(0), Frame(last).Dst(), Frame(last).Src(), fence, payload)
+	if err != nil {
+		t.Fatalf("Open(reassembled) = %v", err)
+	}
+	if !bytes.Equal(inner, want) {
+		t.Fatalf("opened %d bytes, not the frame that was sealed", len(inner))
+	}
+}
+
 // fuzzSeeds are the seed inputs of each fuzz target, built from the golden
 // vectors; they are both added with f.Add and checked in under
 // testdata/fuzz/<target>/ (written by -update).
@@ -234,6 +388,13 @@ func fuzzSeeds(t testing.TB) map[string]map[string][]any {
 		},
 		"FuzzSealedOpen": {
 			"golden": {v["sealed.hex"]}, "short": {v["sealed.hex"][:30]},
+		},
+		"FuzzSealedFragments": {
+			"golden":  {v["sealed-frag-first.hex"], v["sealed-frag-last.hex"]},
+			"swapped": {v["sealed-frag-last.hex"], v["sealed-frag-first.hex"]},
+		},
+		"FuzzSealedHello": {
+			"golden": {v["sealed-hello.hex"]}, "short": {v["sealed-hello.hex"][:40]},
 		},
 		"FuzzSplit": {
 			"udp4": {uint16(1500), uint16(1472)}, "raw": {uint16(9000), uint16(9014)}, "pad": {uint16(1455), uint16(1472)},

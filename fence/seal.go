@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,7 +20,8 @@ import (
 const (
 	// SealedVersion is the fence header version of sealed frames.
 	SealedVersion = 2
-	// SealKeyLen is the length of a fence key (AES-256, ChaCha20).
+	// SealKeyLen is the length of a fence key (AES-256, ChaCha20) and of
+	// an installation secret.
 	SealKeyLen = 32
 	// SealNonceLen is the AEAD nonce length.
 	SealNonceLen = 12
@@ -42,12 +44,17 @@ const (
 	// receiver still accepts once each (out-of-order delivery).
 	ReplayWindow = 2048 - 64
 
+	// DefaultMaxReplayWindows bounds a [ReplayTable] when 0 is given.
+	DefaultMaxReplayWindows = 1 << 16
+
 	sealOffsetKeyID   = 0
 	sealOffsetCounter = 1
 
 	// HKDF info prefix of fence keys; the installation ID and the 24-bit
 	// fence ID follow.
 	fenceKeyInfo = "corral fence key v2"
+	// HKDF info of key IDs.
+	keyIDInfo = "corral key id v2"
 )
 
 // Sealing errors; each means the frame was dropped.
@@ -56,6 +63,9 @@ var (
 	ErrAuth    = errors.New("fence: sealed frame failed authentication")
 	ErrReplay  = errors.New("fence: sealed frame replayed or too old")
 	ErrSealLen = errors.New("fence: sealed frame too short")
+	// ErrCounterLimit: the send counter reached the limit reserved for
+	// it ([Sealer.SetLimit]); the frame is not sent.
+	ErrCounterLimit = errors.New("fence: send counter reached its reserved limit")
 )
 
 // DeriveFenceKey derives the key of fence from an installation secret with
@@ -76,6 +86,23 @@ func DeriveFenceKey(secret []byte, installation uint8, fence uint32) ([SealKeyLe
 	return key, nil
 }
 
+// KeyID returns the key ID of key material: the first byte of
+// HKDF-SHA256 (RFC 5869) with IKM material, empty salt and info "corral
+// key id v2". The material is the installation secret for the keys
+// derived from it (every fence's key from one secret has the same ID),
+// or a fence's own key (key_file). So a key ID names the key itself, not
+// where a host keeps it: during a rotation, hosts that hold the old and
+// the new secret in either configuration slot agree on which key a frame
+// names. Two live keys of one fence must have different IDs (1 in 256
+// pairs of secrets collide; generate another one).
+func KeyID(material []byte) uint8 {
+	k, err := hkdf.Key(sha256.New, material, nil, keyIDInfo, 1)
+	if err != nil { // only for an output length HKDF cannot produce
+		panic(err)
+	}
+	return k[0]
+}
+
 // NewAESGCM returns AES-256-GCM with key (the default AEAD).
 func NewAESGCM(key []byte) (cipher.AEAD, error) {
 	b, err := aes.NewCipher(key)
@@ -90,30 +117,10 @@ type FenceKey struct {
 	ID    uint8
 	Fence uint32
 	Key   [SealKeyLen]byte
-}
-
-// SealConfig configures a [Sealer].
-type SealConfig struct {
-	Params        // OUI, installation, EtherType
-	HostID uint16 // this host's ID: with the installation, part of every nonce
-
-	// Keys are the fence keys this host holds. It can send and receive
-	// sealed frames only on those fences. Two keys of one fence with
-	// different IDs may be live at once (rotation).
-	Keys []FenceKey
-	// SendKeyID maps a fence to the key ID used to send on it; a fence not
-	// listed sends with its key of the highest ID.
-	SendKeyID map[uint32]uint8
-	// NewAEAD builds the AEAD from a 32-byte key; nil means AES-256-GCM
-	// ([NewAESGCM]). For ChaCha20-Poly1305 pass
-	// golang.org/x/crypto/chacha20poly1305.New. It must return a 12-byte
-	// nonce, 16-byte tag AEAD.
-	NewAEAD func(key []byte) (cipher.AEAD, error)
-	// Counter is the first send counter; zero means the current Unix time
-	// in nanoseconds, so a restarted host never reuses a (key, nonce) pair
-	// as long as its clock does not go back and it sends fewer than one
-	// frame per nanosecond on average.
-	Counter uint64
+	// ReceiveOnly keys open frames but never seal them (a previous secret
+	// during a rotation). Every fence has at most one key that is not
+	// receive-only: the one it sends with.
+	ReceiveOnly bool
 }
 
 type keyRef struct {
@@ -121,25 +128,136 @@ type keyRef struct {
 	fence uint32
 }
 
-type replayKey struct {
-	src   OuterMAC
-	fence uint32
+type sendKey struct {
+	id   uint8
+	aead cipher.AEAD
+}
+
+// Keyring is an immutable set of fence keys with their AEADs: what a
+// [Sealer] seals and opens with. [Sealer.SetKeys] replaces it atomically.
+type Keyring struct {
+	aeads map[keyRef]cipher.AEAD
+	send  map[uint32]sendKey
+}
+
+// NewKeyring builds the AEADs of keys with newAEAD (nil: [NewAESGCM]).
+func NewKeyring(keys []FenceKey, newAEAD func(key []byte) (cipher.AEAD, error)) (*Keyring, error) {
+	if newAEAD == nil {
+		newAEAD = NewAESGCM
+	}
+	r := &Keyring{aeads: make(map[keyRef]cipher.AEAD, len(keys)), send: make(map[uint32]sendKey, len(keys))}
+	for _, k := range keys {
+		if k.Fence > MaxFenceID { // fence 0 (control) has keys too: hellos are sealed
+			return nil, fmt.Errorf("fence: key for invalid fence %#x", k.Fence)
+		}
+		a, err := newAEAD(k.Key[:])
+		if err != nil {
+			return nil, fmt.Errorf("fence: key %d of fence %d: %w", k.ID, k.Fence, err)
+		}
+		if a.NonceSize() != SealNonceLen || a.Overhead() != SealTagLen {
+			return nil, fmt.Errorf("fence: AEAD must have a %d-byte nonce and %d-byte tag", SealNonceLen, SealTagLen)
+		}
+		ref := keyRef{k.ID, k.Fence}
+		if _, dup := r.aeads[ref]; dup {
+			return nil, fmt.Errorf("fence: two keys with ID %d for fence %d", k.ID, k.Fence)
+		}
+		r.aeads[ref] = a
+		if k.ReceiveOnly {
+			continue
+		}
+		if _, dup := r.send[k.Fence]; dup {
+			return nil, fmt.Errorf("fence: two send keys for fence %d", k.Fence)
+		}
+		r.send[k.Fence] = sendKey{id: k.ID, aead: a}
+	}
+	return r, nil
+}
+
+// CanSend reports whether r has a key to seal frames of fence with.
+func (r *Keyring) CanSend(fence uint32) bool { _, ok := r.send[fence]; return ok }
+
+// CanOpen reports whether r has any key of fence.
+func (r *Keyring) CanOpen(fence uint32) bool {
+	for k := range r.aeads {
+		if k.fence == fence {
+			return true
+		}
+	}
+	return false
+}
+
+// KeyInfo describes the keys of one fence (IDs only: never key bytes).
+type KeyInfo struct {
+	Fence uint32
+	// SendID is the ID of the key frames are sealed with; HasSend false
+	// when the fence has only receive-only keys.
+	SendID  uint8
+	HasSend bool
+	// IDs are the IDs of every key frames are opened with, ascending.
+	IDs []uint8
+}
+
+// Info lists the fences of r with their key IDs, by fence ID.
+func (r *Keyring) Info() []KeyInfo {
+	by := map[uint32]*KeyInfo{}
+	for k := range r.aeads {
+		ki := by[k.fence]
+		if ki == nil {
+			ki = &KeyInfo{Fence: k.fence}
+			by[k.fence] = ki
+		}
+		ki.IDs = append(ki.IDs, k.id)
+	}
+	out := make([]KeyInfo, 0, len(by))
+	for f, ki := range by {
+		if s, ok := r.send[f]; ok {
+			ki.SendID, ki.HasSend = s.id, true
+		}
+		slices.Sort(ki.IDs)
+		out = append(out, *ki)
+	}
+	slices.SortFunc(out, func(a, b KeyInfo) int { return int(int64(a.Fence) - int64(b.Fence)) })
+	return out
+}
+
+// SealConfig configures a [Sealer].
+type SealConfig struct {
+	Params        // OUI, installation, EtherType
+	HostID uint16 // this host's ID: with the installation, part of every nonce
+
+	// Keys are the fence keys this host holds. It can send sealed frames
+	// only on fences with a key that is not receive-only, and open them
+	// only on fences it has a key of. Two keys of one fence with
+	// different IDs may be live at once (rotation).
+	Keys []FenceKey
+	// NewAEAD builds the AEAD from a 32-byte key; nil means AES-256-GCM
+	// ([NewAESGCM]). For ChaCha20-Poly1305 pass
+	// golang.org/x/crypto/chacha20poly1305.New. It must return a 12-byte
+	// nonce, 16-byte tag AEAD.
+	NewAEAD func(key []byte) (cipher.AEAD, error)
+	// Counter is the send counter before the first frame: the first
+	// frame carries Counter+1. Zero means the current Unix time in
+	// nanoseconds. The caller makes sure it is above every counter this
+	// host ID ever sent with these keys (package uplink's caller keeps a
+	// reserved high-water mark on disk, see the package doc).
+	Counter uint64
+	// Limit is the first counter that may not be used; Encap fails with
+	// [ErrCounterLimit] from there until [Sealer.SetLimit] raises it.
+	// Zero: no limit.
+	Limit uint64
 }
 
 // Sealer seals outbound and opens inbound frames of one host (DESIGN 3.6).
-// It is safe for concurrent use; the keys are fixed at construction (make
-// a new Sealer to rotate).
+// It is safe for concurrent use. Its keys can be replaced at any time
+// ([Sealer.SetKeys]); the send counter carries on across such a change.
 type Sealer struct {
 	params  Params
 	self    OuterMAC
-	aeads   map[keyRef]cipher.AEAD
-	sendKey map[uint32]uint8
+	newAEAD func(key []byte) (cipher.AEAD, error)
+	ring    atomic.Pointer[Keyring]
 	counter atomic.Uint64
-	nonces  sync.Pool // *[SealNonceLen]byte
-
-	mu sync.Mutex // mu guards replay
-	// +checklocks:mu
-	replay map[replayKey]*replayWindow
+	limit   atomic.Uint64 // 0: none
+	nonces  sync.Pool     // *[SealNonceLen]byte
 
 	authFailed, replayed, noKey atomic.Uint64
 }
@@ -152,54 +270,46 @@ func NewSealer(cfg SealConfig) (*Sealer, error) {
 	if cfg.HostID == 0 || cfg.HostID == 0xffff {
 		return nil, fmt.Errorf("fence: host ID %#x is reserved", cfg.HostID)
 	}
-	newAEAD := cfg.NewAEAD
-	if newAEAD == nil {
-		newAEAD = NewAESGCM
-	}
-	s := &Sealer{
-		params:  cfg.Params,
-		self:    cfg.Params.OuterMAC(cfg.HostID),
-		aeads:   make(map[keyRef]cipher.AEAD, len(cfg.Keys)),
-		sendKey: make(map[uint32]uint8, len(cfg.Keys)),
-		replay:  make(map[replayKey]*replayWindow),
-	}
+	s := &Sealer{params: cfg.Params, self: cfg.Params.OuterMAC(cfg.HostID), newAEAD: cfg.NewAEAD}
 	s.nonces.New = func() any { return new([SealNonceLen]byte) }
-	for _, k := range cfg.Keys {
-		if k.Fence > MaxFenceID { // fence 0 (control) has keys too: hellos are sealed
-			return nil, fmt.Errorf("fence: key for invalid fence %#x", k.Fence)
-		}
-		a, err := newAEAD(k.Key[:])
-		if err != nil {
-			return nil, fmt.Errorf("fence: key %d of fence %d: %w", k.ID, k.Fence, err)
-		}
-		if a.NonceSize() != SealNonceLen || a.Overhead() != SealTagLen {
-			return nil, fmt.Errorf("fence: AEAD must have a %d-byte nonce and %d-byte tag", SealNonceLen, SealTagLen)
-		}
-		ref := keyRef{k.ID, k.Fence}
-		if _, dup := s.aeads[ref]; dup {
-			return nil, fmt.Errorf("fence: two keys with ID %d for fence %d", k.ID, k.Fence)
-		}
-		s.aeads[ref] = a
-		if id, ok := s.sendKey[k.Fence]; !ok || k.ID > id {
-			s.sendKey[k.Fence] = k.ID
-		}
-	}
-	for f, id := range cfg.SendKeyID {
-		if _, ok := s.aeads[keyRef{id, f}]; !ok {
-			return nil, fmt.Errorf("fence: send key ID %d of fence %d is not among the keys", id, f)
-		}
-		s.sendKey[f] = id
+	if err := s.SetKeys(cfg.Keys); err != nil {
+		return nil, err
 	}
 	c := cfg.Counter
 	if c == 0 {
 		c = uint64(time.Now().UnixNano())
 	}
 	s.counter.Store(c)
+	s.limit.Store(cfg.Limit)
 	return s, nil
 }
 
-// HasFence reports whether s can send on fence.
-func (s *Sealer) HasFence(fence uint32) bool { _, ok := s.sendKey[fence]; return ok }
+// SetKeys replaces the keys, atomically: a frame is sealed or opened
+// with either the old set or the new one. Replay windows (kept by the
+// caller's [ReplayTable]) and the send counter carry on.
+func (s *Sealer) SetKeys(keys []FenceKey) error {
+	r, err := NewKeyring(keys, s.newAEAD)
+	if err != nil {
+		return err
+	}
+	s.ring.Store(r)
+	return nil
+}
+
+// Keys returns the keys in use now.
+func (s *Sealer) Keys() *Keyring { return s.ring.Load() }
+
+// CanSend reports whether s can seal frames of fence now.
+func (s *Sealer) CanSend(fence uint32) bool { return s.ring.Load().CanSend(fence) }
+
+// Counter returns the last send counter used (or the starting one).
+func (s *Sealer) Counter() uint64 { return s.counter.Load() }
+
+// SetLimit sets the first counter that may not be used (0: none).
+func (s *Sealer) SetLimit(limit uint64) { s.limit.Store(limit) }
+
+// Limit returns the limit set by [SealConfig].Limit or [Sealer.SetLimit].
+func (s *Sealer) Limit() uint64 { return s.limit.Load() }
 
 // SealStats are a Sealer's drop counters.
 type SealStats struct{ AuthFailed, Replayed, NoKey uint64 }
@@ -224,25 +334,29 @@ func nonce(n *[SealNonceLen]byte, src OuterMAC, counter uint64) {
 // frame where it is and appends the tag, and returns
 // b[offset-SealedHeaderLen : offset+innerLen+SealTagLen]. It needs
 // len(b) >= offset+innerLen+[SealTagLen]. The additional data is the outer
-// header and the fence header. Split the result like any frame. It does
-// not allocate.
+// header and the fence header. Split the result like any frame. Errors:
+// [ErrNoKey] (no send key for fence), [ErrSealLen] (no room),
+// [ErrCounterLimit]. It does not allocate.
 func (s *Sealer) Encap(b []byte, offset, innerLen int, dst OuterMAC, fence uint32) (Frame, error) {
-	id, ok := s.sendKey[fence]
+	k, ok := s.ring.Load().send[fence]
 	if !ok {
 		return nil, ErrNoKey
 	}
-	if offset < SealedHeaderLen || offset+innerLen+SealTagLen > len(b) {
+	if offset < SealedHeaderLen || innerLen < 0 || offset+innerLen+SealTagLen > len(b) {
 		return nil, ErrSealLen
 	}
-	a := s.aeads[keyRef{id, fence}]
+	counter := s.counter.Add(1)
+	if l := s.limit.Load(); l != 0 && counter >= l {
+		s.counter.Add(^uint64(0)) // not used: give it back (best effort)
+		return nil, ErrCounterLimit
+	}
 	start := offset - SealedHeaderLen
 	s.params.Encap(b, start+EncapLen, 0, dst, s.self, HeaderFields{Version: SealedVersion, Fence: fence})
-	counter := s.counter.Add(1)
-	b[start+EncapLen+sealOffsetKeyID] = id
+	b[start+EncapLen+sealOffsetKeyID] = k.id
 	binary.BigEndian.PutUint64(b[start+EncapLen+sealOffsetCounter:], counter)
 	n := s.nonces.Get().(*[SealNonceLen]byte)
 	nonce(n, s.self, counter)
-	a.Seal(b[offset:offset], n[:], b[offset:offset+innerLen], b[start:start+EncapLen])
+	k.aead.Seal(b[offset:offset], n[:], b[offset:offset+innerLen], b[start:start+EncapLen])
 	s.nonces.Put(n)
 	return Frame(b[start : offset+innerLen+SealTagLen]), nil
 }
@@ -252,28 +366,29 @@ func (s *Sealer) Encap(b []byte, offset, innerLen int, dst OuterMAC, fence uint3
 // header (fr.Inner() of a whole frame, or the output of
 // [Reassembler.Add] for a fragmented one). It rebuilds the additional
 // data (outer header, fence header with FT 0 and Seq 0), checks the key
-// ID, the tag and the replay window of (src, fence), and returns the
-// inner frame, which aliases payload. Errors: [ErrSealLen], [ErrNoKey],
-// [ErrAuth], [ErrReplay], [ErrRunt]; each is counted. It does not
-// allocate, except once per new (src, fence) for its replay window.
-func (s *Sealer) Open(dst, src OuterMAC, fence uint32, payload []byte) ([]byte, error) {
+// ID, the replay window of (src, fence) in rt, and the tag, records the
+// counter in the window, and returns the inner frame, which aliases
+// payload[SealPrefixLen:]. newest reports that the counter is above every
+// counter rt has accepted from src on fence (the frame is not a late one:
+// callers move a peer's address only on such frames).
+//
+// Errors: [ErrSealLen], [ErrNoKey], [ErrReplay], [ErrAuth], [ErrRunt];
+// each is counted. A frame that fails leaves rt unchanged. Open does not
+// allocate, except once per new (src, fence) in rt.
+func (s *Sealer) Open(rt *ReplayTable, dst, src OuterMAC, fence uint32, payload []byte) (inner []byte, newest bool, err error) {
 	if len(payload) < SealOverhead {
-		return nil, ErrSealLen
+		return nil, false, ErrSealLen
 	}
-	a, ok := s.aeads[keyRef{payload[sealOffsetKeyID], fence}]
+	a, ok := s.ring.Load().aeads[keyRef{payload[sealOffsetKeyID], fence}]
 	if !ok {
 		s.noKey.Add(1)
-		return nil, ErrNoKey
+		return nil, false, ErrNoKey
 	}
 	counter := binary.BigEndian.Uint64(payload[sealOffsetCounter:])
-	rk := replayKey{src, fence}
-	s.mu.Lock()
-	w := s.replay[rk]
-	fresh := w == nil || w.check(counter)
-	s.mu.Unlock()
-	if !fresh {
+	w := rt.lookup(src, fence)
+	if !rt.fresh(w, src, counter) {
 		s.replayed.Add(1)
-		return nil, ErrReplay
+		return nil, false, ErrReplay
 	}
 	n := s.nonces.Get().(*[SealNonceLen]byte)
 	nonce(n, src, counter)
@@ -285,38 +400,131 @@ func (s *Sealer) Open(dst, src OuterMAC, fence uint32, payload []byte) ([]byte, 
 	binary.BigEndian.PutUint16(ad[FrameOffsetType:], s.params.etherType())
 	Header(ad[FrameOffsetHeader:]).Encode(&HeaderFields{Version: SealedVersion, Fence: fence})
 	ct := payload[SealPrefixLen:]
-	inner, err := a.Open(ct[:0], n[:], ct, ad[:])
+	inner, err = a.Open(ct[:0], n[:], ct, ad[:])
 	s.nonces.Put(n)
 	adPool.Put(ad)
 	if err != nil {
 		s.authFailed.Add(1)
-		return nil, ErrAuth
+		return nil, false, ErrAuth
 	}
-	s.mu.Lock()
-	if w = s.replay[rk]; w == nil {
-		w = new(replayWindow)
-		s.replay[rk] = w
+	if w == nil {
+		w = rt.create(src, fence)
 	}
-	fresh = w.update(counter)
-	s.mu.Unlock()
-	if !fresh { // a concurrent copy won the race
-		s.replayed.Add(1)
-		return nil, ErrReplay
-	}
+	newest = counter > w.last
+	w.update(counter) // fresh was checked above; rt is not shared
 	if len(inner) < MinInnerLen {
-		return nil, ErrRunt
+		return nil, false, ErrRunt
 	}
-	return inner, nil
+	return inner, newest, nil
 }
 
 var adPool = sync.Pool{New: func() any { return new([EncapLen]byte) }}
 
+type replayKey struct {
+	src   OuterMAC
+	fence uint32
+}
+
+// ReplayTable holds the receive replay windows of one host: one per
+// (sending host, fence) that a frame was opened from, at most a bounded
+// number. When full, or when a host is forgotten ([ReplayTable.Forget]),
+// windows are folded into a per-host floor: the highest counter accepted
+// from that host; a window made later refuses every counter up to its
+// floor. Every sending host counts with one counter across its fences, so
+// a floor never refuses a frame that was not sent before it was set; it
+// only forgets the reordering tolerance of the folded window. Floors are
+// bounded by the number of host IDs (65534 per installation).
+//
+// A ReplayTable is not safe for concurrent use: it belongs to the receive
+// path (one goroutine, or callers that serialize).
+type ReplayTable struct {
+	max     int
+	windows map[replayKey]*replayWindow
+	floors  map[OuterMAC]uint64
+	lastKey replayKey
+	lastW   *replayWindow
+}
+
+// NewReplayTable returns a table of at most max windows (0:
+// [DefaultMaxReplayWindows]).
+func NewReplayTable(max int) *ReplayTable {
+	if max <= 0 {
+		max = DefaultMaxReplayWindows
+	}
+	return &ReplayTable{max: max, windows: map[replayKey]*replayWindow{}, floors: map[OuterMAC]uint64{}}
+}
+
+// Len returns the number of windows.
+func (t *ReplayTable) Len() int { return len(t.windows) }
+
+// lookup returns the window of (src, fence), nil if none.
+func (t *ReplayTable) lookup(src OuterMAC, fence uint32) *replayWindow {
+	k := replayKey{src, fence}
+	if t.lastW != nil && t.lastKey == k {
+		return t.lastW
+	}
+	w := t.windows[k]
+	if w != nil {
+		t.lastKey, t.lastW = k, w
+	}
+	return w
+}
+
+// fresh reports whether counter would be accepted from src by w (nil: no
+// window yet, only the floor applies).
+func (t *ReplayTable) fresh(w *replayWindow, src OuterMAC, counter uint64) bool {
+	if w != nil {
+		return w.check(counter)
+	}
+	return counter > t.floors[src]
+}
+
+// create makes the window of (src, fence), folding one other window into
+// its host's floor when the table is full.
+func (t *ReplayTable) create(src OuterMAC, fence uint32) *replayWindow {
+	if len(t.windows) >= t.max {
+		for k, w := range t.windows { // an arbitrary one
+			t.fold(k, w)
+			break
+		}
+	}
+	w := &replayWindow{}
+	w.floor = t.floors[src]
+	w.last = w.floor
+	k := replayKey{src, fence}
+	t.windows[k] = w
+	t.lastKey, t.lastW = k, w
+	return w
+}
+
+// fold removes window k and raises its host's floor to its last counter.
+func (t *ReplayTable) fold(k replayKey, w *replayWindow) {
+	if w.last > t.floors[k.src] {
+		t.floors[k.src] = w.last
+	}
+	delete(t.windows, k)
+	if t.lastW == w {
+		t.lastW = nil
+	}
+}
+
+// Forget folds every window of src into its floor (a peer that went
+// away): memory is released, and its old frames stay refused.
+func (t *ReplayTable) Forget(src OuterMAC) {
+	for k, w := range t.windows {
+		if k.src == src {
+			t.fold(k, w)
+		}
+	}
+}
+
 // replayWindow is the sliding window of RFC 6479 (as in WireGuard's
 // replay.Filter): a ring of 2048 bits; counters more than [ReplayWindow]
-// below the highest accepted are refused.
+// below the highest accepted, or at most floor, are refused.
 type replayWindow struct {
-	last uint64
-	ring [replayBlocks]uint64
+	last  uint64
+	floor uint64
+	ring  [replayBlocks]uint64
 }
 
 const (
@@ -327,6 +535,9 @@ const (
 
 // check reports whether counter would be accepted, without recording it.
 func (w *replayWindow) check(counter uint64) bool {
+	if counter <= w.floor {
+		return false
+	}
 	if counter > w.last {
 		return true
 	}
@@ -339,6 +550,9 @@ func (w *replayWindow) check(counter uint64) bool {
 
 // update records counter and reports whether it was new.
 func (w *replayWindow) update(counter uint64) bool {
+	if counter <= w.floor {
+		return false
+	}
 	if counter > w.last {
 		cur := w.last / replayBlockBits
 		next := counter / replayBlockBits

@@ -3,8 +3,11 @@ package fence
 import (
 	"bytes"
 	"crypto/cipher"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"slices"
+	"sync"
 	"testing"
 )
 
@@ -18,6 +21,19 @@ func testKey(t testing.TB, id uint8, fence uint32) FenceKey {
 	}
 	k[0] ^= id // distinct keys per ID
 	return FenceKey{ID: id, Fence: fence, Key: k}
+}
+
+// testTables keeps one replay table per Sealer of the tests.
+var testTables sync.Map // *Sealer → *ReplayTable
+
+// openOnce opens with s and its test replay table.
+func openOnce(s *Sealer, dst, src OuterMAC, fence uint32, payload []byte) ([]byte, error) {
+	v, ok := testTables.Load(s)
+	if !ok {
+		v, _ = testTables.LoadOrStore(s, NewReplayTable(0))
+	}
+	in, _, err := s.Open(v.(*ReplayTable), dst, src, fence, payload)
+	return in, err
 }
 
 func newTestSealer(t testing.TB, host uint16, counter uint64, keys ...FenceKey) *Sealer {
@@ -92,11 +108,11 @@ func TestSealOpen(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Parse(sealed) = %v", err)
 		}
-		got, err := b.Open(in.Dst(), in.Src(), in.Header().Fence(), in.Inner())
+		got, err := openOnce(b, in.Dst(), in.Src(), in.Header().Fence(), in.Inner())
 		if err != nil || !bytes.Equal(got, x) {
 			t.Fatalf("Open = %d bytes, %v; want the inner frame", len(got), err)
 		}
-		if _, err := b.Open(in.Dst(), in.Src(), 1, append([]byte(nil), fr.Inner()...)); err != ErrReplay {
+		if _, err := openOnce(b, in.Dst(), in.Src(), 1, append([]byte(nil), fr.Inner()...)); err != ErrReplay {
 			t.Errorf("replayed Open = %v, want ErrReplay", err)
 		}
 	})
@@ -110,7 +126,7 @@ func TestSealOpen(t *testing.T) {
 		}
 	})
 	t.Run("host without the fence key", func(t *testing.T) {
-		if _, err := c.Open(fr.Dst(), fr.Src(), 1, append([]byte(nil), fr.Inner()...)); err != ErrNoKey {
+		if _, err := openOnce(c, fr.Dst(), fr.Src(), 1, append([]byte(nil), fr.Inner()...)); err != ErrNoKey {
 			t.Errorf("Open without key = %v, want ErrNoKey", err)
 		}
 		if _, err := c.Encap(make([]byte, 300), 64, 100, hostB, 1); err != ErrNoKey {
@@ -119,7 +135,7 @@ func TestSealOpen(t *testing.T) {
 		// c cannot forge fence 1 with its fence-2 key: relabel a fence-2 frame.
 		f2 := seal(t, c, x, hostB, 2)
 		f2.Header().Encode(&HeaderFields{Version: 2, Fence: 1})
-		if _, err := b.Open(f2.Dst(), f2.Src(), 1, f2.Inner()); err != ErrAuth {
+		if _, err := openOnce(b, f2.Dst(), f2.Src(), 1, f2.Inner()); err != ErrAuth {
 			t.Errorf("relabelled fence = %v, want ErrAuth", err)
 		}
 	})
@@ -142,7 +158,7 @@ func TestSealOpen(t *testing.T) {
 			if _, err := sealedParams.Parse(m); err != nil {
 				continue // outer header checks catch it first
 			}
-			_, err := fresh.Open(m.Dst(), m.Src(), m.Header().Fence(), m.Inner())
+			_, err := openOnce(fresh, m.Dst(), m.Src(), m.Header().Fence(), m.Inner())
 			switch {
 			case err == ErrAuth:
 				authFailures++
@@ -154,10 +170,10 @@ func TestSealOpen(t *testing.T) {
 		}
 		m := append(Frame(nil), orig...)
 		m[18] = 7
-		if _, err := fresh.Open(m.Dst(), m.Src(), 1, m.Inner()); err != ErrNoKey {
+		if _, err := openOnce(fresh, m.Dst(), m.Src(), 1, m.Inner()); err != ErrNoKey {
 			t.Errorf("unknown key ID = %v, want ErrNoKey", err)
 		}
-		if _, err := fresh.Open(orig.Dst(), orig.Src(), 1, orig.Inner()[:SealOverhead-1]); err != ErrSealLen {
+		if _, err := openOnce(fresh, orig.Dst(), orig.Src(), 1, orig.Inner()[:SealOverhead-1]); err != ErrSealLen {
 			t.Errorf("short = %v, want ErrSealLen", err)
 		}
 		if got := fresh.Stats(); got.AuthFailed != authFailures || got.NoKey != noKeys+1 || authFailures < uint64(len(orig)-20) {
@@ -185,7 +201,7 @@ func TestSealOpen(t *testing.T) {
 		if !done || err != nil {
 			t.Fatalf("reassembly = %v, %v", done, err)
 		}
-		got, err := b.Open(last.Dst(), last.Src(), 2, payload)
+		got, err := openOnce(b, last.Dst(), last.Src(), 2, payload)
 		if err != nil || !bytes.Equal(got, big) {
 			t.Fatalf("Open(reassembled) = %d bytes, %v", len(got), err)
 		}
@@ -194,12 +210,12 @@ func TestSealOpen(t *testing.T) {
 
 func TestSealKeyRotation(t *testing.T) {
 	old, cur := testKey(t, 1, 1), testKey(t, 2, 1)
-	sendOld, err := NewSealer(SealConfig{Params: sealedParams, HostID: 5, Keys: []FenceKey{old, cur}, SendKeyID: map[uint32]uint8{1: 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sendNew := newTestSealer(t, 6, 0, old, cur) // highest ID by default
-	recv := newTestSealer(t, 7, 0, old, cur)
+	oldRecv, curRecv := old, cur
+	oldRecv.ReceiveOnly, curRecv.ReceiveOnly = true, true
+	// Round 1 of a rotation: the new key is receive-only everywhere.
+	sendOld := newTestSealer(t, 5, 0, old, curRecv)
+	// Round 2: the new key sends, the old one is receive-only.
+	sendNew := newTestSealer(t, 6, 0, oldRecv, cur)
 	recvNewOnly := newTestSealer(t, 8, 0, cur)
 	x := ipv4UDPFrame(100, 1)
 	fo, fn := seal(t, sendOld, x, BroadcastMAC, 1), seal(t, sendNew, x, BroadcastMAC, 1)
@@ -212,21 +228,120 @@ func TestSealKeyRotation(t *testing.T) {
 		fr   Frame
 		want error
 	}{
-		{"old key, both live", recv, fo, nil},
-		{"new key, both live", recv, fn, nil},
+		{"old key, round 1 host", sendOld, fo, nil},
+		{"new key, round 1 host", sendOld, fn, nil},
+		{"old key, round 2 host", sendNew, fo, nil},
+		{"new key, round 2 host", sendNew, fn, nil},
 		{"old key retired", recvNewOnly, fo, ErrNoKey},
 		{"new key", recvNewOnly, fn, nil},
 	} {
 		fr := append(Frame(nil), tt.fr...)
-		if _, err := tt.s.Open(fr.Dst(), fr.Src(), 1, fr.Inner()); err != tt.want {
+		if _, err := openOnce(tt.s, fr.Dst(), fr.Src(), 1, fr.Inner()); err != tt.want {
 			t.Errorf("%s: Open = %v, want %v", tt.name, err, tt.want)
 		}
 	}
-	if _, err := NewSealer(SealConfig{Params: sealedParams, HostID: 5, Keys: []FenceKey{old}, SendKeyID: map[uint32]uint8{1: 9}}); err == nil {
-		t.Errorf("SendKeyID naming a missing key accepted")
+	// SetKeys swaps the keys; the counter carries on.
+	before := sendOld.Counter()
+	if err := sendOld.SetKeys([]FenceKey{oldRecv, cur}); err != nil {
+		t.Fatal(err)
+	}
+	if f := seal(t, sendOld, x, BroadcastMAC, 1); f[18] != 2 || sendOld.Counter() != before+1 {
+		t.Errorf("after SetKeys: key ID %d, counter %d; want 2, %d", f[18], sendOld.Counter(), before+1)
+	}
+	if err := sendOld.SetKeys([]FenceKey{old, cur}); err == nil {
+		t.Errorf("two send keys for one fence accepted")
 	}
 	if _, err := NewSealer(SealConfig{Params: sealedParams, HostID: 5, Keys: []FenceKey{old, old}}); err == nil {
 		t.Errorf("duplicate key accepted")
+	}
+	// A fence with only a receive-only key opens but does not send.
+	ro := newTestSealer(t, 9, 0, oldRecv)
+	if ro.CanSend(1) || !ro.Keys().CanOpen(1) {
+		t.Errorf("receive-only: CanSend %v CanOpen %v; want false, true", ro.CanSend(1), ro.Keys().CanOpen(1))
+	}
+	if _, err := ro.Encap(make([]byte, 300), 64, 100, hostB, 1); err != ErrNoKey {
+		t.Errorf("Encap with a receive-only key = %v, want ErrNoKey", err)
+	}
+	info := sendNew.Keys().Info()
+	if len(info) != 1 || info[0].Fence != 1 || !info[0].HasSend || info[0].SendID != 2 || !slices.Equal(info[0].IDs, []uint8{1, 2}) {
+		t.Errorf("Info = %+v", info)
+	}
+}
+
+func TestKeyID(t *testing.T) {
+	// Pinned: HKDF-SHA256(IKM secret, salt "", info "corral key id v2"), first byte.
+	if got := KeyID([]byte(goldenSecret)); got != goldenKeyID {
+		t.Errorf("KeyID(golden secret) = %#02x, want %#02x", got, goldenKeyID)
+	}
+	if KeyID([]byte(goldenSecret)) != KeyID([]byte(goldenSecret)) {
+		t.Error("KeyID not deterministic")
+	}
+	seen := map[uint8]int{}
+	for i := range 64 {
+		seen[KeyID([]byte{byte(i), 1, 2, 3})]++
+	}
+	if len(seen) < 40 {
+		t.Errorf("KeyID of 64 secrets takes only %d values", len(seen))
+	}
+}
+
+func TestSealCounterLimit(t *testing.T) {
+	s, err := NewSealer(SealConfig{Params: sealedParams, HostID: 9, Keys: []FenceKey{testKey(t, 1, 1)}, Counter: 10, Limit: 13})
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64+100+SealTagLen)
+	for i, want := range []error{nil, nil, ErrCounterLimit, ErrCounterLimit} {
+		if _, err := s.Encap(buf, 64, 100, hostB, 1); err != want {
+			t.Fatalf("Encap %d = %v, want %v", i, err, want)
+		}
+	}
+	s.SetLimit(100)
+	fr, err := s.Encap(buf, 64, 100, hostB, 1)
+	if err != nil || binary.BigEndian.Uint64(fr[19:]) != 13 {
+		t.Fatalf("after SetLimit: %v, counter %d; want 13", err, binary.BigEndian.Uint64(fr[19:27]))
+	}
+}
+
+func TestReplayTableFloor(t *testing.T) {
+	a := newTestSealer(t, 0x02c2, 100, testKey(t, 1, 1), testKey(t, 1, 2))
+	b := newTestSealer(t, 0x0003, 1, testKey(t, 1, 1), testKey(t, 1, 2))
+	rt := NewReplayTable(1) // one window: fence 2 evicts fence 1's
+	x := ipv4UDPFrame(100, 1)
+	open := func(fr Frame) error {
+		_, _, err := b.Open(rt, fr.Dst(), fr.Src(), fr.Header().Fence(), append([]byte(nil), fr.Inner()...))
+		return err
+	}
+	f1 := seal(t, a, x, hostB, 1)
+	f1late := seal(t, a, x, hostB, 1)
+	f2 := seal(t, a, x, hostB, 2)
+	if err := open(f1); err != nil {
+		t.Fatal(err)
+	}
+	if err := open(f2); err != nil { // folds fence 1's window: floor = f1's counter
+		t.Fatal(err)
+	}
+	if rt.Len() != 1 {
+		t.Fatalf("Len = %d, want 1", rt.Len())
+	}
+	if err := open(f1); err != ErrReplay {
+		t.Errorf("replay after fold = %v, want ErrReplay", err)
+	}
+	// f1late (counter below f2's) was never seen, and is above the floor.
+	if err := open(f1late); err != nil {
+		t.Errorf("late frame above the floor = %v, want nil", err)
+	}
+	rt.Forget(a.self)
+	if rt.Len() != 0 {
+		t.Fatalf("Len after Forget = %d", rt.Len())
+	}
+	for _, f := range []Frame{f1, f1late, f2} {
+		if err := open(f); err != ErrReplay {
+			t.Errorf("replay after Forget = %v, want ErrReplay", err)
+		}
+	}
+	if err := open(seal(t, a, x, hostB, 1)); err != nil {
+		t.Errorf("new frame after Forget = %v", err)
 	}
 }
 
@@ -277,7 +392,7 @@ func TestSealNoAllocs(t *testing.T) {
 		if err != nil {
 			panic(err)
 		}
-		got, err := b.Open(fr.Dst(), fr.Src(), 1, fr.Inner())
+		got, err := openOnce(b, fr.Dst(), fr.Src(), 1, fr.Inner())
 		if err != nil || len(got) != len(x) {
 			panic(err)
 		}
@@ -298,7 +413,7 @@ func BenchmarkSealOpen(b *testing.B) {
 	b.SetBytes(int64(len(x)))
 	for b.Loop() {
 		fr, _ := a.Encap(buf, 64, len(x), hostB, 1)
-		sinkBytes, sinkErr = r.Open(fr.Dst(), fr.Src(), 1, fr.Inner())
+		sinkBytes, sinkErr = openOnce(r, fr.Dst(), fr.Src(), 1, fr.Inner())
 	}
 }
 
@@ -321,7 +436,7 @@ func FuzzSealedOpen(f *testing.F) {
 			return // fragments go to the Reassembler first
 		}
 		in := append([]byte(nil), fr.Inner()...)
-		got, err := r.Open(fr.Dst(), fr.Src(), fr.Header().Fence(), in)
+		got, err := openOnce(r, fr.Dst(), fr.Src(), fr.Header().Fence(), in)
 		if err != nil {
 			return
 		}
@@ -342,12 +457,13 @@ func TestSealConcurrent(t *testing.T) {
 	x := ipv4UDPFrame(300, 5)
 	concurrently(t, 4, func(int) error {
 		buf := make([]byte, 64+len(x)+SealTagLen)
+		rt := NewReplayTable(0) // a ReplayTable belongs to one goroutine
 		for range 300 {
 			copy(buf[64:], x)
 			fr, err := a.Encap(buf, 64, len(x), hostB, 1)
 			if err == nil {
 				var got []byte
-				got, err = b.Open(fr.Dst(), fr.Src(), 1, fr.Inner())
+				got, _, err = b.Open(rt, fr.Dst(), fr.Src(), 1, fr.Inner())
 				if err == nil && !bytes.Equal(got, x) {
 					err = errors.New("wrong plaintext")
 				}
@@ -357,5 +473,75 @@ func TestSealConcurrent(t *testing.T) {
 			}
 		}
 		return nil
+	})
+}
+
+// FuzzSealedFragments: two datagrams go through Parse, the Reassembler
+// and Open as a receiver does with fragments. Only the golden pair (Seq
+// may differ, it is not authenticated) opens, to the frame that was
+// sealed; nothing panics.
+func FuzzSealedFragments(f *testing.F) {
+	addSeeds(f, "FuzzSealedFragments")
+	v := goldenVectors(f)
+	gf, gl := v["sealed-frag-first.hex"], v["sealed-frag-last.hex"]
+	want := ipv4UDPFrame(1500, 0)
+	f.Fuzz(func(t *testing.T, first, last []byte) {
+		r := goldenReceiver(t, 0x000100)
+		rt := NewReplayTable(0)
+		ra := NewReassembler(ReassemblyConfig{})
+		out := make([]byte, MaxPayloadLen)
+		for _, b := range [][]byte{first, last} {
+			fr, err := sealedParams.Parse(b)
+			if err != nil {
+				continue
+			}
+			c := append(Frame(nil), fr...)
+			payload, done, err := ra.Add(c, t0, out)
+			if err != nil || !done {
+				continue
+			}
+			inner, _, err := r.Open(rt, c.Dst(), c.Src(), c.Header().Fence(), payload)
+			if err != nil {
+				continue
+			}
+			mf, ml := append([]byte(nil), first...), append([]byte(nil), last...)
+			mf[FrameOffsetHeader] &^= SeqMask
+			ml[FrameOffsetHeader] &^= SeqMask
+			gfm, glm := append([]byte(nil), gf...), append([]byte(nil), gl...)
+			gfm[FrameOffsetHeader] &^= SeqMask
+			glm[FrameOffsetHeader] &^= SeqMask
+			if !bytes.Equal(mf, gfm) || !bytes.Equal(ml, glm) || !bytes.Equal(inner, want) {
+				t.Fatalf("fragments that were never sealed opened:\n% x\n% x", first, last)
+			}
+		}
+	})
+}
+
+// FuzzSealedHello: a datagram goes through Parse, Open with the fence-0
+// key and Hello.Decode as a receiver does with a hello. Only the golden
+// sealed hello opens; whatever decodes is within the hello's bounds.
+func FuzzSealedHello(f *testing.F) {
+	addSeeds(f, "FuzzSealedHello")
+	golden := goldenVectors(f)["sealed-hello.hex"]
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r := goldenReceiver(t, ControlFence)
+		fr, err := sealedParams.Parse(b)
+		if err != nil || fr.Header().FragType() != Whole || fr.Header().Fence() != ControlFence {
+			return
+		}
+		in := append([]byte(nil), fr.Inner()...)
+		inner, _, err := r.Open(NewReplayTable(0), fr.Dst(), fr.Src(), ControlFence, in)
+		if err != nil {
+			return
+		}
+		m := append([]byte(nil), b...)
+		m[FrameOffsetHeader] &^= SeqMask
+		if !bytes.Equal(m, golden) {
+			t.Fatalf("a hello that was never sealed opened: % x", b)
+		}
+		var h Hello
+		if err := h.Decode(inner); err != nil || !helloEqual(&h, &goldenHello) {
+			t.Fatalf("the golden sealed hello decodes to %+v, %v", h, err)
+		}
 	})
 }

@@ -66,6 +66,7 @@ type Config struct {
 	AgingTime    time.Duration // 0: DefaultAgingTime
 	MaxPortMACs  int           // 0: DefaultMaxPortMACs
 	MaxFenceMACs int           // 0: DefaultMaxFenceMACs
+	MaxHostMACs  int           // entries per fence pointing at one remote host; 0: DefaultMaxHostMACs
 	QueueLen     int           // transmit queue bound in frames; 0: DefaultQueueFrames
 	QueueBytes   int           // transmit queue bound in buffer bytes; 0: DefaultQueueBytes
 	Logger       *slog.Logger  // nil: discard
@@ -120,7 +121,7 @@ type Switch struct {
 // New returns a switch with no fences. It starts the aging janitor;
 // [Switch.Close] stops it.
 func New(cfg Config) (*Switch, error) {
-	if cfg.AgingTime < 0 || cfg.MaxPortMACs < 0 || cfg.MaxFenceMACs < 0 || cfg.QueueLen < 0 || cfg.QueueBytes < 0 {
+	if cfg.AgingTime < 0 || cfg.MaxPortMACs < 0 || cfg.MaxFenceMACs < 0 || cfg.MaxHostMACs < 0 || cfg.QueueLen < 0 || cfg.QueueBytes < 0 {
 		return nil, fmt.Errorf("vswitch: negative value in Config")
 	}
 	if cfg.AgingTime == 0 {
@@ -131,6 +132,9 @@ func New(cfg Config) (*Switch, error) {
 	}
 	if cfg.MaxFenceMACs == 0 {
 		cfg.MaxFenceMACs = DefaultMaxFenceMACs
+	}
+	if cfg.MaxHostMACs == 0 {
+		cfg.MaxHostMACs = DefaultMaxHostMACs
 	}
 	if cfg.QueueLen == 0 {
 		cfg.QueueLen = DefaultQueueFrames
@@ -183,6 +187,7 @@ func (s *Switch) AddFence(fc FenceConfig) error {
 		}
 	}
 	f := newFence(fc.ID, fc.Name, cmp.Or(fc.MaxMACs, s.cfg.MaxFenceMACs))
+	f.maxHostMACs = s.cfg.MaxHostMACs
 	m := make(map[uint32]*fence, len(old)+1)
 	for k, v := range old {
 		m[k] = v

@@ -484,3 +484,44 @@ func TestStatusJSON(t *testing.T) {
 		t.Errorf("FDB of unknown fence: got %v, want nil", got)
 	}
 }
+
+func TestHostMACLimit(t *testing.T) {
+	s := newSwitch(t, vswitch.Config{MaxHostMACs: 2}, vswitch.FenceConfig{ID: 1})
+	l := newLab(t, s)
+	l.port("a", vswitch.PortConfig{Fence: 1})
+	l.withTrunk()
+	h1, h2 := vswitch.MAC{2, 0xfe, 0xc, 1, 0, 1}, vswitch.MAC{2, 0xfe, 0xc, 1, 0, 2}
+	// h1 sends from four MACs: two are learned, the others refused (their
+	// frames still delivered).
+	l.fromTrunk(1, h1, frame(vswitch.Broadcast, mac(1), 1), frame(vswitch.Broadcast, mac(2), 2),
+		frame(vswitch.Broadcast, mac(3), 3), frame(vswitch.Broadcast, mac(4), 4))
+	l.expect("all delivered", "a:1", "a:2", "a:3", "a:4")
+	fs := fenceStatus(t, s, 1)
+	if fs.HostLimitRefused != 2 || fs.MACs != 2 {
+		t.Fatalf("host_limit_refused %d, MACs %d; want 2, 2", fs.HostLimitRefused, fs.MACs)
+	}
+	// Another host is not limited by h1's entries; a MAC moving from h1
+	// to h2 frees room at h1.
+	l.fromTrunk(1, h2, frame(vswitch.Broadcast, mac(5), 5), frame(vswitch.Broadcast, mac(1), 6))
+	l.fromTrunk(1, h1, frame(vswitch.Broadcast, mac(6), 7))
+	l.expect("more", "a:5", "a:6", "a:7")
+	if got := fenceStatus(t, s, 1); got.MACs != 4 || got.HostLimitRefused != 2 {
+		t.Fatalf("after moves: MACs %d, refused %d; want 4, 2", got.MACs, got.HostLimitRefused)
+	}
+	// Flushing h1 frees its room.
+	if n := s.FlushHost(h1); n != 2 {
+		t.Fatalf("FlushHost(h1) = %d, want 2", n)
+	}
+	l.fromTrunk(1, h1, frame(vswitch.Broadcast, mac(7), 8), frame(vswitch.Broadcast, mac(8), 9), frame(vswitch.Broadcast, mac(9), 10))
+	l.expect("after flush", "a:8", "a:9", "a:10")
+	if got := fenceStatus(t, s, 1); got.MACs != 4 || got.HostLimitRefused != 3 {
+		t.Fatalf("after flush: MACs %d, refused %d; want 4, 3", got.MACs, got.HostLimitRefused)
+	}
+	// Aging frees room too.
+	s.Expire(time.Now().Add(time.Hour))
+	l.fromTrunk(1, h1, frame(vswitch.Broadcast, mac(9), 11), frame(vswitch.Broadcast, mac(10), 12))
+	l.expect("after aging", "a:11", "a:12")
+	if got := fenceStatus(t, s, 1); got.MACs != 2 || got.HostLimitRefused != 3 {
+		t.Fatalf("after aging: MACs %d, refused %d; want 2, 3", got.MACs, got.HostLimitRefused)
+	}
+}

@@ -22,15 +22,19 @@ const seenGranularity = int64(time.Second)
 
 // fence is one fence: its bridge table, local ports and counters.
 type fence struct {
-	id      uint32
-	name    string
-	maxMACs int
+	id          uint32
+	name        string
+	maxMACs     int
+	maxHostMACs int // entries one remote host may have; 0: no bound
 
 	// mu guards table. Readers take RLock once per batch for lookups and
 	// refreshes; Lock is taken only to add, move or remove entries.
 	mu sync.RWMutex
 	// +checklocks:mu
 	table map[MAC]*entry
+	// hostMACs counts the entries of table on each remote host.
+	// +checklocks:mu
+	hostMACs map[MAC]int
 
 	// ports is the immutable list of local ports, replaced (copy-on-write)
 	// under Switch.mu; loaded once per batch.
@@ -43,11 +47,12 @@ type fence struct {
 	floods              atomic.Uint64
 	moves               atomic.Uint64
 	learnRefused        atomic.Uint64
+	hostLimitRefused    atomic.Uint64
 	drops               dropCounters
 }
 
 func newFence(id uint32, name string, maxMACs int) *fence {
-	f := &fence{id: id, name: name, maxMACs: maxMACs, table: make(map[MAC]*entry)}
+	f := &fence{id: id, name: name, maxMACs: maxMACs, table: make(map[MAC]*entry), hostMACs: make(map[MAC]int)}
 	var none []*port
 	f.ports.Store(&none)
 	return f
@@ -88,6 +93,13 @@ func (f *fence) learnLocked(s *Switch, l *learn, now int64) {
 		return // flushPort ran or will not see this entry
 	}
 	e := f.table[l.mac]
+	if l.port == nil && f.maxHostMACs > 0 && f.hostMACs[l.host] >= f.maxHostMACs &&
+		(e == nil || e.port != nil || e.host != l.host) {
+		// One remote host may not fill the fence's table: refuse a new
+		// or moving MAC beyond its bound (its live entries stay).
+		f.hostLimitRefused.Add(1)
+		return
+	}
 	if e != nil {
 		if e.port == l.port && (l.port != nil || e.host == l.host) {
 			e.seen.Store(now) // another reader learned it first
@@ -95,6 +107,8 @@ func (f *fence) learnLocked(s *Switch, l *learn, now int64) {
 		}
 		if e.port != nil {
 			e.port.macs.Add(-1)
+		} else {
+			f.dropHostMAC(e.host)
 		}
 		f.moves.Add(1)
 		if s.debug() {
@@ -109,8 +123,22 @@ func (f *fence) learnLocked(s *Switch, l *learn, now int64) {
 	ne.seen.Store(now)
 	if l.port != nil {
 		l.port.macs.Add(1)
+	} else {
+		f.hostMACs[l.host]++
 	}
 	f.table[l.mac] = ne
+}
+
+// dropHostMAC uncounts one entry of remote host h. f.mu must be held for
+// writing.
+//
+// +checklocks:f.mu
+func (f *fence) dropHostMAC(h MAC) {
+	if n := f.hostMACs[h] - 1; n > 0 {
+		f.hostMACs[h] = n
+	} else {
+		delete(f.hostMACs, h)
+	}
 }
 
 func placeString(p *port, host MAC) string {
@@ -143,6 +171,7 @@ func (f *fence) flushHost(host MAC) int {
 			n++
 		}
 	}
+	delete(f.hostMACs, host)
 	f.mu.Unlock()
 	return n
 }
@@ -170,6 +199,8 @@ func (f *fence) expire(cutoff int64, scratch []MAC) (int, []MAC) {
 		}
 		if e.port != nil {
 			e.port.macs.Add(-1)
+		} else {
+			f.dropHostMAC(e.host)
 		}
 		delete(f.table, mac)
 		n++

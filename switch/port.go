@@ -41,6 +41,10 @@ const (
 	DefaultMaxPortMACs = 16
 	// DefaultMaxFenceMACs is how many entries one fence's table holds.
 	DefaultMaxFenceMACs = 65536
+	// DefaultMaxHostMACs is how many entries of one fence's table may
+	// point at one remote host (uplink.max_macs_per_host), so that one
+	// host cannot fill a fence's table.
+	DefaultMaxHostMACs = 4096
 )
 
 // Port is one attachment of the switch: a VM connection, a datagram peer, a

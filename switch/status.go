@@ -33,6 +33,9 @@ type FenceStatus struct {
 	Moves     uint64 `json:"moves"`      // MACs that moved to another port or host
 	// LearnRefused counts new MACs not learned because the table was full.
 	LearnRefused uint64 `json:"learn_refused"`
+	// HostLimitRefused counts MACs of a remote host not learned because
+	// the host had Config.MaxHostMACs entries in the fence already.
+	HostLimitRefused uint64 `json:"host_limit_refused"`
 	// Drops counts dropped frames by reason (see [DropReason]); only
 	// non-zero reasons are present.
 	Drops map[string]uint64 `json:"drops,omitempty"`
@@ -100,7 +103,8 @@ func (s *Switch) Status() Status {
 			FramesIn: f.framesIn.Load(), BytesIn: f.bytesIn.Load(),
 			FramesOut: f.framesOut.Load(), BytesOut: f.bytesOut.Load(),
 			Floods: f.floods.Load(), Moves: f.moves.Load(), LearnRefused: f.learnRefused.Load(),
-			Drops: f.drops.snapshot(),
+			HostLimitRefused: f.hostLimitRefused.Load(),
+			Drops:            f.drops.snapshot(),
 		})
 	}
 	slices.SortFunc(st.Fences, func(a, b FenceStatus) int { return cmp.Compare(a.ID, b.ID) })

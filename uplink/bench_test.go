@@ -26,12 +26,12 @@ func BenchmarkLoopback(b *testing.B) {
 }
 
 func benchPair(b *testing.B, size int, noOffload bool) {
-	ua, err := New(Config{HostID: 1, UDPListen: mustAP("127.0.0.1:0"), HelloInterval: time.Hour, noOffload: noOffload})
+	ua, err := New(Config{HostID: 1, UDPListen: mustAP("127.0.0.1:0"), LearnPeers: true, HelloInterval: time.Hour, noOffload: noOffload})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer ua.Close()
-	ub, err := New(Config{HostID: 2, UDPListen: mustAP("127.0.0.1:0"), HelloInterval: time.Hour, noOffload: noOffload})
+	ub, err := New(Config{HostID: 2, UDPListen: mustAP("127.0.0.1:0"), LearnPeers: true, HelloInterval: time.Hour, noOffload: noOffload})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -107,12 +107,12 @@ func benchPair(b *testing.B, size int, noOffload bool) {
 }
 
 func TestWriteTrunkAllocs(t *testing.T) {
-	ua, err := New(Config{HostID: 1, UDPListen: mustAP("127.0.0.1:0"), HelloInterval: time.Hour})
+	ua, err := New(Config{HostID: 1, UDPListen: mustAP("127.0.0.1:0"), LearnPeers: true, HelloInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ua.Close()
-	ub, err := New(Config{HostID: 2, UDPListen: mustAP("127.0.0.1:0"), HelloInterval: time.Hour})
+	ub, err := New(Config{HostID: 2, UDPListen: mustAP("127.0.0.1:0"), LearnPeers: true, HelloInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,8 +165,15 @@ func (f *loopTransport) recv(bufs [][]byte, sizes []int, from []netip.AddrPort) 
 func (f *loopTransport) send([]outItem) error { return nil }
 func (f *loopTransport) close() error         { return nil }
 
-func newLoop(b *testing.B, in [][]byte) *Uplink {
-	u := newBase(Config{HostID: 1, HelloInterval: time.Hour})
+func newLoop(b *testing.B, in [][]byte, mods ...func(*Config)) *Uplink {
+	cfg := Config{HostID: 1, HelloInterval: time.Hour}
+	for _, m := range mods {
+		m(&cfg)
+	}
+	u, err := newBase(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
 	u.link.tr = &loopTransport{in: in, from: mustAP("192.0.2.9:7407")}
 	u.link.maxEncap = 1472
 	u.start(DefaultBatchSize)
@@ -199,16 +206,22 @@ func BenchmarkReadTrunkNoSocket(b *testing.B) {
 }
 
 // BenchmarkWriteTrunkNoSocket measures WriteTrunk's stages on batches of
-// 64 unicast 1000-byte frames to one peer.
+// 64 unicast 1000-byte frames to one peer (sealed: AES-256-GCM in place).
 func BenchmarkWriteTrunkNoSocket(b *testing.B) {
-	u := newLoop(b, nil)
+	b.Run("unsealed", func(b *testing.B) { benchWriteNoSocket(b, newLoop(b, nil)) })
+	b.Run("sealed", func(b *testing.B) {
+		benchWriteNoSocket(b, newLoop(b, nil, func(c *Config) { c.Seal = &SealConfig{Keys: sealKeys(b, testSecret, false, 1)} }))
+	})
+}
+
+func benchWriteNoSocket(b *testing.B, u *Uplink) {
 	peer := fence.Params{}.OuterMAC(2)
 	u.learn(peer, mustAP("192.0.2.9:7407"), time.Now())
 	const n = 64
 	bufs := make([][]byte, n)
 	fences, hosts := make([]uint32, n), make([][6]byte, n)
 	for i := range bufs {
-		bufs[i] = append(make([]byte, vswitch.Headroom), frame(1000, 2, 1, byte(i))...)
+		bufs[i] = append(make([]byte, vswitch.Headroom, vswitch.Headroom+1000+fence.SealTagLen), frame(1000, 2, 1, byte(i))...)
 		fences[i], hosts[i] = 1, peer
 	}
 	b.ReportAllocs()

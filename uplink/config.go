@@ -53,8 +53,19 @@ type Config struct {
 	// hellos are sent to it once instead of to every peer.
 	Group netip.AddrPort
 
+	// LearnPeers, on an unsealed UDP uplink, accepts datagrams from any
+	// address and learns it as a peer's. Otherwise (the default) only
+	// datagrams from the Peers addresses are accepted, and, with a Group,
+	// from any address (members of the group). A sealed uplink learns an
+	// address from any frame that opens, whatever LearnPeers says.
+	LearnPeers bool
+
 	// RawInterface is the interface of the raw (AF_PACKET) uplink. "": none.
 	RawInterface string
+
+	// Seal, when not nil, seals every frame (DESIGN.md 3.6) and accepts
+	// only sealed frames that open. Nil: the basic, unsealed scheme.
+	Seal *SealConfig
 
 	// HelloInterval is the hello period. Zero: DefaultHelloInterval. Peers
 	// expire after PeerExpiryIntervals intervals without a hello or frame.
@@ -161,6 +172,11 @@ func (c *Config) Validate() error {
 		}
 		if !hasUDP {
 			return fmt.Errorf("uplink: Peers[%d]: %w: peers need UDPListen", i, ErrBadAddr)
+		}
+	}
+	if d.Seal != nil {
+		if err := d.Seal.validate(); err != nil {
+			return err
 		}
 	}
 	if d.Group.IsValid() {

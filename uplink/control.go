@@ -17,6 +17,10 @@ const pollInterval = 100 * time.Millisecond
 // log (never one line per frame).
 const dropSummaryInterval = 30 * time.Second
 
+// kickInterval bounds how often a new peer (or a gateway change) makes
+// the uplink send its hello before the next period.
+const kickInterval = 250 * time.Millisecond
+
 // control is the control goroutine's inbox and state. The receive path
 // asks it for work through the channels, never blocking (a full channel
 // means the work is already asked for).
@@ -25,7 +29,10 @@ type control struct {
 	down     chan fence.OuterMAC // restarted peers, for OnPeerDown
 	dupReply chan netip.AddrPort // hosts claiming our MAC: tell them too
 
-	helloTrimmed bool // owned by the control goroutine (and start, before it runs)
+	// Owned by the control goroutine (and start, before it runs):
+	helloTrimmed   bool
+	lastReserveLog time.Time // last "cannot reserve" error
+	lastKicked     time.Time // last hello sent because of a kick
 }
 
 func (c *control) init() {
@@ -41,10 +48,18 @@ func (u *Uplink) control(buf []byte, lastFences, lastGW []uint32, lastHello time
 	tick := time.NewTicker(min(pollInterval, u.cfg.HelloInterval))
 	defer tick.Stop()
 	lastSummary, lastDrops := time.Now(), u.ctr.drops()
+	kicked := false
 	for {
 		now := time.Now()
 		if now.Sub(lastSummary) >= dropSummaryInterval {
 			lastSummary, lastDrops = now, u.logDrops(lastDrops)
+		}
+		u.plog.flush(now)
+		u.reserveCounter(now)
+		if kicked && now.Sub(u.ctl.lastKicked) >= kickInterval {
+			// A new peer or a gateway change: hello now, but at most
+			// once per kickInterval however many peers appear.
+			kicked, lastHello, u.ctl.lastKicked = false, time.Time{}, now
 		}
 		u.gw.recheck(u.hosts.load())
 		u.runGatewayEvents()
@@ -60,7 +75,7 @@ func (u *Uplink) control(buf []byte, lastFences, lastGW []uint32, lastHello time
 			return
 		case <-tick.C:
 		case <-u.ctl.kick:
-			lastHello = time.Time{}
+			kicked = true
 		case ap := <-u.ctl.dupReply:
 			if u.link.udp != nil {
 				buf = u.sendHello(buf[:0], lastFences, lastGW, u.link.udp.udpAddr(ap))
@@ -93,12 +108,17 @@ func sortedSet(f func() []uint32) []uint32 {
 }
 
 // sendHello builds a hello in buf and sends it to every peer (or the
-// group), or only to the UDP address to when it is not nil.
+// group), or only to the UDP address to when it is not nil. Sealed, it
+// is sealed with fence 0's key.
 func (u *Uplink) sendHello(buf []byte, fences, gws []uint32, to *net.UDPAddr) []byte {
-	buf = append(buf[:0], make([]byte, fence.EncapLen)...)
+	buf = append(buf[:0], make([]byte, u.hdrLen)...)
+	overhead := u.hdrLen
+	if u.seal != nil {
+		overhead += fence.SealTagLen
+	}
 	// A hello is never fragmented: trim the lists to what one frame holds
 	// (gateways first, then fences), and say so.
-	room := (u.link.maxEncap - fence.EncapLen - fence.HelloHeaderLen - min(len(u.cfg.HostName), fence.MaxHelloName)) / 3
+	room := (u.link.maxEncap - overhead - fence.HelloHeaderLen - min(len(u.cfg.HostName), fence.MaxHelloName)) / 3
 	room = min(room, fence.MaxHelloFences+fence.MaxHelloGateways)
 	if nf, ng := min(len(fences), fence.MaxHelloFences, room), len(gws); nf+ng > room || nf < len(fences) || ng > fence.MaxHelloGateways {
 		gws = gws[:min(ng, room-nf, fence.MaxHelloGateways)]
@@ -111,8 +131,23 @@ func (u *Uplink) sendHello(buf []byte, fences, gws []uint32, to *net.UDPAddr) []
 	}
 	h := fence.Hello{HostID: u.cfg.HostID, Instance: u.instance, Name: u.cfg.HostName, Fences: fences, Gateways: gws}
 	buf = h.AppendTo(buf)
-	fr := u.params.Encap(buf, fence.EncapLen, len(buf)-fence.EncapLen, fence.BroadcastMAC, u.self,
-		fence.HeaderFields{Fence: fence.ControlFence})
+	innerLen := len(buf) - u.hdrLen
+	var fr fence.Frame
+	if u.seal != nil {
+		buf = append(buf, make([]byte, fence.SealTagLen)...)
+		var err error
+		if fr, err = u.seal.Encap(buf, u.hdrLen, innerLen, fence.BroadcastMAC, fence.ControlFence); err != nil {
+			if err == fence.ErrCounterLimit {
+				u.ctr.add(ctrDropTxCounter, 1)
+			} else {
+				u.ctr.add(ctrDropTxNoKey, 1)
+			}
+			return buf
+		}
+	} else {
+		fr = u.params.Encap(buf, fence.EncapLen, innerLen, fence.BroadcastMAC, u.self,
+			fence.HeaderFields{Fence: fence.ControlFence})
+	}
 	var items []outItem
 	switch {
 	case to != nil:
@@ -132,7 +167,7 @@ func (u *Uplink) sendHello(buf []byte, fences, gws []uint32, to *net.UDPAddr) []
 		}
 	}
 	if len(items) > 0 {
-		if err := u.link.tr.send(items); err == nil {
+		if err := u.send(items); err == nil {
 			u.ctr.add(ctrTxHellos, 1)
 		}
 	}

@@ -40,6 +40,13 @@ const (
 	ctrDropTableFull
 	ctrGatewayConflict
 	ctrPeersExpired
+	ctrDropNotPeer     // unsealed UDP: the source address is not a peer's
+	ctrDropAuth        // sealed: the tag did not verify
+	ctrDropReplay      // sealed: counter seen before or too old
+	ctrDropNoKey       // sealed: no key with the frame's key ID for its fence
+	ctrDropSealedShort // sealed: payload too short for key ID, counter, inner frame and tag
+	ctrDropTxNoKey     // sealed: no send key for the frame's fence
+	ctrDropTxCounter   // sealed: the reserved send counters are used up
 	numCounters
 )
 
@@ -71,6 +78,13 @@ var counterNames = [numCounters]string{
 	ctrDropTableFull:   "drop_host_table_full",
 	ctrGatewayConflict: "gateway_conflict",
 	ctrPeersExpired:    "peers_expired",
+	ctrDropNotPeer:     "drop_not_peer",
+	ctrDropAuth:        "drop_auth",
+	ctrDropReplay:      "drop_replay",
+	ctrDropNoKey:       "drop_no_key",
+	ctrDropSealedShort: "drop_sealed_short",
+	ctrDropTxNoKey:     "drop_tx_no_key",
+	ctrDropTxCounter:   "drop_tx_counter_limit",
 }
 
 type counters struct {
@@ -109,6 +123,20 @@ func (c *counters) countParse(err error) {
 		}
 	}
 	c.c[ctrDropInvalid].Add(1)
+}
+
+// countOpen counts a fence.Sealer.Open error by reason.
+func (c *counters) countOpen(err error) {
+	switch err {
+	case fence.ErrAuth:
+		c.c[ctrDropAuth].Add(1)
+	case fence.ErrReplay:
+		c.c[ctrDropReplay].Add(1)
+	case fence.ErrNoKey:
+		c.c[ctrDropNoKey].Add(1)
+	default: // fence.ErrSealLen, fence.ErrRunt
+		c.c[ctrDropSealedShort].Add(1)
+	}
 }
 
 func (c *counters) snapshot() map[string]uint64 {

@@ -43,6 +43,64 @@
 // fence.Reassembler. A frame's outer source and UDP source address are
 // learned into the host table.
 //
+// # Who is a peer
+//
+// Unsealed, the UDP uplink accepts datagrams only from the addresses of
+// Config.Peers (drop_not_peer), unless Config.LearnPeers is set or a
+// multicast group is configured: then any address is accepted and
+// learned, which trusts the network (anyone on it can inject frames; a
+// spoofed source can draw floods). The raw uplink trusts its segment.
+//
+// # The sealed uplink (DESIGN.md 3.6)
+//
+// With Config.Seal, every frame (data frames, both fragments, hellos)
+// goes out as a version-2 frame sealed with its fence's key
+// (fence.Sealer; AES-256-GCM, or ChaCha20-Poly1305 from
+// golang.org/x/crypto), and only version-2 frames that open are taken
+// in. Outbound, WriteTrunk seals in place: the key ID and counter go
+// into the headroom with the headers, the frame is encrypted where it
+// is and the tag written after it when the caller's slice has 16 bytes
+// of capacity left (the switch's buffers do), else the frame is sealed
+// into the uplink's own buffer. A flood is sealed once and the same
+// datagram goes to every peer. Fragmentation applies to the sealed frame:
+// the 25 bytes count against the MTU (1429 inner bytes travel whole over
+// UDP/IPv4 at MTU 1500; two fragments carry at most 2883). Inbound, a
+// datagram is read so that its ciphertext lands at the switch's offset
+// and is opened in place: no copy, no allocation. Keys are per fence;
+// a frame of a fence this host holds no key of is dropped (drop_no_key),
+// and one it has no send key of is not sent (drop_tx_no_key).
+//
+// Peers are authenticated before they are trusted: a peer is learned,
+// and its UDP address changed, only from a frame that opened, and moved
+// only by a frame newer than any other from it on that fence (a late or
+// re-sourced copy moves nothing). Replays and old counters are dropped by
+// a replay window per (sending host, fence) (drop_replay), frames that do
+// not authenticate by their tag (drop_auth). Nothing is sent to an
+// address whose frames have not opened, except hellos to Config.Peers
+// and the group, which the configuration names: no flood goes to a
+// configured address before a frame from it opened, and a forged or
+// replayed datagram is never answered (no amplification). Status
+// reports, per peer and fence, whether frames opened (PeerKey: "ok",
+// "no key", "failing"), and the key IDs held (SealStatus), never a key.
+//
+// Keys change at run time with SetKeys (cmd/corral's reload, on SIGHUP),
+// atomically: every frame is sealed or opened with the old or the new
+// set; the send counter and the replay windows carry on. The send
+// counter starts at SealConfig.Counter and never passes SealConfig.Limit;
+// the uplink asks SealConfig.Reserve for more while ReserveMargin
+// counters remain (cmd/corral keeps the reserved high-water mark on
+// disk, so a counter is never used twice, across restarts too).
+//
+// Logs a remote host can cause (peer learned, moved, restarted, hello)
+// are rate-limited (32 per 30 s, then a summary); bad datagrams are
+// never logged one by one: drops are summarized by reason every 30 s.
+//
+// # Capture
+//
+// Capture copies the outer frames, as they are on the wire (sealed
+// stays sealed), received and sent, for corral capture --uplink; off, it
+// costs one atomic load per batch.
+//
 // Flooding (WriteTrunk with host ff:ff:ff:ff:ff:ff) is head-end
 // replication: one copy to every peer whose hello names the fence, and to
 // every peer whose hello is not known yet (and every static peer not yet
@@ -86,6 +144,8 @@
 //
 // Buffers: the uplink never keeps a buffer the switch passes after the call
 // returns. ReadTrunk receives each datagram into bufs[i] at
-// offset-fence.EncapLen, so whole inner frames land at bufs[i][offset:]
-// without a copy; WriteTrunk writes the headers into the headroom.
+// offset-fence.EncapLen (offset-fence.SealedHeaderLen sealed), so whole
+// inner frames land at bufs[i][offset:] without a copy; WriteTrunk writes
+// the headers into the headroom (and, sealed, the tag into the 16 bytes
+// after the frame when the slice's capacity has them).
 package uplink

@@ -37,7 +37,10 @@ func (f *fakeTransport) close() error               { return nil }
 
 func newFake(t testing.TB, in [][]byte) (*Uplink, *fakeTransport) {
 	ft := &fakeTransport{in: in, from: netip.MustParseAddrPort("192.0.2.9:7407")}
-	u := newBase(Config{HostID: 1, HelloInterval: 1 << 40})
+	u, err := newBase(Config{HostID: 1, HelloInterval: 1 << 40})
+	if err != nil {
+		t.Fatal(err)
+	}
 	u.link.tr = ft
 	u.link.maxEncap = 1472
 	u.start(DefaultBatchSize)

@@ -345,3 +345,47 @@ func TestRawSendRecvAllocs(t *testing.T) {
 		t.Errorf("raw send+recv allocates %.1f times per batch, want 0", allocs)
 	}
 }
+
+// TestIntegrationRawUplinkSealed is the raw uplink, sealed: frames,
+// floods and fragments open; a flood of a fence one host holds no key of
+// is broadcast (the outer destination is authenticated, a sealed flood
+// cannot be readdressed) and dropped there, unread.
+func TestIntegrationRawUplinkSealed(t *testing.T) {
+	needRoot(t)
+	ns := fmt.Sprintf("ut%d-rawseal", os.Getpid())
+	_ = exec.Command("ip", "netns", "del", ns).Run()
+	run(t, "ip", "netns", "add", ns)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+	run(t, "ip", "-n", ns, "link", "add", "sa", "mtu", "1500", "type", "veth", "peer", "name", "sb", "mtu", "1500")
+	run(t, "ip", "-n", ns, "link", "set", "sa", "up")
+	run(t, "ip", "-n", ns, "link", "set", "sb", "up")
+	var a, b *testHost
+	inNetNS(t, ns, func() {
+		a = newHost(t, 1, []uint32{1}, sealed(sealKeys(t, testSecret, false, 1), func(c *Config) { c.UDPListen = netipZero; c.RawInterface = "sa" }))
+		b = newHost(t, 2, []uint32{1, 2}, sealed(sealKeys(t, testSecret, false, 1, 2), func(c *Config) { c.UDPListen = netipZero; c.RawInterface = "sb" }))
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+	waitHello(t, a, b, 1, 2)
+	waitHello(t, b, a, 1)
+	f := frame(100, 0xff, 1, 1)
+	a.send(t, 1, vswitch.Broadcast, f)
+	b.expect(t, 1, a.u.OuterMAC(), f)
+	for _, n := range []int{60, 1471, 1472, 1514, 2900} {
+		g := frame(n, 2, 1, byte(n))
+		a.send(t, 1, b.u.OuterMAC(), g)
+		b.expect(t, 1, a.u.OuterMAC(), g)
+		h := frame(n, 1, 2, byte(n+1))
+		b.sendRoomy(t, 1, a.u.OuterMAC(), h)
+		a.expect(t, 1, b.u.OuterMAC(), h)
+	}
+	b.send(t, 2, vswitch.Broadcast, frame(80, 0xff, 2, 3))
+	waitFor(t, "a drops b's fence-2 flood: no key", func() bool { return a.u.Status().Counters["drop_no_key"] > 0 })
+	if got := a.u.Status().RxByFence[2]; got != 0 {
+		t.Fatalf("a rx_by_fence[2] = %d, want 0", got)
+	}
+	if c := b.u.Status().Counters; c["drop_auth"] != 0 || c["rx_reassembled"] < 2 {
+		t.Fatalf("b: drop_auth %d, rx_reassembled %d", c["drop_auth"], c["rx_reassembled"])
+	}
+}

@@ -16,13 +16,17 @@ import (
 // (device/receive.go: read a batch, decode each element, handle it per
 // peer):
 //
-//  1. readBatch reads a batch of outer frames from the transport.
-//  2. accept parses and checks each one (drops counted by reason).
-//  3. rxBatch.sender learns or refreshes its sender, once per run of
-//     frames from one sender.
-//  4. hellos go to rxHello; inner puts whole frames and reassembled
+//  1. readBatch reads a batch of outer frames from the transport (and
+//     offers them to the uplink's captures).
+//  2. accept checks the source address (unsealed UDP: a peer's) and
+//     parses and checks each frame (drops counted by reason).
+//  3. Sealed: fragments are reassembled, then open opens the frame
+//     (authentication, replay window); unsealed: nothing to do.
+//  4. rxBatch.sender learns or refreshes its sender, once per run of
+//     frames from one sender: sealed, only from a frame that opened.
+//  5. hellos go to rxHello; inner puts whole frames and reassembled
 //     fragments in place for the switch.
-//  5. rxBatch counts per batch (per run of one fence), not per frame.
+//  6. rxBatch counts per batch (per run of one fence), not per frame.
 
 // rxErrorPause is how long ReadTrunk pauses after a transient error.
 const rxErrorPause = 20 * time.Millisecond
@@ -40,6 +44,8 @@ type receiver struct {
 	views   [][]byte         // per batch slot: where the outer frame is read
 	scratch []byte           // a copy of a fragment being reassembled
 	hello   fence.Hello      // decode scratch
+	// replay holds the replay windows of a sealed uplink (nil unsealed).
+	replay *fence.ReplayTable
 	// dupLog rate-limits the duplicate outer MAC error per address.
 	dupLog map[netip.AddrPort]time.Time
 
@@ -49,7 +55,10 @@ type receiver struct {
 }
 
 // init allocates the receive state for batches of up to batch frames.
-func (rx *receiver) init(batch int) {
+func (rx *receiver) init(batch int, sealed bool) {
+	if sealed {
+		rx.replay = fence.NewReplayTable(0)
+	}
 	rx.sizes = make([]int, batch)
 	rx.from = make([]netip.AddrPort, batch)
 	rx.views = make([][]byte, batch)
@@ -74,11 +83,12 @@ func transient(err error) bool {
 // ReadTrunk implements vswitch.Trunk.ReadTrunk. It blocks until at least
 // one valid inner frame has arrived. Encapsulated frames are received into
 // bufs[i] so that their inner frame lands at bufs[i][offset:] (offset must
-// be at least fence.EncapLen); fragments are reassembled, hellos consumed,
+// be at least fence.EncapLen, fence.SealedHeaderLen sealed: a sealed
+// frame is opened in place); fragments are reassembled, hellos consumed,
 // invalid frames dropped and counted by reason.
 func (u *Uplink) ReadTrunk(bufs [][]byte, sizes []int, fences []uint32, hosts [][6]byte, offset int) (int, error) {
-	if offset < fence.EncapLen {
-		return 0, fmt.Errorf("uplink: ReadTrunk offset %d < %d", offset, fence.EncapLen)
+	if offset < u.hdrLen {
+		return 0, fmt.Errorf("uplink: ReadTrunk offset %d < %d", offset, u.hdrLen)
 	}
 	u.rx.mu.Lock()
 	defer u.rx.mu.Unlock()
@@ -94,8 +104,8 @@ func (u *Uplink) ReadTrunk(bufs [][]byte, sizes []int, fences []uint32, hosts []
 }
 
 // readBatch reads outer frames from the transport, frame k into
-// bufs[k][offset-fence.EncapLen:] (so that a whole frame's inner frame
-// lands at offset), its length into rx.sizes[k] and its source into
+// bufs[k][offset-u.hdrLen:] (so that a whole frame's inner frame lands at
+// offset), its length into rx.sizes[k] and its source into
 // rx.from[k]. Transient errors are counted and retried after a pause; any
 // other error is returned, net.ErrClosed after Close.
 func (u *Uplink) readBatch(bufs [][]byte, offset int) (int, error) {
@@ -106,7 +116,7 @@ func (u *Uplink) readBatch(bufs [][]byte, offset int) (int, error) {
 			return 0, net.ErrClosed
 		}
 		for i := range views {
-			views[i] = bufs[i][offset-fence.EncapLen:]
+			views[i] = bufs[i][offset-u.hdrLen:]
 		}
 		n, err := u.link.tr.recv(views, rx.sizes, rx.from)
 		clear(views)
@@ -143,6 +153,15 @@ type rxBatch struct {
 	lastFrom netip.AddrPort
 	lastOK   bool // lastSrc at lastFrom is known and refreshed
 
+	// The unsealed address filter's last answer.
+	lastAddr     netip.AddrPort
+	lastAddrOK   bool
+	lastAddrSeen bool
+
+	// The key stats of the last (peer, fence) of a sealed uplink.
+	lastKS    keyStatKey
+	lastKSPtr *keyStat
+
 	frames, bytes uint64
 	fence         uint32 // the fence of the current run
 	inFence       uint64 // frames of the current run
@@ -156,25 +175,28 @@ func (u *Uplink) deliverBatch(bufs [][]byte, n int, sizes []int, fences []uint32
 	rx := &u.rx
 	b := rxBatch{now: time.Now(), table: u.hosts.load()}
 	b.nowNano = b.now.UnixNano()
+	start := offset - u.hdrLen
+	if t := u.taps.Load(); t != nil {
+		t.received(bufs[:n], rx.sizes[:n], start, b.now)
+	}
 	j := 0
 	for i := 0; i < n; i++ {
 		from := rx.from[i]
-		fr, ok := u.accept(bufs[i][offset-fence.EncapLen:offset-fence.EncapLen+rx.sizes[i]], from)
+		fr, ok := u.accept(&b, bufs[i][start:start+rx.sizes[i]], from)
 		if !ok {
 			continue
 		}
-		src := fr.Src()
-		b.sender(u, src, from)
+		var size int
+		if u.seal != nil {
+			size, ok = u.open(&b, fr, from, bufs[j], offset, i != j)
+		} else {
+			size, ok = u.plain(&b, fr, from, bufs[j][offset:], i != j)
+		}
+		if !ok {
+			continue
+		}
 		fenceID := fr.Header().Fence()
-		if fenceID == fence.ControlFence {
-			u.rxHello(fr, from, b.now)
-			continue
-		}
-		size, ok := u.inner(fr, bufs[j][offset:], i != j, b.now)
-		if !ok {
-			continue
-		}
-		sizes[j], fences[j], hosts[j] = size, fenceID, src
+		sizes[j], fences[j], hosts[j] = size, fenceID, fr.Src()
 		b.count(u, fenceID, size)
 		j++
 	}
@@ -182,11 +204,17 @@ func (u *Uplink) deliverBatch(bufs [][]byte, n int, sizes []int, fences []uint32
 	return j
 }
 
-// accept parses the outer frame fr from address from and reports whether
-// it is for the switch or the control channel. Invalid frames, frames with
-// our own outer source (see ownMAC) and unicast for another host are
-// dropped and counted.
-func (u *Uplink) accept(outer []byte, from netip.AddrPort) (fence.Frame, bool) {
+// accept checks where the outer frame comes from and parses it, and
+// reports whether it is for the switch or the control channel. Frames
+// from an address that is not a peer's (unsealed UDP uplink without
+// LearnPeers or a group), invalid frames, frames with our own outer
+// source (see ownMAC) and unicast for another host are dropped and
+// counted.
+func (u *Uplink) accept(b *rxBatch, outer []byte, from netip.AddrPort) (fence.Frame, bool) {
+	if u.peerAddrs != nil && !b.peerAddr(u, from) {
+		u.ctr.add(ctrDropNotPeer, 1)
+		return nil, false
+	}
 	fr, err := u.params.Parse(outer)
 	if err != nil {
 		u.ctr.countParse(err)
@@ -205,25 +233,108 @@ func (u *Uplink) accept(outer []byte, from netip.AddrPort) (fence.Frame, bool) {
 	return fr, true
 }
 
-// sender refreshes src's host table entry, or learns src at from when it
-// is new or has moved: a table lookup once per run of frames from one
-// sender.
-func (b *rxBatch) sender(u *Uplink, src fence.OuterMAC, from netip.AddrPort) {
+// peerAddr reports whether from is a configured peer's address (the
+// unsealed UDP uplink's filter), looked up once per run of datagrams from
+// one address.
+func (b *rxBatch) peerAddr(u *Uplink, from netip.AddrPort) bool {
+	if !b.lastAddrSeen || from != b.lastAddr {
+		b.lastAddr, b.lastAddrOK, b.lastAddrSeen = from, u.peerAddrs[from], true
+	}
+	return b.lastAddrOK
+}
+
+// plain delivers the unsealed frame fr from address from: its sender is
+// learned, a hello goes to rxHello, a data frame (reassembled when a
+// fragment) is put at dst.
+func (u *Uplink) plain(b *rxBatch, fr fence.Frame, from netip.AddrPort, dst []byte, moved bool) (int, bool) {
+	src := fr.Src()
+	b.sender(u, src, from, true)
+	if fr.Header().Fence() == fence.ControlFence {
+		u.rxHello(src, fr.Inner(), from, b.now)
+		return 0, false
+	}
+	return u.inner(fr, dst, moved, b.now)
+}
+
+// open delivers the sealed frame fr from address from: a fragment is
+// reassembled into buf (at offset - fence.SealPrefixLen); the frame is
+// opened in place (its inner frame lands at buf[offset:], or, for a whole
+// frame read into an earlier buffer, is moved there); only then is its
+// sender learned (or its address changed, on a frame newer than every
+// other from it on the fence). Frames that do not open are dropped and
+// counted, and for a known peer counted on its (peer, fence) key state.
+func (u *Uplink) open(b *rxBatch, fr fence.Frame, from netip.AddrPort, buf []byte, offset int, moved bool) (int, bool) {
+	h := fr.Header()
+	fenceID, src := h.Fence(), fr.Src()
+	payload := fr.Inner()
+	if h.FragType() != fence.Whole {
+		p, ok := u.reassemble(fr, buf[offset-fence.SealPrefixLen:], b.now)
+		if !ok {
+			return 0, false
+		}
+		payload, moved = p, false // opened where the switch wants it
+	}
+	inner, newest, err := u.seal.Open(u.rx.replay, fr.Dst(), src, fenceID, payload)
+	if err != nil {
+		u.ctr.countOpen(err)
+		if b.table.byMAC[src] != nil { // an authenticated peer: its key state
+			if ks := b.keyStat(u, src, fenceID, true); ks != nil {
+				ks.failed.Add(1)
+			}
+		}
+		return 0, false
+	}
+	b.sender(u, src, from, newest)
+	if ks := b.keyStat(u, src, fenceID, true); ks != nil {
+		ks.opened.Add(1)
+		ks.failedAtOpen.Store(ks.failed.Load())
+		ks.lastKeyID.Store(uint32(payload[0]))
+	}
+	if fenceID == fence.ControlFence {
+		u.rxHello(src, inner, from, b.now)
+		return 0, false
+	}
+	if moved {
+		copy(buf[offset:], inner)
+	}
+	return len(inner), true
+}
+
+// keyStat returns the key state of (src, fenceID), looked up once per run.
+func (b *rxBatch) keyStat(u *Uplink, src fence.OuterMAC, fenceID uint32, create bool) *keyStat {
+	k := keyStatKey{src, fenceID}
+	if b.lastKSPtr != nil && b.lastKS == k {
+		return b.lastKSPtr
+	}
+	ks := u.keyStats.get(src, fenceID, create)
+	if ks != nil {
+		b.lastKS, b.lastKSPtr = k, ks
+	}
+	return ks
+}
+
+// sender refreshes src's host table entry, or, when learn is set, learns
+// src at from when it is new or has moved: a table lookup once per run of
+// frames from one sender.
+func (b *rxBatch) sender(u *Uplink, src fence.OuterMAC, from netip.AddrPort, learn bool) {
 	if !b.lastOK || src != b.lastSrc || from != b.lastFrom {
-		b.lookup(u, src, from)
+		b.lookup(u, src, from, learn)
 	}
 }
 
 // lookup is sender for a sender other than the last one.
-func (b *rxBatch) lookup(u *Uplink, src fence.OuterMAC, from netip.AddrPort) {
+func (b *rxBatch) lookup(u *Uplink, src fence.OuterMAC, from netip.AddrPort, learn bool) {
 	if p := b.table.byMAC[src]; p != nil && p.ap == from {
 		p.seen.Store(b.nowNano)
 		b.lastSrc, b.lastFrom, b.lastOK = src, from, true
 		return
 	}
+	b.lastOK = false
+	if !learn {
+		return
+	}
 	u.learn(src, from, b.now)
 	b.table = u.hosts.load()
-	b.lastOK = false
 }
 
 // inner puts the inner frame of fr at dst and returns its length. A whole
@@ -233,7 +344,8 @@ func (b *rxBatch) lookup(u *Uplink, src fence.OuterMAC, from netip.AddrPort) {
 // (yet): a first half, or a fragment the reassembler refused (counted).
 func (u *Uplink) inner(fr fence.Frame, dst []byte, moved bool, now time.Time) (size int, ok bool) {
 	if fr.Header().FragType() != fence.Whole {
-		return u.reassemble(fr, dst, now)
+		out, ok := u.reassemble(fr, dst, now)
+		return len(out), ok
 	}
 	if moved {
 		copy(dst, fr.Inner())
@@ -241,8 +353,10 @@ func (u *Uplink) inner(fr fence.Frame, dst []byte, moved bool, now time.Time) (s
 	return len(fr) - fence.EncapLen, true
 }
 
-// reassemble is inner for a fragment.
-func (u *Uplink) reassemble(fr fence.Frame, dst []byte, now time.Time) (size int, ok bool) {
+// reassemble adds the fragment fr; when it completes a frame, the
+// frame's payload (the inner frame; sealed, the sealed payload) is
+// returned at dst[:n].
+func (u *Uplink) reassemble(fr fence.Frame, dst []byte, now time.Time) ([]byte, bool) {
 	rx := &u.rx
 	u.ctr.add(ctrRxFragments, 1)
 	// Copy the fragment out: the reassembled frame is written to dst,
@@ -251,16 +365,16 @@ func (u *Uplink) reassemble(fr fence.Frame, dst []byte, now time.Time) (size int
 	out, done, err := rx.reasm.Add(c, now, dst)
 	if err != nil {
 		u.ctr.add(ctrDropReassembly, 1)
-		return 0, false
+		return nil, false
 	}
 	if !done {
-		return 0, false
+		return nil, false
 	}
 	u.ctr.add(ctrReassembled, 1)
 	if len(out) > 0 && &out[0] != &dst[0] {
-		copy(dst, out)
+		out = dst[:copy(dst, out)]
 	}
-	return len(out), true
+	return out, true
 }
 
 // count counts one inner frame of fenceID for the switch; a run of frames
@@ -299,9 +413,9 @@ func (u *Uplink) learn(src fence.OuterMAC, from netip.AddrPort, now time.Time) {
 	case learnFull:
 		u.ctr.add(ctrDropTableFull, 1)
 	case learnMoved:
-		u.log.Info("peer moved", "peer", src.String(), "from", old.String(), "to", from.String())
+		u.plog.Info("peer moved", "peer", src.String(), "from", old.String(), "to", from.String())
 	case learnNew:
-		u.log.Info("peer learned", "peer", src.String(), "addr", from.String())
+		u.plog.Info("peer learned", "peer", src.String(), "addr", from.String())
 		u.kickHello()
 	}
 }
@@ -314,8 +428,22 @@ func (u *Uplink) ownMAC(fr fence.Frame, from netip.AddrPort) {
 		return
 	}
 	rx := &u.rx
+	payload := fr.Inner()
+	if u.seal != nil {
+		// Only a host with the installation's keys can claim our MAC.
+		if fr.Header().FragType() != fence.Whole {
+			u.ctr.add(ctrDropOwnMAC, 1)
+			return
+		}
+		inner, _, err := u.seal.Open(rx.replay, fr.Dst(), fr.Src(), fence.ControlFence, payload)
+		if err != nil {
+			u.ctr.countOpen(err)
+			return
+		}
+		payload = inner
+	}
 	h := &rx.hello
-	if err := h.Decode(fr.Inner()); err != nil {
+	if err := h.Decode(payload); err != nil {
 		u.ctr.add(ctrDropBadHello, 1)
 		return
 	}
@@ -342,29 +470,28 @@ func (u *Uplink) ownMAC(fr fence.Frame, from netip.AddrPort) {
 		"our_name", u.cfg.HostName, "our_host_id", u.cfg.HostID)
 }
 
-// rxHello applies a peer's hello (its source is already learned; rx.mu
-// held).
-func (u *Uplink) rxHello(fr fence.Frame, from netip.AddrPort, now time.Time) {
+// rxHello applies the hello payload of peer src (its source is already
+// learned; rx.mu held).
+func (u *Uplink) rxHello(src fence.OuterMAC, payload []byte, from netip.AddrPort, now time.Time) {
 	h := &u.rx.hello
-	if err := h.Decode(fr.Inner()); err != nil {
+	if err := h.Decode(payload); err != nil {
 		u.ctr.add(ctrDropBadHello, 1)
 		return
 	}
 	u.ctr.add(ctrRxHellos, 1)
-	src := fr.Src()
 	p, restarted, changed := u.hosts.hello(src, h, now)
 	if p == nil { // table full
 		return
 	}
 	if restarted {
-		u.log.Info("peer restarted", "peer", src.String(), "name", h.Name)
+		u.plog.Info("peer restarted", "peer", src.String(), "name", h.Name)
 		select { // its MACs were learned in its previous life
 		case u.ctl.down <- src:
 		default:
 		}
 	}
 	if changed {
-		u.log.Info("peer hello", "peer", src.String(), "name", h.Name, "addr", from.String(),
+		u.plog.Info("peer hello", "peer", src.String(), "name", h.Name, "addr", from.String(),
 			"fences", p.fences, "gateways", p.gateways)
 		if u.gw.peerClaims(src, p.name, p.gateways, now) {
 			u.kickHello()

@@ -31,14 +31,20 @@ type sender struct {
 	items   []outItem  // kept for the next WriteTrunk's txBatch.items
 	scratch [][]byte   // per slot: the last fragment of a split frame
 	frag    fence.Fragmenter
+	// sealBuf (sealed uplink only) holds a frame sealed out of the
+	// caller's buffer, when that buffer has no room for the tag.
+	sealBuf []byte
 }
 
 // init allocates the send state for WriteTrunk batches of up to batch
 // frames that are split when longer than maxEncap.
-func (tx *sender) init(batch, maxEncap int) {
+func (tx *sender) init(batch, maxEncap int, sealed bool) {
 	tx.scratch = make([][]byte, min(batch, scratchSlots))
 	for i := range tx.scratch {
 		tx.scratch[i] = make([]byte, maxEncap)
+	}
+	if sealed {
+		tx.sealBuf = make([]byte, fence.SealedHeaderLen+fence.MaxInnerLen+fence.SealTagLen)
 	}
 }
 
@@ -50,14 +56,19 @@ type txBatch struct {
 	table    *hostTable
 	lastHost [6]byte
 	lastPeer *peer
-	used     int // scratch slots holding last fragments of staged items
+	used     int  // scratch slots holding last fragments of staged items
+	sealUsed bool // tx.sealBuf holds a staged frame
 
 	frames, bytes, fragmented uint64
 }
 
 // WriteTrunk implements vswitch.Trunk.WriteTrunk. Each inner frame
 // bufs[i][offset:] is encapsulated in place (the outer and fence headers
-// are written into bufs[i][offset-18:offset]), fragmented when it does not
+// are written into bufs[i][offset-18:offset]; sealed, the key ID and
+// counter too, into bufs[i][offset-27:offset], the frame is encrypted
+// where it is and the 16-byte tag written after it, within the slice's
+// capacity: bufs[i][len:len+16]; a buffer without that room is sealed
+// into the uplink's own buffer instead), fragmented when it does not
 // fit the uplink, and sent: to hosts[i]'s address for known unicast, or
 // for hosts[i] == ff:ff:ff:ff:ff:ff once to the multicast group, or else to
 // every peer that has the fence (or whose hello is not known yet). Frames
@@ -68,8 +79,8 @@ func (u *Uplink) WriteTrunk(bufs [][]byte, fences []uint32, hosts [][6]byte, off
 	if u.closed.Load() {
 		return 0, net.ErrClosed
 	}
-	if offset < fence.EncapLen {
-		return 0, fmt.Errorf("uplink: WriteTrunk offset %d < %d", offset, fence.EncapLen)
+	if offset < u.hdrLen {
+		return 0, fmt.Errorf("uplink: WriteTrunk offset %d < %d", offset, u.hdrLen)
 	}
 	tx := &u.tx
 	tx.mu.Lock()
@@ -101,7 +112,15 @@ func (u *Uplink) stage(b *txBatch, buf []byte, fenceID uint32, host [6]byte, off
 		u.ctr.add(ctrDropTxNoHost, 1)
 		return nil
 	}
-	first := u.params.Encap(buf, offset, innerLen, dst, u.self, fence.HeaderFields{Fence: fenceID})
+	var first fence.Frame
+	if u.seal != nil {
+		var err error
+		if first, err = u.sealFrame(b, buf, offset, innerLen, dst, fenceID); first == nil {
+			return err
+		}
+	} else {
+		first = u.params.Encap(buf, offset, innerLen, dst, u.self, fence.HeaderFields{Fence: fenceID})
+	}
 	var last []byte
 	if len(first) > u.link.maxEncap {
 		var err error
@@ -129,6 +148,37 @@ func (u *Uplink) stage(b *txBatch, buf []byte, fenceID uint32, host [6]byte, off
 	return nil
 }
 
+// sealFrame seals the inner frame buf[offset:] of fence fenceID for dst,
+// in place when buf has room for the tag after the frame, else in
+// tx.sealBuf (sending what is staged first when that is in use). It
+// returns nil when the frame is dropped (no key, counters used up:
+// counted) or the transport failed (err).
+func (u *Uplink) sealFrame(b *txBatch, buf []byte, offset, innerLen int, dst fence.OuterMAC, fenceID uint32) (fence.Frame, error) {
+	if cap(buf)-len(buf) >= fence.SealTagLen {
+		buf = buf[:len(buf)+fence.SealTagLen]
+	} else {
+		if b.sealUsed {
+			if err := u.flushStaged(b); err != nil {
+				return nil, err
+			}
+		}
+		tx := &u.tx
+		n := copy(tx.sealBuf[fence.SealedHeaderLen:], buf[offset:])
+		buf, offset = tx.sealBuf[:fence.SealedHeaderLen+n+fence.SealTagLen], fence.SealedHeaderLen
+		b.sealUsed = true
+	}
+	fr, err := u.seal.Encap(buf, offset, innerLen, dst, fenceID)
+	switch err {
+	case nil:
+		return fr, nil
+	case fence.ErrCounterLimit:
+		u.ctr.add(ctrDropTxCounter, 1)
+	default: // fence.ErrNoKey
+		u.ctr.add(ctrDropTxNoKey, 1)
+	}
+	return nil, nil
+}
+
 // resolve returns the peer that host names and the outer destination MAC:
 // the peer's for known unicast, broadcast (and p nil) for a flood. ok is
 // false for an unknown host.
@@ -153,10 +203,9 @@ func (u *Uplink) fragment(b *txBatch, fr []byte) (first, last []byte, err error)
 	tx := &u.tx
 	if b.used == len(tx.scratch) {
 		// Scratch slots are reused: send what uses them first.
-		if err := u.sendStaged(b); err != nil {
+		if err := u.flushStaged(b); err != nil {
 			return nil, nil, err
 		}
-		b.used = 0
 	}
 	sc := tx.scratch[b.used]
 	b.used++
@@ -182,7 +231,11 @@ func (u *Uplink) dests(items []outItem, t *hostTable, fr []byte, p *peer, fenceI
 				want++
 			}
 		}
-		if want == len(t.peers) {
+		// Sealed, the outer destination is authenticated (it is in the
+		// additional data), so a flood sealed for broadcast cannot be
+		// readdressed: it goes out once, broadcast; hosts without the
+		// fence drop it (they hold no key of it).
+		if want == len(t.peers) || u.seal != nil {
 			return append(items, outItem{frame: fr, dst: fence.BroadcastMAC})
 		}
 		for _, q := range t.peers {
@@ -200,6 +253,12 @@ func (u *Uplink) dests(items []outItem, t *hostTable, fr []byte, p *peer, fenceI
 			items = append(items, outItem{frame: fr, dst: fence.BroadcastMAC, ua: q.ua, ap: q.ap})
 		}
 	}
+	if u.seal != nil {
+		// Sealed: an address gets floods only once a frame from it has
+		// opened (it is a peer in the table); configured addresses not
+		// heard from yet get hellos only.
+		return items
+	}
 	for _, s := range t.unmatched {
 		items = append(items, outItem{frame: fr, dst: fence.BroadcastMAC, ua: s.ua, ap: s.ap})
 	}
@@ -208,10 +267,18 @@ func (u *Uplink) dests(items []outItem, t *hostTable, fr []byte, p *peer, fenceI
 
 // sendStaged sends the staged items and forgets them (tx.mu held).
 func (u *Uplink) sendStaged(b *txBatch) error {
-	err := u.link.tr.send(b.items)
+	err := u.send(b.items)
 	clear(b.items)
 	b.items = b.items[:0]
 	u.tx.items = b.items // keep what append grew
+	return err
+}
+
+// flushStaged sends the staged items; the scratch slots and the seal
+// buffer are free again.
+func (u *Uplink) flushStaged(b *txBatch) error {
+	err := u.sendStaged(b)
+	b.used, b.sealUsed = 0, false
 	return err
 }
 

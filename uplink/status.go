@@ -30,6 +30,13 @@ type Status struct {
 	// GatewayYields are the configured gateway fences this host does not
 	// serve because a peer that wins the tie-break serves them. Never nil.
 	GatewayYields []GatewayYield `json:"gateway_yields"`
+	// Seal is the sealed uplink's state (keys by ID, never key bytes);
+	// nil when the uplink is not sealed.
+	Seal *SealStatus `json:"seal,omitempty"`
+	// Accept says which sources an unsealed UDP uplink accepts: "peers"
+	// (the configured ones), "any" (LearnPeers, or a group); "sealed"
+	// (any source whose frames open) or "segment" (raw).
+	Accept string `json:"accept"`
 }
 
 // PeerStatus is one remote host of the host table.
@@ -43,6 +50,10 @@ type PeerStatus struct {
 	Gateways   []uint32  `json:"gateways"`
 	LastHello  time.Time `json:"last_hello"`
 	LastSeen   time.Time `json:"last_seen"`
+	// Keys is, on a sealed uplink, the key state of every fence the peer
+	// announces or sent frames of: whether this host can read and send
+	// them ("no key" when it holds no key of the fence).
+	Keys []PeerKey `json:"keys,omitempty"`
 }
 
 // Status returns a snapshot of the uplink: its address, its peers and its
@@ -63,6 +74,17 @@ func (u *Uplink) Status() Status {
 		RxByFence:     u.fenceCtr.snapshot(),
 		Reassembly:    u.rx.reasm.Stats(),
 		GatewayYields: u.gw.yields(),
+		Seal:          u.sealStatus(),
+	}
+	switch {
+	case u.seal != nil:
+		s.Accept = "sealed"
+	case u.link.raw != nil:
+		s.Accept = "segment"
+	case u.peerAddrs != nil:
+		s.Accept = "peers"
+	default:
+		s.Accept = "any"
 	}
 	if u.link.group != nil {
 		s.Group = u.cfg.Group.String()
@@ -83,6 +105,7 @@ func (u *Uplink) Status() Status {
 			Gateways:   slices.Clone(p.gateways),
 			LastHello:  p.lastHello,
 			LastSeen:   time.Unix(0, p.seen.Load()),
+			Keys:       u.peerKeys(p),
 		}
 		if ps.Fences == nil {
 			ps.Fences = []uint32{}

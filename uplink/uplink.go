@@ -1,6 +1,7 @@
 package uplink
 
 import (
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -45,6 +46,20 @@ type Uplink struct {
 
 	link link // the transport, fixed by New
 
+	// Sealing (seal.go), fixed by New; nil when unsealed. The Sealer's
+	// keys change with SetKeys.
+	seal       *fence.Sealer
+	hdrLen     int // outer frame bytes in front of the inner frame: fence.EncapLen, or fence.SealedHeaderLen sealed
+	keyStats   keyStats
+	keyChanges atomic.Uint64
+
+	// peerAddrs is the unsealed UDP uplink's address filter (nil: every
+	// address is accepted: sealed, raw, LearnPeers or a group).
+	peerAddrs map[netip.AddrPort]bool
+
+	taps atomic.Pointer[tapSet] // captures of the outer frames (capture.go)
+	plog rateLog                // peer events a remote host can cause (learned, moved, hello)
+
 	hosts hosts    // the host table
 	gw    gateways // gateway arbitration (gateway.go)
 
@@ -77,7 +92,10 @@ func New(cfg Config) (*Uplink, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	u := newBase(cfg)
+	u, err := newBase(cfg)
+	if err != nil {
+		return nil, err
+	}
 	batch := DefaultBatchSize
 	l := &u.link
 	if u.cfg.RawInterface != "" {
@@ -99,6 +117,12 @@ func New(cfg Config) (*Uplink, error) {
 			p = netip.AddrPortFrom(p.Addr().Unmap(), p.Port())
 			l.statics = append(l.statics, staticPeer{ap: p, ua: ut.udpAddr(p)})
 		}
+		if u.seal == nil && !u.cfg.LearnPeers && !u.cfg.Group.IsValid() {
+			u.peerAddrs = make(map[netip.AddrPort]bool, len(l.statics))
+			for _, p := range l.statics {
+				u.peerAddrs[p.ap] = true
+			}
+		}
 		if u.cfg.Group.IsValid() {
 			l.group = ut.udpAddr(u.cfg.Group)
 		}
@@ -108,12 +132,20 @@ func New(cfg Config) (*Uplink, error) {
 }
 
 // newBase returns an Uplink without a transport.
-func newBase(cfg Config) *Uplink {
+func newBase(cfg Config) (*Uplink, error) {
 	cfg = cfg.withDefaults()
 	u := &Uplink{
 		cfg:    cfg,
-		params: fence.Params{OUI: cfg.OUI, Installation: cfg.Installation, EtherType: cfg.EtherType},
+		params: fence.Params{OUI: cfg.OUI, Installation: cfg.Installation, EtherType: cfg.EtherType, Sealed: cfg.Seal != nil},
 		done:   make(chan struct{}),
+		hdrLen: fence.EncapLen,
+	}
+	if cfg.Seal != nil {
+		s, err := newSealer(u.params, cfg.HostID, cfg.Seal)
+		if err != nil {
+			return nil, fmt.Errorf("uplink: %w", err)
+		}
+		u.seal, u.hdrLen = s, fence.SealedHeaderLen
 	}
 	for u.instance == 0 {
 		u.instance = rand.Uint64()
@@ -122,7 +154,8 @@ func newBase(cfg Config) *Uplink {
 	u.log = cfg.Logger.With("outer_mac", u.self.String())
 	u.ctl.init()
 	u.gw = gateways{self: u.self, configured: cfg.GatewayFences, log: u.log, ctr: &u.ctr, yielded: map[uint32]gwYield{}}
-	return u
+	u.plog = rateLog{log: u.log, per: dropSummaryInterval, burst: peerLogBurst}
+	return u, nil
 }
 
 // start allocates the batch state and starts the control goroutine; the
@@ -133,18 +166,24 @@ func (u *Uplink) start(batch int) {
 		udpAddr = u.link.udp.udpAddr
 	}
 	u.hosts.init(u.link.statics, udpAddr)
-	u.rx.init(batch)
-	u.tx.init(batch, u.link.maxEncap)
+	u.rx.init(batch, u.seal != nil)
+	u.tx.init(batch, u.link.maxEncap, u.seal != nil)
 
 	u.wg.Add(1)
 	// The first hello is sent before New returns, hence before any hello
 	// is read: every host announces its configured gateways once, so that
 	// a gateway conflict is seen (and logged) by both hosts.
 	fences, gws := sortedSet(u.cfg.LocalFences), u.gw.served()
-	buf := u.sendHello(make([]byte, 0, 64<<10), fences, gws, nil)
+	buf := u.sendHello(make([]byte, 0, 8<<10), fences, gws, nil)
 	go u.control(buf, fences, gws, time.Now())
-	u.log.Info("uplink up", "transport", u.transportName(), "addr", u.addrString(),
-		"max_encap_len", u.link.maxEncap, "hello_interval", u.cfg.HelloInterval)
+	attrs := []any{"transport", u.transportName(), "addr", u.addrString(),
+		"max_encap_len", u.link.maxEncap, "hello_interval", u.cfg.HelloInterval}
+	if u.seal != nil {
+		attrs = append(attrs, "sealed", u.cfg.Seal.Cipher.String(), "keys", keySummary(u.seal.Keys()))
+	} else if u.peerAddrs != nil {
+		attrs = append(attrs, "accept", "static peers only")
+	}
+	u.log.Info("uplink up", attrs...)
 }
 
 // OuterMAC returns this host's outer MAC.

@@ -108,7 +108,10 @@ type fileFence struct {
 	PortMACs int64       `mapstructure:"port_max_macs"`
 	Gateway  fileGateway `mapstructure:"gateway"`
 	KeyFile  string      `mapstructure:"key_file"`
-	BUMRate  *int64      `mapstructure:"bum_rate"`
+	// PreviousKeyFile is accepted on receive during a rotation of
+	// key_file, never used to send (as uplink.seal.previous_secret_file).
+	PreviousKeyFile string `mapstructure:"previous_key_file"`
+	BUMRate         *int64 `mapstructure:"bum_rate"`
 }
 
 type fileGateway struct {

@@ -133,6 +133,8 @@ var keyDocs = []keyDoc{
 		"Per port, the broadcast, multicast and unknown-unicast frames per second flooded; the excess is dropped and counted (storm control)."},
 	{"fences[].key_file", "string (path)", "`\"\"`: derived from the installation secret", `"/etc/corral/lab.key"`,
 		"With a sealed uplink, this fence's own key instead of the derived one: a host given only some fences' keys can neither read nor inject the others."},
+	{"fences[].previous_key_file", "string (path)", "`\"\"`: none", `"/etc/corral/lab.key.old"`,
+		"The fence's previous own key during a rotation: frames sealed with it are accepted, never sent with it (32 bytes or 64 hex digits, mode 0600/0400, like key_file)."},
 
 	// gateway
 	{"fences[].gateway.enabled", "boolean", "`false` (`true` in the embedded default fence)", `true`,

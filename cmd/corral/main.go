@@ -83,6 +83,7 @@ Without a subcommand, corral runs the switch (same as "corral run").`,
 		c.newRunCmd(),
 		c.newPlugCmd(),
 		c.newVersionCmd(),
+		c.newKeygenCmd(),
 		// Clients of the admin API (package admin).
 		c.newStatusCmd(),
 		c.newFencesCmd(),

@@ -25,8 +25,10 @@ func (c *cli) newPeersCmd() *cobra.Command {
 }
 
 func printPeers(w io.Writer, st admin.PeersResponse) {
-	fmt.Fprintf(w, "uplink %s %s, outer MAC %s (host %s, id %#04x, installation %d), MTU %d\n\n",
+	fmt.Fprintf(w, "uplink %s %s, outer MAC %s (host %s, id %#04x, installation %d), MTU %d\n",
 		st.Transport, st.Addr, st.OuterMAC, st.Name, st.HostID, st.Installation, st.MTU)
+	printSeal(w, st)
+	fmt.Fprintln(w)
 	fmt.Fprintln(w, "PEER\tOUTER MAC\tADDR\tHOST ID\tFENCES\tGATEWAYS\tLAST SEEN")
 	for _, p := range st.Peers {
 		seen := "-"
@@ -35,6 +37,9 @@ func printPeers(w io.Writer, st admin.PeersResponse) {
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%#04x\t%s\t%s\t%s\n", orDash(p.Name), p.OuterMAC, orDash(p.Addr), p.HostID,
 			ids(p.Fences), ids(p.Gateways), seen)
+		for _, k := range p.Keys {
+			fmt.Fprintf(w, "  fence %d: %s\n", k.Fence, peerKeyText(k))
+		}
 	}
 	nonZero := map[string]uint64{}
 	for k, v := range st.Counters {
@@ -53,6 +58,59 @@ func printPeers(w io.Writer, st admin.PeersResponse) {
 		fmt.Fprintf(w, "\nERROR: fence %d: gateway served here and by peer %s (%s %s); configure it on one host only\n",
 			c.Fence, orDash(c.PeerName), c.Peer, c.PeerAddr)
 	}
+}
+
+// printSeal prints how the uplink is secured: sealed with which keys, or
+// which sources it accepts.
+func printSeal(w io.Writer, st admin.PeersResponse) {
+	s := st.Seal
+	if s == nil {
+		switch st.Accept {
+		case "peers":
+			fmt.Fprintln(w, "not sealed: frames are accepted from the configured peers only (uplink.udp.peers)")
+		case "any":
+			fmt.Fprintln(w, "not sealed: frames are accepted from any address (uplink.udp.learn_peers or a group): anyone on the network can inject them")
+		case "segment":
+			fmt.Fprintln(w, "not sealed: frames are accepted from anyone on the segment")
+		}
+		return
+	}
+	var keys []string
+	for _, k := range s.Keys {
+		var idl []string
+		for _, id := range k.KeyIDs {
+			t := fmt.Sprintf("%#02x", id)
+			if k.SendKeyID != nil && *k.SendKeyID == id {
+				t += " (send)"
+			}
+			idl = append(idl, t)
+		}
+		what := fmt.Sprintf("fence %d", k.Fence)
+		if k.Fence == 0 {
+			what = "hellos"
+		}
+		keys = append(keys, what+": "+strings.Join(idl, ", "))
+	}
+	fmt.Fprintf(w, "sealed (%s); keys: %s\n", s.Cipher, strings.Join(keys, "; "))
+}
+
+// peerKeyText says whether this host can read and send a peer's fence.
+func peerKeyText(k admin.PeerKey) string {
+	switch k.State {
+	case "ok":
+		id := ""
+		if k.KeyID != nil {
+			id = fmt.Sprintf(" with key %#02x", *k.KeyID)
+		}
+		return fmt.Sprintf("ok: %d frames opened%s", k.Opened, id)
+	case "no key":
+		return "NO KEY here: this host can neither read nor send this fence's frames"
+	case "failing":
+		return fmt.Sprintf("FAILING: %d frames did not open (the peer holds another key)", k.Failed)
+	case "unused":
+		return "key held, no frame yet"
+	}
+	return k.State
 }
 
 func ids(v []uint32) string {

@@ -26,13 +26,7 @@ func (v *validator) pending() error {
 			add(fw.SNI != "", fmt.Sprintf("%s.gateway.forwards[%d].sni", k, j))
 			add(fw.Host != "", fmt.Sprintf("%s.gateway.forwards[%d].host", k, j))
 		}
-		// Issue 9: per-fence keys.
-		add(f.KeyFile != "", k+".key_file")
 	}
-	// Issue 9: the sealed uplink and authenticated peers.
-	add(r.Uplink.Seal != (fileSeal{}), "uplink.seal")
-	add(r.Uplink.UDP.LearnPeers != nil, "uplink.udp.learn_peers")
-	add(r.Uplink.MaxMACsPerHost != nil, "uplink.max_macs_per_host")
 	// Issue 10: gossip.
 	add(r.Uplink.Gossip.Listen != "" || len(r.Uplink.Gossip.Join) > 0 || r.Uplink.Gossip.Profile != "", "uplink.gossip")
 	if len(keys) > 0 {

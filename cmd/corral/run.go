@@ -29,7 +29,10 @@ func (c *cli) newRunCmd() *cobra.Command {
 merged over it. CORRAL_* environment variables (CORRAL_LOG_LEVEL for
 log.level) and flags override the file. A configuration error exits with
 status 2 before any socket exists. SIGINT and SIGTERM close every port,
-remove the socket files and exit 0.`,
+remove the socket files and exit 0. SIGHUP re-reads the key files of a
+sealed uplink (uplink.seal.secret_file, previous_secret_file,
+fences[].key_file) and swaps the keys without losing a frame; on error the
+running keys stay and the error is logged.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return c.run(cmd)
@@ -114,6 +117,7 @@ func runSwitch(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
 		rt.dial,
 		rt.startGateways,
 		rt.attachUplink,
+		rt.watchReload,
 		rt.serveMetrics,
 		rt.serveAdmin, // last: once the admin socket answers, everything runs
 	} {

@@ -109,6 +109,36 @@ func uplinkConfig(cfg *Config, raw *fileConfig) error {
 		c.RawInterface = n
 	}
 	cfg.HasUplink = c.UDPListen.IsValid() || c.RawInterface != ""
+	if u.UDP.LearnPeers != nil {
+		if u.UDP.Listen == "" {
+			return cfgErr("uplink.udp.learn_peers", "needs uplink.udp.listen")
+		}
+		c.LearnPeers = *u.UDP.LearnPeers
+	}
+	if n := u.MaxMACsPerHost; n != nil {
+		if *n < 1 || *n > 1<<24 {
+			return cfgErr("uplink.max_macs_per_host", "%d out of range 1..%d", *n, 1<<24)
+		}
+		cfg.Switch.MaxHostMACs = int(*n)
+	}
+	ss, err := sealConfig(raw, c.Installation)
+	if err != nil {
+		return err
+	}
+	if ss != nil {
+		if !cfg.HasUplink {
+			return cfgErr("uplink.seal.mode", "required, but no uplink is configured (uplink.udp.listen or uplink.raw.interface)")
+		}
+		if cfg.StateDir == "" {
+			return cfgErr("state_dir", "a sealed uplink keeps its send counter's high-water mark in the state directory; set state_dir")
+		}
+		keys, err := ss.keys()
+		if err != nil {
+			return err
+		}
+		c.Seal = &uplink.SealConfig{Cipher: ss.Cipher, Keys: keys}
+		cfg.Seal = ss
+	}
 	if cfg.HasUplink {
 		if err := c.Validate(); err != nil {
 			return cfgErr(uplinkErrKey(err), "%v", strings.TrimPrefix(err.Error(), "uplink: "))
@@ -171,8 +201,10 @@ const (
 // mtu − 20 − 8 − 18 − 14 = mtu − 60; over IPv6 (an IPv6 or dual-stack
 // listen address, or an IPv6 peer or group) mtu − 80. DESIGN's "46 for
 // UDP/IPv4" counts the inner frame (Ethernet header included), not the
-// VM's MTU. On the raw uplink an interface MTU smaller than uplink.mtu is
-// not known here (the uplink uses the smaller one at run time).
+// VM's MTU. A sealed uplink (DESIGN.md 3.6) carries 25 more bytes per
+// frame (key ID, counter, tag): mtu − 43, − 85 or − 105. On the raw
+// uplink an interface MTU smaller than uplink.mtu is not known here (the
+// uplink uses the smaller one at run time).
 func guestMTU(c uplink.Config) int {
 	mtu := c.MTU
 	if mtu == 0 {
@@ -192,5 +224,8 @@ func guestMTU(c uplink.Config) int {
 		encap = fence.MaxEncapLenUDP(mtu, v6)
 	}
 	const innerEthernet = 14
+	if c.Seal != nil {
+		encap -= fence.SealOverhead
+	}
 	return min(max(encap-fence.EncapLen-innerEthernet, minGuestMTU), maxGuestMTU)
 }

@@ -33,7 +33,10 @@ type Config struct {
 	// Uplink is the uplink configuration; valid only when HasUplink.
 	Uplink    uplink.Config
 	HasUplink bool
-	Log       LogConfig
+	// Seal is where a sealed uplink's keys come from (nil: unsealed);
+	// Uplink.Seal holds the keys read at start.
+	Seal *SealSettings
+	Log  LogConfig
 }
 
 // Fence is one fence with its attachments and gateway.

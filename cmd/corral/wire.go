@@ -6,6 +6,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/corralnet/corral/stack"
 	vswitch "github.com/corralnet/corral/switch"
@@ -188,6 +189,15 @@ func startUplink(rt *instance) error {
 	uc.OnGatewayConflict = rt.gateways.conflict
 	uc.OnGatewayResume = rt.gateways.resume
 	uc.OnPeerDown = func(h [6]byte) { rt.sw.FlushHost(vswitch.MAC(h)) }
+	if uc.Seal != nil {
+		sc := *uc.Seal
+		ctr, start, limit, err := openSealCounter(rt.cfg.StateDir, uc.Installation, uc.HostID, time.Now())
+		if err != nil {
+			return err
+		}
+		sc.Counter, sc.Limit, sc.Reserve = start, limit, ctr.reserve
+		uc.Seal = &sc
+	}
 	u, err := uplink.New(uc)
 	if err != nil {
 		return err

@@ -147,6 +147,8 @@ END {
 		print "|---|---|---|---|---|"
 		printf "| corral, UDP uplink (ports on two hosts; iperf3 between `corral plug` TAPs, MTU 1500: fragments) | %s | %s | %s | %s |\n", tput(u "corral-frames/tput-64B"), tput(u "corral-frames/tput-1500B"), rtt(u "corral-frames/rtt-64B"), iperf(u "iperf3-tcp/corral-mtu1500")
 		printf "| corral, UDP uplink, guest MTU 1440 (no fragments) | | | | %s |\n", iperf(u "iperf3-tcp/corral-mtu1440")
+		printf "| corral, sealed UDP uplink, AES-256-GCM (iperf3 at guest MTU 1500: fragments) | %s | %s | %s | %s |\n", tput(u "corral-sealed-frames/tput-64B"), tput(u "corral-sealed-frames/tput-1500B"), rtt(u "corral-sealed-frames/rtt-64B"), iperf(u "iperf3-tcp/corral-sealed-mtu1500")
+		printf "| corral, sealed UDP uplink, guest MTU 1415 (no fragments) | | | | %s |\n", iperf(u "iperf3-tcp/corral-sealed-mtu1415")
 		printf "| corral, raw uplink (AF_PACKET on the veth) | %s | %s | %s | |\n", tput(u "corral-raw-frames/tput-64B"), tput(u "corral-raw-frames/tput-1500B"), rtt(u "corral-raw-frames/rtt-64B")
 		printf "| kernel VXLAN over the same veth (MTU 1450) | | | | %s |\n", iperf(u "iperf3-tcp/kernel-vxlan")
 		printf "| bare veth, no tunnel | | | | %s |\n", iperf(u "iperf3-tcp/kernel-veth")
@@ -156,6 +158,19 @@ END {
 		if (vx != "" && (c1 != "" || c2 != "")) {
 			printf "Against the target of issue 3 (half the kernel VXLAN's iperf3 rate): corral carries %s%% of it at guest MTU 1500 and %s%% at 1440.\n", \
 				(c1 == "" ? "?" : fmtnum(100 * c1 / vx)), (c2 == "" ? "?" : fmtnum(100 * c2 / vx))
+			print ""
+		}
+		# Issue 9: what sealing costs, same run.
+		line = ""
+		pu = get(u "corral-frames/tput-1500B", "Gbit/s"); ps = get(u "corral-sealed-frames/tput-1500B", "Gbit/s")
+		if (pu != "" && ps != "") line = line sprintf("1500-byte frames %s%% of unsealed", fmtnum(100 * ps / pu))
+		pu = get(u "corral-frames/tput-64B", "Mpps"); ps = get(u "corral-sealed-frames/tput-64B", "Mpps")
+		if (pu != "" && ps != "") line = line (line == "" ? "" : ", ") sprintf("64-byte frames %s%%", fmtnum(100 * ps / pu))
+		s1 = get(u "iperf3-tcp/corral-sealed-mtu1500", "Gbit/s"); s2 = get(u "iperf3-tcp/corral-sealed-mtu1415", "Gbit/s")
+		if (c1 != "" && s1 != "") line = line (line == "" ? "" : ", ") sprintf("iperf3 at guest MTU 1500 %s%%", fmtnum(100 * s1 / c1))
+		if (c2 != "" && s2 != "") line = line (line == "" ? "" : ", ") sprintf("iperf3 without fragments (1415 vs 1440) %s%%", fmtnum(100 * s2 / c2))
+		if (line != "") {
+			print "Sealing (issue 9; target: at least 75% of unsealed throughput at 1500 bytes): " line "."
 			print ""
 		}
 	}
