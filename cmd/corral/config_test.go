@@ -130,8 +130,8 @@ func TestGoodConfig(t *testing.T) {
 		t.Errorf("fence a: gateway enabled, want disabled (a file's fences replace the default's)")
 	}
 	b := cfg.Fences[1]
-	if b.Gateway == nil || len(b.Gateway.Forwards) != 1 || b.Gateway.Forwards[0].Target != netip.MustParseAddrPort("10.0.2.15:22") {
-		t.Errorf("fence b gateway: got %+v", b.Gateway)
+	if b.Gateway == nil || len(b.Forwards) != 1 || b.Forwards[0].Target != netip.MustParseAddrPort("10.0.2.15:22") || b.Forwards[0].Fence != b.ID {
+		t.Errorf("fence b gateway: got %+v, forwards %+v", b.Gateway, b.Forwards)
 	}
 	if b.Gateway != nil && (b.Gateway.Fence != 0xFFFFFE || b.Gateway.FenceName != "b") {
 		t.Errorf("fence b gateway: got fence %#x %q", b.Gateway.Fence, b.Gateway.FenceName)
@@ -272,7 +272,7 @@ func TestBadConfig(t *testing.T) {
 		{"forward twice", `fences:
   - {name: a, id: 1, gateway: {enabled: true, forwards: [{listen: "127.0.0.1:2222", target: "10.0.2.15:22"}]}}
   - {name: b, id: 2, gateway: {enabled: true, forwards: [{listen: "127.0.0.1:2222", target: "10.0.2.15:22"}]}}
-`, nil, nil, "config: fences[1].gateway.forwards[0].listen: tcp 127.0.0.1:2222 already used by fences[0]"},
+`, nil, nil, "config: fences[1].gateway.forwards[0].listen: tcp 127.0.0.1:2222 already used by fences[0].gateway.forwards[0]"},
 		{"lease time", "fences: [{name: a, id: 1, gateway: {enabled: true, lease_time: forever}}]\n", nil, nil, "config: fences[0].gateway.lease_time:"},
 		{"ipv6 not bool", "fences: [{name: a, id: 1, gateway: {enabled: true, ipv6: maybe}}]\n", nil, nil, "config: fences[0].gateway.ipv6:"},
 		{"ipv6 prefix garbage", "fences: [{name: a, id: 1, gateway: {enabled: true, ipv6_prefix: nope}}]\n", nil, nil,

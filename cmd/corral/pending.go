@@ -22,10 +22,6 @@ func (v *validator) pending() error {
 		add(f.Gateway.MaxTCPConnsPerGuest != nil, k+".gateway.max_tcp_conns_per_guest")
 		add(f.Gateway.MaxUDPFlowsPerGuest != nil, k+".gateway.max_udp_flows_per_guest")
 		add(f.Gateway.TCPIdleTimeout != "", k+".gateway.tcp_idle_timeout")
-		for j, fw := range f.Gateway.Forwards {
-			add(fw.SNI != "", fmt.Sprintf("%s.gateway.forwards[%d].sni", k, j))
-			add(fw.Host != "", fmt.Sprintf("%s.gateway.forwards[%d].host", k, j))
-		}
 		// Issue 9: per-fence keys.
 		add(f.KeyFile != "", k+".key_file")
 		// Issue 11: SOCKS5 and static DNS records.
