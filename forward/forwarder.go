@@ -502,6 +502,17 @@ func (s *connSet) closeAll() {
 	}
 }
 
+// network is the network to listen on addr with proto: an IPv4 address
+// binds an IPv4 socket ("tcp" would make 0.0.0.0 a dual-stack [::]); an
+// IPv6 one binds as the system does ([::] is dual-stack on Linux unless
+// net.ipv6.bindv6only is set).
+func network(proto string, addr netip.AddrPort) string {
+	if addr.Addr().Is4() {
+		return proto + "4"
+	}
+	return proto
+}
+
 // isClosedErr reports whether err means the socket was closed (by us).
 func isClosedErr(err error) bool {
 	return errors.Is(err, net.ErrClosed)

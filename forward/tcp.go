@@ -177,7 +177,7 @@ func (l *tcpListener) table() *routeTable { return l.routes.Load() }
 
 // listenTCP binds addr and starts serving it with no routes.
 func (f *Forwarder) listenTCP(addr netip.AddrPort) (*tcpListener, error) {
-	ln, err := net.Listen("tcp", addr.String())
+	ln, err := net.Listen(network(TCP, addr), addr.String())
 	if err != nil {
 		return nil, err
 	}

@@ -50,7 +50,7 @@ func (f *Forwarder) addUDPLocked(fe *fence, fw Forward) (Forward, error) {
 	if l := f.udp[fw.Listen]; l != nil && fw.Listen.Port() != 0 {
 		return fw, conflict(fw.Route(), l.r.fence, fe.id)
 	}
-	pc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(fw.Listen))
+	pc, err := net.ListenUDP(network(UDP, fw.Listen), net.UDPAddrFromAddrPort(fw.Listen))
 	if err != nil {
 		return fw, fmt.Errorf("forward %v: %w", fw, err)
 	}
