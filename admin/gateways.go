@@ -57,12 +57,12 @@ type Gateway interface {
 
 // Errors a [Gateway] wraps, answered with a status each.
 var (
-	ErrForwardExists   = errors.New("the fence already forwards the listen address") // 409
+	ErrForwardExists = errors.New("the fence already forwards the listen address") // 409
 	// ErrForwardConflict is wrapped as "…: REASON" (409, REASON names
 	// the fence that has the route).
 	ErrForwardConflict = errors.New("another fence forwards the listen address")
-	ErrForwardNotFound = errors.New("no such forward")                               // 404
-	ErrGatewayClosed   = errors.New("the gateway is shutting down")                  // 503
+	ErrForwardNotFound = errors.New("no such forward")              // 404
+	ErrGatewayClosed   = errors.New("the gateway is shutting down") // 503
 	// ErrInvalidForward is wrapped as "invalid forward: REASON"; the
 	// answer (400) carries REASON.
 	ErrInvalidForward = errors.New("invalid forward")
