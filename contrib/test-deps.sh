@@ -6,7 +6,7 @@
 # Engineers: append the apt packages your tests need to PACKAGES.
 set -eu
 
-PACKAGES="qemu-system-x86 iproute2 busybox-static cpio xz-utils kmod iperf3 tcpdump iputils-ping tshark"
+PACKAGES="qemu-system-x86 iproute2 busybox-static cpio xz-utils kmod iperf3 tcpdump iputils-ping tshark openssl"
 # Kernel modules the tests use when the kernel has them (not fatal if not).
 MODULES="tun veth vsock_loopback"
 
@@ -25,6 +25,7 @@ why() {
 	tcpdump) echo "checking what goes on the wire" ;;
 	iputils-ping) echo "ping inside network namespaces" ;;
 	tshark) echo "decoding captures with the Wireshark dissector of contrib/wireshark" ;;
+	openssl) echo "TLS servers in namespaces behind SNI port forwards" ;;
 	*) echo "needed by the tests" ;;
 	esac
 }

@@ -124,6 +124,30 @@ type Forwarder struct {
 
 	accepted, unrouted, sniffRefused, dialErrors, acceptErrors atomic.Uint64
 	tcpConns, udpFlows                                         atomic.Int64
+
+	// logLimited's state: the last time it logged, unix nanoseconds, and
+	// the messages it dropped since.
+	lastLog    atomic.Int64
+	logDropped atomic.Uint64
+}
+
+// logInterval is the least time between two logs of events that hosts'
+// clients can cause (failed dials, unrouted connections).
+const logInterval = 10 * time.Second
+
+// logLimited logs msg at Info at most once per logInterval; the others
+// are counted and reported with the next one (STYLE 5.3).
+func (f *Forwarder) logLimited(msg string, args ...any) {
+	now := time.Now().UnixNano()
+	last := f.lastLog.Load()
+	if now-last < int64(logInterval) || !f.lastLog.CompareAndSwap(last, now) {
+		f.logDropped.Add(1)
+		return
+	}
+	if n := f.logDropped.Swap(0); n > 0 {
+		args = append(args, "similar_logs_dropped", n)
+	}
+	f.log.Info(msg, args...)
 }
 
 // fence is an attached fence.

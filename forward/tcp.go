@@ -133,23 +133,23 @@ func (t *routeTable) with(k Route, r *tcpRoute) *routeTable {
 // there is none.
 func (f *Forwarder) addTCPLocked(fe *fence, fw Forward) (Forward, error) {
 	l := f.tcp[fw.Listen]
+	opened := false
 	if fw.Listen.Port() == 0 || l == nil {
 		var err error
 		if l, err = f.listenTCP(fw.Listen); err != nil {
 			return fw, fmt.Errorf("forward %v: %w", fw, err)
 		}
-		fw.Listen = l.addr
-		if f.tcp[l.addr] != nil { // cannot happen: the OS refuses a second bind
-			l.close()
-			return fw, fmt.Errorf("forward %v: %w", fw, ErrConflict)
-		}
-		f.tcp[l.addr] = l
+		fw.Listen, opened = l.addr, true
 	} else if have := l.table().lookup(fw.Route()); have != nil {
 		return fw, conflict(fw.Route(), have.fence, fe.id)
 	}
 	r := &tcpRoute{f: fw, fence: fe, l: l}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	l.routes.Store(l.table().with(fw.Route(), r))
+	if opened {
+		f.tcp[l.addr] = l
+		l.start() // once the route is in the table
+	}
 	return fw, nil
 }
 
@@ -175,7 +175,7 @@ func (f *Forwarder) removeTCPLocked(l *tcpListener, r *tcpRoute) func() {
 
 func (l *tcpListener) table() *routeTable { return l.routes.Load() }
 
-// listenTCP binds addr and starts serving it with no routes.
+// listenTCP binds addr with no routes; start starts accepting.
 func (f *Forwarder) listenTCP(addr netip.AddrPort) (*tcpListener, error) {
 	ln, err := net.Listen(network(TCP, addr), addr.String())
 	if err != nil {
@@ -207,9 +207,13 @@ func (f *Forwarder) listenTCP(addr netip.AddrPort) (*tcpListener, error) {
 		ln.Close()
 		return nil, err
 	}
+	return l, nil
+}
+
+// start starts the accept loop.
+func (l *tcpListener) start() {
 	l.wg.Add(1)
 	go l.acceptLoop()
-	return l, nil
 }
 
 // close stops accepting, closes the connections not yet routed and waits
@@ -344,6 +348,11 @@ func (l *tcpListener) dispatch(c net.Conn, r *tcpRoute) {
 	hc.routed()
 	if r == nil || !r.conns.enter(&r.wg, hc) {
 		l.f.unrouted.Add(1)
+		name := ""
+		if pc, ok := c.(*tcpproxy.Conn); ok {
+			name = pc.HostName
+		}
+		l.f.logLimited("port forward connection matched no route, closed", "listen", l.addr.String(), "name", name)
 		c.Close()
 		return
 	}
@@ -383,7 +392,7 @@ func (r *tcpRoute) relay(c net.Conn, hc *hostConn) {
 		},
 		OnDialError: func(src net.Conn, err error) {
 			f.dialErrors.Add(1)
-			f.log.Debug("port forward dial", "fence", r.fence.Name, "forward", r.f.String(), "err", err)
+			f.logLimited("port forward dial failed, connection closed", "fence", r.fence.Name, "forward", r.f.String(), "err", err)
 			src.Close()
 		},
 	}

@@ -97,7 +97,7 @@ func (l *udpListener) readLoop() {
 			c, err := l.r.fence.Dialer.DialUDP(l.r.f.Target)
 			if err != nil {
 				f.dialErrors.Add(1)
-				f.log.Debug("port forward dial", "fence", l.r.fence.Name, "forward", l.r.f.String(), "err", err)
+				f.logLimited("port forward dial failed, datagram dropped", "fence", l.r.fence.Name, "forward", l.r.f.String(), "err", err)
 				continue
 			}
 			if !l.conns.enter(&l.wg, c) {
