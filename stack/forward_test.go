@@ -84,6 +84,25 @@ func expectClosed(t *testing.T, c net.Conn, what string) {
 	}
 }
 
+// firstRoundTrip polls tcpRoundTrip through addr until it answers want:
+// the first dial into a fence waits for the gateway to resolve the guest's
+// MAC (ARP), which a loaded machine can delay past gVisor's 3 s neighbor
+// timeout (the dial then fails and the host connection is closed).
+func firstRoundTrip(t *testing.T, addr, msg, want string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got, err := tcpRoundTrip(addr, msg)
+		if err == nil && got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("round trip through %s: got %q, %v; want %q", addr, got, err, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // bigGuestWindow gives the guest's TCP connections a receive buffer
 // larger than what a test sends them. A gVisor receiver whose buffer
 // fills advertises a zero window even where it had allowed more (it
@@ -185,6 +204,8 @@ func TestTCPForwardLimitRemoveAndDialFailure(t *testing.T) {
 	guestEcho(t, gs, 8080, "e:")
 	fw := newForwarder(t, g)
 	f := addTCPForward(t, fw, g, "127.0.0.1:0", 8080)
+	firstRoundTrip(t, f.Listen.String(), "x", "e:x")
+	waitStats(t, g, "warm-up connection released", func(s Stats) bool { return s.TCPConns == 0 })
 
 	var open []net.Conn
 	for i := 0; i < 2; i++ {
@@ -254,9 +275,7 @@ func TestTCPForwardGatewayCloseWithOpenConn(t *testing.T) {
 	guestEcho(t, gs, 8080, "")
 	fw := newForwarder(t, g)
 	f := addTCPForward(t, fw, g, "127.0.0.1:0", 8080)
-	if got, err := tcpRoundTrip(f.Listen.String(), "hi"); err != nil || got != "hi" {
-		t.Fatalf("round trip: %q %v", got, err)
-	}
+	firstRoundTrip(t, f.Listen.String(), "hi", "hi")
 	c, err := net.DialTimeout("tcp", f.Listen.String(), 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -308,10 +327,7 @@ func TestPortForwardsAndIsolation(t *testing.T) {
 		}
 	}
 	for i, name := range []string{"A", "B"} {
-		got, err := tcpRoundTrip(addrs[i].Listen.String(), "hi")
-		if err != nil || got != name+":hi" {
-			t.Fatalf("tcp forward %d: %q %v", i, got, err)
-		}
+		firstRoundTrip(t, addrs[i].Listen.String(), "hi", name+":hi")
 		if got := udpRoundTrip(t, udpAddrs[i].Listen.String(), "yo"); got != name+":yo" {
 			t.Fatalf("udp forward %d: %q", i, got)
 		}
