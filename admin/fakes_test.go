@@ -69,9 +69,10 @@ func richUplink() fakeUplink {
 // keyID is the key ID of the fake sealed uplink.
 var keyID uint8 = 0x2a
 
-// fakeGateway keeps its forwards in memory. AddForward fails by listen
-// port: 1 EADDRINUSE, 2 EADDRNOTAVAIL, 3 EACCES, 4 invalid, 5 closed, 6
-// another error; port 0 is bound to 40000.
+// fakeGateway keeps its forwards in memory, by route (proto, listen, sni,
+// host). AddForward fails by listen port: 1 EADDRINUSE, 2 EADDRNOTAVAIL,
+// 3 EACCES, 4 invalid, 5 closed, 6 another error, 8 another fence's; port
+// 0 is bound to 40000.
 type fakeGateway struct {
 	st GatewayStatus
 
@@ -108,14 +109,16 @@ func (g *fakeGateway) AddForward(f ForwardSpec) (Forward, error) {
 		return Forward{}, fmt.Errorf("%w: closed", ErrGatewayClosed)
 	case 6:
 		return Forward{}, errors.New("disk on fire")
+	case 8:
+		return Forward{}, fmt.Errorf("%w: fence red forwards it", ErrForwardConflict)
 	case 0:
 		f.Listen = netip.AddrPortFrom(f.Listen.Addr(), 40000)
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for _, x := range g.fws {
-		if x.Proto == f.Proto && x.Listen == f.Listen {
-			return Forward{}, fmt.Errorf("%w: %s %s", ErrForwardExists, f.Proto, f.Listen)
+		if x.Route() == f.Route() {
+			return Forward{}, fmt.Errorf("%w: %s", ErrForwardExists, f.Route())
 		}
 	}
 	g.fws = append(g.fws, f)
@@ -126,12 +129,12 @@ func (g *fakeGateway) RemoveForward(f ForwardSpec) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for i, x := range g.fws {
-		if x.Proto == f.Proto && x.Listen == f.Listen {
+		if x.Route() == f.Route() {
 			g.fws = slices.Delete(g.fws, i, i+1)
 			return nil
 		}
 	}
-	return fmt.Errorf("%w: %s %s", ErrForwardNotFound, f.Proto, f.Listen)
+	return fmt.Errorf("%w: %s", ErrForwardNotFound, f.Route())
 }
 
 // fakeGateways serves the gateways in gws; configured fences without one

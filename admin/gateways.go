@@ -46,19 +46,23 @@ type Gateway interface {
 	Forwards() []Forward
 	// AddForward starts a forward and returns it as running (a listen
 	// port 0 bound to a free port). Its errors wrap [ErrForwardExists],
-	// [ErrInvalidForward] or [ErrGatewayClosed], or the listen socket's
-	// error (syscall.EADDRINUSE …).
+	// [ErrForwardConflict], [ErrInvalidForward] or [ErrGatewayClosed], or
+	// the listen socket's error (syscall.EADDRINUSE …).
 	AddForward(f ForwardSpec) (Forward, error)
-	// RemoveForward stops the forward of f.Proto on f.Listen. An unknown
-	// forward is an error wrapping [ErrForwardNotFound].
+	// RemoveForward stops the forward of f.Proto on f.Listen with f.SNI
+	// or f.Host. An unknown forward is an error wrapping
+	// [ErrForwardNotFound].
 	RemoveForward(f ForwardSpec) error
 }
 
 // Errors a [Gateway] wraps, answered with a status each.
 var (
-	ErrForwardExists   = errors.New("the fence already forwards the listen address") // 409
-	ErrForwardNotFound = errors.New("no such forward")                               // 404
-	ErrGatewayClosed   = errors.New("the gateway is shutting down")                  // 503
+	ErrForwardExists = errors.New("the fence already forwards the listen address") // 409
+	// ErrForwardConflict is wrapped as "…: REASON" (409, REASON names
+	// the fence that has the route).
+	ErrForwardConflict = errors.New("another fence forwards the listen address")
+	ErrForwardNotFound = errors.New("no such forward")              // 404
+	ErrGatewayClosed   = errors.New("the gateway is shutting down") // 503
 	// ErrInvalidForward is wrapped as "invalid forward: REASON"; the
 	// answer (400) carries REASON.
 	ErrInvalidForward = errors.New("invalid forward")
@@ -69,6 +73,21 @@ type ForwardSpec struct {
 	Proto  string         // "tcp" or "udp"
 	Listen netip.AddrPort // host address
 	Target netip.AddrPort // address in the fence; invalid when removing
+	SNI    string         // TLS server name, lower case, no trailing dot; "" for none
+	Host   string         // HTTP host, lower case, no trailing dot or port; "" for none
+}
+
+// Route formats s's route: "tcp 127.0.0.1:8443", with " sni NAME" or
+// " host NAME".
+func (s ForwardSpec) Route() string {
+	r := s.Proto + " " + s.Listen.String()
+	switch {
+	case s.SNI != "":
+		r += " sni " + s.SNI
+	case s.Host != "":
+		r += " host " + s.Host
+	}
+	return r
 }
 
 // ParseForward checks f's protocol and addresses; the target is required
@@ -83,8 +102,20 @@ func ParseForward(f Forward, withTarget bool) (ForwardSpec, error) {
 		return s, bad("proto %q: want tcp or udp", f.Proto)
 	}
 	var err error
-	if s.Listen, err = netip.ParseAddrPort(strings.TrimSpace(f.Listen)); err != nil {
+	if s.Listen, err = netip.ParseAddrPort(strings.TrimSpace(f.Listen)); err != nil || s.Listen.Addr().Zone() != "" {
 		return s, bad("listen %q: want IP:port", f.Listen)
+	}
+	s.Listen = netip.AddrPortFrom(s.Listen.Addr().Unmap(), s.Listen.Port())
+	s.SNI, s.Host = normName(f.SNI), normName(f.Host)
+	switch {
+	case s.SNI != "" && s.Host != "":
+		return s, bad("sni %q and host %q: give one of them", f.SNI, f.Host)
+	case (s.SNI != "" || s.Host != "") && s.Proto != "tcp":
+		return s, bad("sni and host need proto tcp (they name TLS and HTTP connections)")
+	case s.SNI != "" && !validName(s.SNI):
+		return s, bad("sni %q: want a DNS name (letters, digits, '-', '_' between dots; no wildcard or port)", f.SNI)
+	case s.Host != "" && !validName(s.Host) && !validAddr(s.Host):
+		return s, bad("host %q: want a DNS name or an IP address, without a port", f.Host)
 	}
 	if !withTarget {
 		return s, nil
@@ -92,13 +123,47 @@ func ParseForward(f Forward, withTarget bool) (ForwardSpec, error) {
 	if s.Target, err = netip.ParseAddrPort(strings.TrimSpace(f.Target)); err != nil || s.Target.Port() == 0 || s.Target.Addr().Zone() != "" {
 		return s, bad("target %q: want IP:port", f.Target)
 	}
+	s.Target = netip.AddrPortFrom(s.Target.Addr().Unmap(), s.Target.Port())
+	if t := s.Target.Addr(); t.IsUnspecified() || t.IsMulticast() || t.IsLoopback() {
+		return s, bad("target %q: want a unicast address inside the fence", f.Target)
+	}
 	return s, nil
+}
+
+// normName lower-cases a DNS name and drops one trailing dot.
+func normName(s string) string {
+	return strings.TrimSuffix(strings.ToLower(strings.TrimSpace(s)), ".")
+}
+
+// validName reports whether s (normalized) is a DNS name as forwards match
+// it: labels of 1 to 63 letters, digits, '-' or '_', 253 bytes in all.
+func validName(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(s, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func validAddr(s string) bool {
+	_, err := netip.ParseAddr(s)
+	return err == nil
 }
 
 // Forward returns s in the API's form (Fence empty; Target empty when
 // invalid).
 func (s ForwardSpec) Forward() Forward {
-	f := Forward{Proto: s.Proto, Listen: s.Listen.String()}
+	f := Forward{Proto: s.Proto, Listen: s.Listen.String(), SNI: s.SNI, Host: s.Host}
 	if s.Target.IsValid() {
 		f.Target = s.Target.String()
 	}
@@ -213,7 +278,8 @@ func readForward(r *http.Request) (Forward, error) {
 	}
 	if len(strings.TrimSpace(string(body))) == 0 {
 		q := r.URL.Query()
-		return Forward{Fence: q.Get("fence"), Proto: q.Get("proto"), Listen: q.Get("listen"), Target: q.Get("target")}, nil
+		return Forward{Fence: q.Get("fence"), Proto: q.Get("proto"), Listen: q.Get("listen"), Target: q.Get("target"),
+			SNI: q.Get("sni"), Host: q.Get("host")}, nil
 	}
 	dec := json.NewDecoder(strings.NewReader(string(body)))
 	dec.DisallowUnknownFields()
@@ -261,19 +327,21 @@ func (s *Server) removeForward(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := g.RemoveForward(spec); err != nil {
 		if errors.Is(err, ErrForwardNotFound) {
-			err = &apiError{http.StatusNotFound, fmt.Sprintf("fence %q has no forward on %s %s", f.Name, spec.Proto, spec.Listen)}
+			err = &apiError{http.StatusNotFound, fmt.Sprintf("fence %q has no forward on %s", f.Name, spec.Route())}
 		}
 		writeAPIError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, Forward{Fence: f.Name, Proto: spec.Proto, Listen: spec.Listen.String()})
+	writeJSON(w, http.StatusOK, Forward{Fence: f.Name, Proto: spec.Proto, Listen: spec.Listen.String(), SNI: spec.SNI, Host: spec.Host})
 }
 
 // forwardError turns a Gateway's error into an answer a user can act on.
 func forwardError(fw ForwardSpec, err error) error {
 	switch {
 	case errors.Is(err, ErrForwardExists):
-		return &apiError{http.StatusConflict, fmt.Sprintf("listen address %s %s in use: this fence already forwards it", fw.Proto, fw.Listen)}
+		return &apiError{http.StatusConflict, fmt.Sprintf("listen address %s in use: this fence already forwards it", fw.Route())}
+	case errors.Is(err, ErrForwardConflict):
+		return &apiError{http.StatusConflict, fmt.Sprintf("listen address %s in use: %s", fw.Route(), strings.TrimPrefix(err.Error(), ErrForwardConflict.Error()+": "))}
 	case errors.Is(err, syscall.EADDRINUSE):
 		return &apiError{http.StatusConflict, fmt.Sprintf("listen address %s %s in use (by another forward or process)", fw.Proto, fw.Listen)}
 	case errors.Is(err, syscall.EADDRNOTAVAIL):

@@ -35,6 +35,18 @@ func TestForwardRoutes(t *testing.T) {
 		{"invalid", "POST", "/v1/forwards", `{"fence":"blue","proto":"tcp","listen":"127.0.0.1:4","target":"[fd00::15]:80"}`, 400, `"error": "forward target [fd00::15]:80: IPv6 is off"`},
 		{"closing", "POST", "/v1/forwards", `{"fence":"blue","proto":"tcp","listen":"127.0.0.1:5","target":"10.0.2.15:80"}`, 503, "the gateway is shutting down"},
 		{"other error", "POST", "/v1/forwards", `{"fence":"blue","proto":"tcp","listen":"127.0.0.1:6","target":"10.0.2.15:80"}`, 500, "disk on fire"},
+		{"add sni", "POST", "/v1/forwards", `{"fence":"blue","proto":"tcp","listen":"127.0.0.1:8443","target":"10.0.2.15:443","sni":"Lab-A.Test."}`, 201, `"sni": "lab-a.test"`},
+		{"add host same listen", "POST", "/v1/forwards", `{"fence":"blue","proto":"tcp","listen":"127.0.0.1:8443","target":"10.0.2.15:80","host":"lab-a.test"}`, 201, `"host": "lab-a.test"`},
+		{"add sni again", "POST", "/v1/forwards", `{"fence":"blue","proto":"tcp","listen":"127.0.0.1:8443","target":"10.0.2.15:443","sni":"lab-a.test"}`, 409, "listen address tcp 127.0.0.1:8443 sni lab-a.test in use: this fence already forwards it"},
+		{"other fence's", "POST", "/v1/forwards", `{"fence":"blue","proto":"tcp","listen":"127.0.0.1:8","target":"10.0.2.15:443","sni":"lab-b.test"}`, 409, "listen address tcp 127.0.0.1:8 sni lab-b.test in use: fence red forwards it"},
+		{"sni and host", "POST", "/v1/forwards", `{"fence":"blue","proto":"tcp","listen":"127.0.0.1:8443","target":"10.0.2.15:443","sni":"a.test","host":"a.test"}`, 400, "give one of them"},
+		{"udp sni", "POST", "/v1/forwards", `{"fence":"blue","proto":"udp","listen":"127.0.0.1:8443","target":"10.0.2.15:443","sni":"a.test"}`, 400, "need proto tcp"},
+		{"bad sni", "POST", "/v1/forwards", `{"fence":"blue","proto":"tcp","listen":"127.0.0.1:8443","target":"10.0.2.15:443","sni":"a b"}`, 400, `sni \"a b\": want a DNS name`},
+		{"host with port", "POST", "/v1/forwards", `{"fence":"blue","proto":"tcp","listen":"127.0.0.1:8443","target":"10.0.2.15:443","host":"a.test:80"}`, 400, "without a port"},
+		{"loopback target", "POST", "/v1/forwards", `{"fence":"blue","proto":"tcp","listen":"127.0.0.1:8443","target":"127.0.0.1:443"}`, 400, "want a unicast address inside the fence"},
+		{"rm sni by query", "DELETE", "/v1/forwards?fence=blue&proto=tcp&listen=127.0.0.1:8443&sni=lab-a.test", "", 200, `"sni": "lab-a.test"`},
+		{"rm host", "DELETE", "/v1/forwards", `{"fence":"blue","proto":"tcp","listen":"127.0.0.1:8443","host":"LAB-A.test"}`, 200, `"host": "lab-a.test"`},
+		{"rm host again", "DELETE", "/v1/forwards", `{"fence":"blue","proto":"tcp","listen":"127.0.0.1:8443","host":"lab-a.test"}`, 404, `fence \"blue\" has no forward on tcp 127.0.0.1:8443 host lab-a.test`},
 		{"bad proto", "POST", "/v1/forwards", `{"fence":"blue","proto":"sctp","listen":"127.0.0.1:7","target":"10.0.2.15:80"}`, 400, `proto \"sctp\": want tcp or udp`},
 		{"bad target", "POST", "/v1/forwards", `{"fence":"blue","proto":"tcp","listen":"127.0.0.1:7","target":"10.0.2.15"}`, 400, `target \"10.0.2.15\": want IP:port`},
 		{"unknown field", "POST", "/v1/forwards", `{"fence":"blue","x":1}`, 400, "unknown field"},
@@ -83,7 +95,11 @@ func FuzzParseForward(f *testing.F) {
 	f.Add("sctp", "x", "")
 	f.Add("tcp", "[fe80::1%eth0]:22", "[fe80::2%eth0]:22")
 	f.Fuzz(func(t *testing.T, proto, listen, target string) {
-		s, err := ParseForward(Forward{Proto: proto, Listen: listen, Target: target}, true)
+		s, err := ParseForward(Forward{Proto: proto, Listen: listen, Target: target, SNI: target, Host: listen}, true)
+		if err == nil && s.SNI != "" && s.Host != "" {
+			t.Fatalf("accepted both sni and host: %+v", s)
+		}
+		s, err = ParseForward(Forward{Proto: proto, Listen: listen, Target: target}, true)
 		if err != nil {
 			return
 		}

@@ -295,11 +295,20 @@ type GatewayStats struct {
 // Forward is one port forward: in requests (POST and DELETE
 // /v1/forwards, where Fence names the fence) and in answers. Addresses
 // are "IP:port".
+//
+// SNI or Host (TCP only, one of them) names the connections the forward
+// takes on its listen address: TLS connections whose ClientHello names
+// SNI, HTTP/1 requests whose Host (without its port) is Host. Forwards of
+// several fences share a listen address with distinct names; one without
+// a name there takes the connections that name none of them. In DELETE
+// requests they select the forward to remove.
 type Forward struct {
 	Fence  string `json:"fence,omitempty"` // requests and POST/DELETE answers: fence name or ID
 	Proto  string `json:"proto"`           // "tcp" or "udp"
 	Listen string `json:"listen"`          // host address
 	Target string `json:"target,omitempty"`
+	SNI    string `json:"sni,omitempty"`
+	Host   string `json:"host,omitempty"`
 }
 
 // FenceForwards is one fence's forwards in GET /v1/forwards.

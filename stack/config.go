@@ -37,43 +37,12 @@ const (
 	dhcpFirstHost = 15
 )
 
-// Errors returned by [Config.Validate], [New] and the forward methods.
+// Errors returned by [Config.Validate], [New], [Gateway.DialTCP] and
+// [Gateway.DialUDP].
 var (
-	ErrInvalidConfig   = errors.New("stack: invalid config")
-	ErrForwardExists   = errors.New("stack: forward already exists")
-	ErrForwardNotFound = errors.New("stack: forward not found")
-	ErrClosed          = errors.New("stack: gateway closed")
+	ErrInvalidConfig = errors.New("stack: invalid config")
+	ErrClosed        = errors.New("stack: gateway closed")
 )
-
-// Forward is a port forward from a host address into the fence.
-type Forward struct {
-	// Proto is "tcp" or "udp".
-	Proto string
-	// Listen is the host address the gateway listens on (host sockets).
-	Listen netip.AddrPort
-	// Target is the address inside the fence (normally inside Subnet or
-	// the IPv6 prefix).
-	Target netip.AddrPort
-}
-
-// String formats f as "tcp 127.0.0.1:2222->10.0.2.15:22".
-func (f Forward) String() string {
-	return f.Proto + " " + f.Listen.String() + "->" + f.Target.String()
-}
-
-// Validate checks one forward.
-func (f Forward) Validate() error {
-	if f.Proto != "tcp" && f.Proto != "udp" {
-		return fmt.Errorf("%w: forward proto %q: want tcp or udp", ErrInvalidConfig, f.Proto)
-	}
-	if !f.Listen.IsValid() {
-		return fmt.Errorf("%w: forward listen: missing address", ErrInvalidConfig)
-	}
-	if !f.Target.IsValid() || f.Target.Port() == 0 || f.Target.Addr().Zone() != "" {
-		return fmt.Errorf("%w: forward target %v: want address:port", ErrInvalidConfig, f.Target)
-	}
-	return nil
-}
 
 // Config configures one fence's gateway. The zero value of every field has
 // the documented default meaning; only Fence is required.
@@ -128,8 +97,6 @@ type Config struct {
 	// SocksMaxConns bounds the SOCKS5 endpoint's concurrent clients; 0
 	// means socks.DefaultMaxConns (256).
 	SocksMaxConns int
-	// Forwards are the initial port forwards.
-	Forwards []Forward
 	// MaxTCPConns bounds concurrent NATed TCP connections (and pending
 	// SYNs); 0 means 1024.
 	MaxTCPConns int
@@ -184,17 +151,6 @@ func (c *Config) Validate() error {
 		if !p.IsValid() {
 			return fmt.Errorf("%w: allow/deny: invalid prefix", ErrInvalidConfig)
 		}
-	}
-	seen := make(map[string]bool)
-	for _, f := range c.Forwards {
-		if err := f.Validate(); err != nil {
-			return err
-		}
-		k := f.Proto + " " + f.Listen.String()
-		if seen[k] {
-			return fmt.Errorf("%w: forward %v: duplicate listen address", ErrInvalidConfig, f)
-		}
-		seen[k] = true
 	}
 	return nil
 }

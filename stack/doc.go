@@ -5,7 +5,8 @@
 // Directions: inbound frames come from the fence (the switch calls
 // [Gateway.Write]) into the stack; outbound frames leave the stack for the
 // fence ([Gateway.Read]). Guest flows NATed to the host are "outgoing";
-// port forwards carry "incoming" connections from host into the fence.
+// port forwards carry "incoming" connections from host into the fence
+// ([Gateway.DialTCP], [Gateway.DialUDP]).
 //
 // Services, per fence (defaults of [Config] in brackets):
 //   - addresses: gateway .2 and DNS .3 of the subnet [10.0.2.0/24], and
@@ -28,8 +29,11 @@
 //     (CAP_NET_RAW); without them pings of .2/.3 are answered by the stack
 //     and others are dropped, never answered falsely. Allow/Deny filter
 //     destinations;
-//   - port forwards ([Forward]) from host addresses to guests, TCP and
-//     UDP, added and removed at run time;
+//   - connections into the fence for port forwards: [Gateway.DialTCP] and
+//     [Gateway.DialUDP] (the gateway is package forward's forward.Dialer;
+//     package forward owns the host sockets, which may serve several
+//     fences), counted against MaxTCPConns and MaxUDPFlows and closed with
+//     the gateway.
 //   - a SOCKS5 endpoint (package socks) on the host address Socks, whose
 //     connections and UDP associations reach only the fence's guests, from
 //     the gateway's address, names resolved by the fence's DNS.

@@ -35,7 +35,7 @@ const (
 )
 
 // Gateway is one fence's gateway: a gVisor stack with DHCP, DNS, NAT and
-// port forwards. It implements vswitch.Port (Read, Write, BatchSize,
+// connections into the fence for port forwards. It implements vswitch.Port (Read, Write, BatchSize,
 // Close): the switch attaches it to its fence like a VM.
 type Gateway struct {
 	cfg Config
@@ -63,7 +63,6 @@ type Gateway struct {
 
 	nat  natState
 	icmp icmpNAT
-	fwd  forwardTable
 
 	dhcp   *dhcpService
 	dnsSrv *dns.Server
@@ -72,7 +71,8 @@ type Gateway struct {
 	socksAddr netip.AddrPort
 }
 
-// New builds and starts the gateway of one fence.
+// New builds and starts the gateway of one fence. Port forwards into the
+// fence are package forward's, through DialTCP and DialUDP.
 func New(cfg Config) (*Gateway, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -118,12 +118,6 @@ func New(cfg Config) (*Gateway, error) {
 		}
 	}
 	g.goOwned(g.summaryLoop)
-	for _, f := range cfg.Forwards {
-		if err := g.AddForward(f); err != nil {
-			g.Close()
-			return nil, err
-		}
-	}
 	g.log.Info("gateway started", "subnet", cfg.Subnet, "gateway", g.gwIP, "dns", g.dnsIP,
 		"mac", netMAC(cfg.MAC), "mtu", cfg.MTU, "ipv6", g.gw6)
 	return g, nil
@@ -259,7 +253,6 @@ func (g *Gateway) Close() error {
 		g.closing = true
 		g.mu.Unlock()
 		g.cancel()
-		g.fwd.closeAll()
 		for i := len(g.closers) - 1; i >= 0; i-- {
 			g.closers[i]()
 		}

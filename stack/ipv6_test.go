@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/corralnet/corral/forward"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
@@ -171,11 +172,8 @@ func TestIPv6SLAACAndNAT(t *testing.T) {
 		t.Fatal(err)
 	}
 	serveEcho(t, gl, "v6guest:")
-	f := Forward{Proto: "tcp", Listen: netip.MustParseAddrPort("127.0.0.1:0"), Target: netip.AddrPortFrom(want, 8080)}
-	if err := g.AddForward(f); err != nil {
-		t.Fatal(err)
-	}
-	got, err := tcpRoundTrip(g.Forwards()[0].Listen.String(), "yo")
+	f := addForward(t, newForwarder(t, g), g, forward.Forward{Proto: "tcp", Listen: netip.MustParseAddrPort("127.0.0.1:0"), Target: netip.AddrPortFrom(want, 8080)})
+	got, err := tcpRoundTrip(f.Listen.String(), "yo")
 	if err != nil || got != "v6guest:yo" {
 		t.Fatalf("IPv6 port forward: %q %v", got, err)
 	}

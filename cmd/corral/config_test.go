@@ -130,8 +130,8 @@ func TestGoodConfig(t *testing.T) {
 		t.Errorf("fence a: gateway enabled, want disabled (a file's fences replace the default's)")
 	}
 	b := cfg.Fences[1]
-	if b.Gateway == nil || len(b.Gateway.Forwards) != 1 || b.Gateway.Forwards[0].Target != netip.MustParseAddrPort("10.0.2.15:22") {
-		t.Errorf("fence b gateway: got %+v", b.Gateway)
+	if b.Gateway == nil || len(b.Forwards) != 1 || b.Forwards[0].Target != netip.MustParseAddrPort("10.0.2.15:22") || b.Forwards[0].Fence != b.ID {
+		t.Errorf("fence b gateway: got %+v, forwards %+v", b.Gateway, b.Forwards)
 	}
 	if b.Gateway != nil && (b.Gateway.Fence != 0xFFFFFE || b.Gateway.FenceName != "b") {
 		t.Errorf("fence b gateway: got fence %#x %q", b.Gateway.Fence, b.Gateway.FenceName)
@@ -272,7 +272,7 @@ func TestBadConfig(t *testing.T) {
 		{"forward twice", `fences:
   - {name: a, id: 1, gateway: {enabled: true, forwards: [{listen: "127.0.0.1:2222", target: "10.0.2.15:22"}]}}
   - {name: b, id: 2, gateway: {enabled: true, forwards: [{listen: "127.0.0.1:2222", target: "10.0.2.15:22"}]}}
-`, nil, nil, "config: fences[1].gateway.forwards[0].listen: tcp 127.0.0.1:2222 already used by fences[0]"},
+`, nil, nil, "config: fences[1].gateway.forwards[0].listen: tcp 127.0.0.1:2222 already used by fences[0].gateway.forwards[0]"},
 		{"lease time", "fences: [{name: a, id: 1, gateway: {enabled: true, lease_time: forever}}]\n", nil, nil, "config: fences[0].gateway.lease_time:"},
 		{"ipv6 not bool", "fences: [{name: a, id: 1, gateway: {enabled: true, ipv6: maybe}}]\n", nil, nil, "config: fences[0].gateway.ipv6:"},
 		{"ipv6 prefix garbage", "fences: [{name: a, id: 1, gateway: {enabled: true, ipv6_prefix: nope}}]\n", nil, nil,
@@ -292,6 +292,23 @@ func TestBadConfig(t *testing.T) {
 		{"ipv6 forward target with ipv6 off", "fences: [{name: a, id: 1, gateway: {enabled: true, ipv6: false, forwards: [{listen: \"127.0.0.1:2222\", target: \"[fd63:6f72:7261::15]:22\"}]}}]\n", nil, nil,
 			`config: fences[0].gateway.forwards[0].target: "[fd63:6f72:7261::15]:22": IPv6 target while fences[0].gateway.ipv6 is false`},
 		{"deny not a list", "fences: [{name: a, id: 1, gateway: {enabled: true, deny: {a: 1}}}]\n", nil, nil, "config: fences[0].gateway.deny"},
+		{"forward target outside the subnet", "fences: [{name: a, id: 1, gateway: {enabled: true, subnet: 10.0.3.0/24, forwards: [{listen: \"127.0.0.1:2222\", target: \"10.0.2.15:22\"}]}}]\n", nil, nil,
+			`config: fences[0].gateway.forwards[0].target: "10.0.2.15:22": outside the fence's subnets [10.0.3.0/24 fd63:6f72:7261::/64]`},
+		{"forwards without a gateway", "fences: [{name: a, id: 1, gateway: {forwards: [{listen: \"127.0.0.1:2222\", target: \"10.0.2.15:22\"}]}}]\n", nil, nil,
+			"config: fences[0].gateway.forwards: set while fences[0].gateway.enabled is false"},
+		{"forward sni and host", "fences: [{name: a, id: 1, gateway: {enabled: true, forwards: [{listen: \"127.0.0.1:8443\", target: \"10.0.2.15:443\", sni: a.test, host: a.test}]}}]\n", nil, nil,
+			`config: fences[0].gateway.forwards[0]: sni "a.test" and host "a.test": give one of them`},
+		{"forward udp sni", "fences: [{name: a, id: 1, gateway: {enabled: true, forwards: [{proto: udp, listen: \"127.0.0.1:8443\", target: \"10.0.2.15:443\", sni: a.test}]}}]\n", nil, nil,
+			"config: fences[0].gateway.forwards[0]: sni and host need proto tcp"},
+		{"forward wildcard sni", "fences: [{name: a, id: 1, gateway: {enabled: true, forwards: [{listen: \"127.0.0.1:8443\", target: \"10.0.2.15:443\", sni: \"*.a.test\"}]}}]\n", nil, nil,
+			`config: fences[0].gateway.forwards[0]: sni "*.a.test"`},
+		{"forward same sni in two fences", `fences:
+  - {name: a, id: 1, gateway: {enabled: true, forwards: [{listen: "127.0.0.1:8443", target: "10.0.2.15:443", sni: lab.test}]}}
+  - {name: b, id: 2, gateway: {enabled: true, forwards: [{listen: "127.0.0.1:8443", target: "10.0.2.15:443", sni: LAB.test.}]}}
+`, nil, nil, "config: fences[1].gateway.forwards[0].listen: tcp 127.0.0.1:8443 sni lab.test already used by fences[0].gateway.forwards[0]"},
+		{"forward same host twice in a fence", `fences:
+  - {name: a, id: 1, gateway: {enabled: true, forwards: [{listen: "127.0.0.1:80", target: "10.0.2.15:80", host: lab.test}, {listen: "127.0.0.1:80", target: "10.0.2.16:80", host: lab.test}]}}
+`, nil, nil, "config: fences[0].gateway.forwards[1].listen: tcp 127.0.0.1:80 host lab.test already used by fences[0].gateway.forwards[0]"},
 		{"yaml syntax", "fences: [\n", nil, nil, "config: "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -335,6 +352,15 @@ func TestGoodConfigs(t *testing.T) {
 		name, yaml string
 		check      func(t *testing.T, c *Config)
 	}{
+		{"one port, two fences, by sni and host", `fences:
+  - {name: a, id: 1, gateway: {enabled: true, forwards: [{listen: "127.0.0.1:8443", target: "10.0.2.15:443", sni: Lab-A.test}, {listen: "127.0.0.1:8443", target: "10.0.2.15:443"}]}}
+  - {name: b, id: 2, gateway: {enabled: true, forwards: [{listen: "127.0.0.1:8443", target: "10.0.2.15:443", sni: lab-b.test}, {listen: "127.0.0.1:8443", target: "10.0.2.15:80", host: lab-b.test}]}}
+`, func(t *testing.T, c *Config) {
+			a, b := c.Fences[0].Forwards, c.Fences[1].Forwards
+			if len(a) != 2 || a[0].SNI != "lab-a.test" || a[0].Fence != 1 || a[1].SNI != "" || len(b) != 2 || b[1].Host != "lab-b.test" || b[1].Fence != 2 {
+				t.Errorf("forwards: a %+v, b %+v", a, b)
+			}
+		}},
 		{"largest fence id", "fences: [{name: a, id: 0xFFFFFE}]\n", func(t *testing.T, c *Config) {
 			if c.Fences[0].ID != 0xFFFFFE {
 				t.Errorf("got %#x", c.Fences[0].ID)

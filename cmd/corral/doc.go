@@ -3,7 +3,7 @@
 //	corral [run] [--config FILE] [--log-level L] [--log-format F]
 //	corral plug ADDRESS (--tap NAME [--netns NS] [--mtu N] | --stdio)
 //	corral status | fences | ports | fdb [FENCE] | peers | gateways [FENCE]   [--admin ADDR] [--json]
-//	corral forward add FENCE PROTO LISTEN TARGET | ls [FENCE] | rm FENCE PROTO LISTEN
+//	corral forward add FENCE PROTO LISTEN TARGET [--sni N | --host N] | ls [FENCE] | rm FENCE PROTO LISTEN [--sni N | --host N]
 //	corral capture (--fence FENCE | --port PORT) [-c N] [--seconds S] [-s SNAPLEN] [-w FILE|-]
 //	corral version
 //
@@ -11,8 +11,12 @@
 // client commands call the admin API through admin.Client and print its
 // types (client.go, peers.go, gateways.go, forward.go, capture.go); the
 // server is package admin, to which runSwitch hands the switch, the
-// uplink and the gateways (gateways.go adapts package stack's gateways to
-// admin.Gateways). metrics.listen serves Prometheus text at /metrics from
+// uplink and the gateways (gateways.go adapts package stack's gateways,
+// and package forward's forwards into their fences, to admin.Gateways).
+// The port forwards are the process's (one forward.Forwarder, run.go):
+// forwards of several fences share a host listener by TLS SNI or HTTP
+// Host, so a fence's gateway only lends its Dialer (wire.go attaches it
+// when the gateway starts and detaches it when it stops). metrics.listen serves Prometheus text at /metrics from
 // a collector that reads the switch's, uplink's and gateways' snapshots at
 // scrape time (metrics.go).
 //

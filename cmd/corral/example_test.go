@@ -49,7 +49,7 @@ func TestExampleConfig(t *testing.T) {
 		t.Errorf("admin socket at %q, want %q", got, want)
 	}
 	g := cfg.Fences[0].Gateway
-	if g == nil || g.Socks != netip.MustParseAddrPort("127.0.0.1:1080") || len(g.DNSRecords) != 2 || len(g.Forwards) != 1 {
+	if g == nil || g.Socks != netip.MustParseAddrPort("127.0.0.1:1080") || len(g.DNSRecords) != 2 || len(cfg.Fences[0].Forwards) != 2 {
 		t.Errorf("fence lab's gateway: %+v", g)
 	}
 }

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/corralnet/corral/admin"
-	"github.com/corralnet/corral/stack"
+	"github.com/corralnet/corral/forward"
 )
 
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
@@ -57,6 +57,7 @@ admin: {listen: "unix://`+dir+`/admin.sock"}
 	port := freePort(t)
 	listen := "127.0.0.1:" + strconv.Itoa(port)
 	cfgListen := "127.0.0.1:" + strconv.Itoa(cfgPort)
+	shared := "127.0.0.1:" + strconv.Itoa(freePort(t))
 
 	// Something else holds a port: adding a forward on it is refused.
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
@@ -80,7 +81,23 @@ admin: {listen: "unix://`+dir+`/admin.sock"}
 		{"add in use by process", []string{"forward", "add", "a", "tcp", busy.Addr().String(), "10.0.2.15:80"}, 1, []string{"listen address tcp " + busy.Addr().String() + " in use"}},
 		{"add unknown fence", []string{"forward", "add", "nope", "tcp", "127.0.0.1:0", "10.0.2.15:80"}, 1, []string{`no fence "nope"`}},
 		{"add no gateway", []string{"forward", "add", "plain", "tcp", "127.0.0.1:0", "10.0.2.15:80"}, 1, []string{`fence "plain" has no gateway`}},
-		{"add ipv6 target with ipv6 off", []string{"forward", "add", "b", "tcp", "127.0.0.1:0", "[fd00::15]:80"}, 1, []string{"IPv6 is off"}},
+		{"add ipv6 target with ipv6 off", []string{"forward", "add", "b", "tcp", "127.0.0.1:0", "[fd00::15]:80"}, 1, []string{"target [fd00::15]:80 is outside fence b's subnets [10.0.3.0/24]"}},
+		{"add target outside the subnet", []string{"forward", "add", "a", "tcp", "127.0.0.1:0", "10.0.3.15:80"}, 1, []string{"target 10.0.3.15:80 is outside fence a's subnets [10.0.2.0/24 fd63:6f72:7261::/64]"}},
+		{"add sni", []string{"forward", "add", "a", "tcp", shared, "10.0.2.15:443", "--sni", "Lab-A.test"}, 0, []string{"fence a: forwarding tcp " + shared + " sni lab-a.test -> 10.0.2.15:443"}},
+		{"add sni other fence", []string{"forward", "add", "b", "tcp", shared, "10.0.3.15:443", "--sni", "lab-b.test"}, 0, []string{"fence b: forwarding tcp " + shared + " sni lab-b.test -> 10.0.3.15:443"}},
+		{"add host other fence", []string{"forward", "add", "b", "tcp", shared, "10.0.3.15:80", "--host", "lab-b.test"}, 0, []string{"fence b: forwarding tcp " + shared + " host lab-b.test -> 10.0.3.15:80"}},
+		{"add same sni other fence", []string{"forward", "add", "b", "tcp", shared, "10.0.3.15:443", "--sni", "lab-a.test."}, 1, []string{"listen address tcp " + shared + " sni lab-a.test in use: fence a forwards it"}},
+		{"add same sni same fence", []string{"forward", "add", "a", "tcp", shared, "10.0.2.16:443", "--sni", "lab-a.test"}, 1, []string{"listen address tcp " + shared + " sni lab-a.test in use: this fence already forwards it"}},
+		{"add default route", []string{"forward", "add", "a", "tcp", shared, "10.0.2.15:443"}, 0, []string{"fence a: forwarding tcp " + shared + " -> 10.0.2.15:443"}},
+		{"add second default route", []string{"forward", "add", "b", "tcp", shared, "10.0.3.15:443"}, 1, []string{"listen address tcp " + shared + " in use: fence a forwards it"}},
+		{"add sni and host", []string{"forward", "add", "a", "tcp", shared, "10.0.2.15:443", "--sni", "x.test", "--host", "x.test"}, 2, []string{"give one of them"}},
+		{"add udp sni", []string{"forward", "add", "a", "udp", shared, "10.0.2.15:443", "--sni", "x.test"}, 2, []string{"need proto tcp"}},
+		{"add wildcard sni", []string{"forward", "add", "a", "tcp", shared, "10.0.2.15:443", "--sni", "*.lab.test"}, 2, []string{`sni "*.lab.test": want a DNS name`}},
+		{"ls names", []string{"forward", "ls"}, 0, []string{"NAME", "sni lab-a.test", "sni lab-b.test", "host lab-b.test"}},
+		{"gateways names", []string{"gateways", "b"}, 0, []string{"forward tcp " + shared + " sni lab-b.test -> 10.0.3.15:443", "forward tcp " + shared + " host lab-b.test -> 10.0.3.15:80"}},
+		{"rm sni", []string{"forward", "rm", "b", "tcp", shared, "--sni", "LAB-B.test"}, 0, []string{"fence b: removed tcp " + shared + " sni lab-b.test"}},
+		{"rm sni again", []string{"forward", "rm", "b", "tcp", shared, "--sni", "lab-b.test"}, 1, []string{`fence "b" has no forward on tcp ` + shared + " sni lab-b.test"}},
+		{"rm other fence's sni", []string{"forward", "rm", "b", "tcp", shared, "--sni", "lab-a.test"}, 1, []string{`fence "b" has no forward on tcp ` + shared + " sni lab-a.test"}},
 		{"add not this host", []string{"forward", "add", "a", "tcp", "192.0.2.1:2222", "10.0.2.15:80"}, 1, []string{"not an address of this host"}},
 		{"add bad proto", []string{"forward", "add", "a", "sctp", listen, "10.0.2.15:80"}, 2, []string{`proto "sctp"`}},
 		{"add bad listen", []string{"forward", "add", "a", "tcp", "2222", "10.0.2.15:80"}, 2, []string{`listen "2222": want IP:port`}},
@@ -220,23 +237,30 @@ admin: {listen: "unix://`+dir+`/admin.sock"}
 	}
 }
 
-// FuzzParseForward: what admin.ParseForward accepts, package stack
+// FuzzParseForward: what admin.ParseForward accepts, package forward
 // accepts too, and it round-trips through the API's JSON form and this
-// package's conversion from stack.
+// package's conversions to and from package forward.
 func FuzzParseForward(f *testing.F) {
-	f.Add("tcp", "127.0.0.1:2222", "10.0.2.15:22")
-	f.Add("UDP", "[::1]:53", "[fd63:6f72:7261::15]:53")
-	f.Add("tcp", "127.0.0.1:0", "10.0.2.15:0")
-	f.Add("sctp", "x", "")
-	f.Add("tcp", "[fe80::1%eth0]:22", "[fe80::2%eth0]:22")
-	f.Fuzz(func(t *testing.T, proto, listen, target string) {
-		s, err := admin.ParseForward(admin.Forward{Proto: proto, Listen: listen, Target: target}, true)
+	f.Add("tcp", "127.0.0.1:2222", "10.0.2.15:22", "", "")
+	f.Add("UDP", "[::1]:53", "[fd63:6f72:7261::15]:53", "", "")
+	f.Add("tcp", "127.0.0.1:0", "10.0.2.15:0", "", "")
+	f.Add("sctp", "x", "", "", "")
+	f.Add("tcp", "[fe80::1%eth0]:22", "[fe80::2%eth0]:22", "", "")
+	f.Add("tcp", "127.0.0.1:8443", "10.0.2.15:443", "Lab-A.Test.", "")
+	f.Add("tcp", "127.0.0.1:8080", "10.0.2.15:80", "", "[::1]")
+	f.Add("udp", "127.0.0.1:8080", "10.0.2.15:80", "", "lab-a.test")
+	f.Add("tcp", "127.0.0.1:8443", "10.0.2.15:443", "*.lab.test", "")
+	f.Fuzz(func(t *testing.T, proto, listen, target, sni, host string) {
+		s, err := admin.ParseForward(admin.Forward{Proto: proto, Listen: listen, Target: target, SNI: sni, Host: host}, true)
 		if err != nil {
 			return
 		}
-		fw := stack.Forward{Proto: s.Proto, Listen: s.Listen, Target: s.Target}
+		var fw forward.Forward = forwardSpec(1, s)
 		if err := fw.Validate(); err != nil {
-			t.Fatalf("accepted %q %q %q but stack rejects it: %v", proto, listen, target, err)
+			t.Fatalf("accepted %q %q %q %q %q but package forward rejects it: %v", proto, listen, target, sni, host, err)
+		}
+		if fw.Normalize() != fw {
+			t.Fatalf("accepted %+v, not normalized: %+v", s, fw.Normalize())
 		}
 		again, err := admin.ParseForward(forwardOf(fw), true)
 		if err != nil || again != s {

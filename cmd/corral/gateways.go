@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/corralnet/corral/admin"
+	"github.com/corralnet/corral/forward"
 	"github.com/corralnet/corral/stack"
 )
 
@@ -20,14 +21,16 @@ import (
 // stack's snapshots and errors into the API's. `corral gateways [FENCE]`
 // shows them (GET /v1/gateways).
 
-// adminGateways implements admin.Gateways over the gateway set.
+// adminGateways implements admin.Gateways over the gateway set and the
+// process's port forwards.
 type adminGateways struct {
 	set    *gatewaySet
+	fwd    *forward.Forwarder
 	fences map[uint32]Fence // every configured fence, by ID; read-only
 }
 
-func newAdminGateways(set *gatewaySet, fences []Fence) adminGateways {
-	a := adminGateways{set: set, fences: make(map[uint32]Fence, len(fences))}
+func newAdminGateways(set *gatewaySet, fwd *forward.Forwarder, fences []Fence) adminGateways {
+	a := adminGateways{set: set, fwd: fwd, fences: make(map[uint32]Fence, len(fences))}
 	for _, f := range fences {
 		a.fences[f.ID] = f
 	}
@@ -40,7 +43,7 @@ func (a adminGateways) Gateway(id uint32) admin.Gateway {
 	if g == nil {
 		return nil
 	}
-	return adminGateway{gw: g, cfg: a.fences[id].Gateway}
+	return adminGateway{gw: g, cfg: a.fences[id].Gateway, fwd: a.fwd, fence: id}
 }
 
 // Configured implements admin.Gateways.Configured.
@@ -52,10 +55,13 @@ func (a adminGateways) YieldedTo(id uint32) string { return a.set.yieldedTo(id) 
 // Served implements admin.Gateways.Served.
 func (a adminGateways) Served() []uint32 { return a.set.served() }
 
-// adminGateway implements admin.Gateway over a stack.Gateway.
+// adminGateway implements admin.Gateway over a stack.Gateway and the
+// forwards into its fence.
 type adminGateway struct {
-	gw  *stack.Gateway
-	cfg *stack.Config // its configuration (subnet, IPv6 prefix)
+	gw    *stack.Gateway
+	cfg   *stack.Config // its configuration (subnet, IPv6 prefix)
+	fwd   *forward.Forwarder
+	fence uint32
 }
 
 // Status implements admin.Gateway.Status.
@@ -116,53 +122,60 @@ func addrString(a netip.Addr) string {
 // Forwards implements admin.Gateway.Forwards.
 func (g adminGateway) Forwards() []admin.Forward {
 	var out []admin.Forward
-	for _, f := range g.gw.Forwards() {
+	for _, f := range g.fwd.Forwards(g.fence) {
 		out = append(out, forwardOf(f))
 	}
 	return out
 }
 
-func forwardOf(f stack.Forward) admin.Forward {
-	return admin.ForwardSpec{Proto: f.Proto, Listen: f.Listen, Target: f.Target}.Forward()
+func forwardOf(f forward.Forward) admin.Forward {
+	return admin.ForwardSpec{Proto: f.Proto, Listen: f.Listen, Target: f.Target, SNI: f.SNI, Host: f.Host}.Forward()
+}
+
+// forwardSpec converts an admin API forward of fence id for the
+// Forwarder.
+func forwardSpec(id uint32, s admin.ForwardSpec) forward.Forward {
+	return forward.Forward{Fence: id, Proto: s.Proto, Listen: s.Listen, Target: s.Target, SNI: s.SNI, Host: s.Host}
 }
 
 // AddForward implements admin.Gateway.AddForward.
 func (g adminGateway) AddForward(s admin.ForwardSpec) (admin.Forward, error) {
-	fw := stack.Forward{Proto: s.Proto, Listen: s.Listen, Target: s.Target}
-	if err := g.gw.AddForward(fw); err != nil {
+	added, err := g.fwd.Add(forwardSpec(g.fence, s))
+	if err != nil {
 		return admin.Forward{}, forwardError(err)
 	}
-	// The forward as running (a listen port 0 got a free port).
-	added := forwardOf(fw)
-	if fw.Listen.Port() == 0 {
-		for _, x := range g.gw.Forwards() {
-			if x.Proto == fw.Proto && x.Listen.Addr() == fw.Listen.Addr() && x.Target == fw.Target {
-				added = forwardOf(x)
-			}
-		}
-	}
-	return added, nil
+	return forwardOf(added), nil // as running: a listen port 0 is bound
 }
 
 // RemoveForward implements admin.Gateway.RemoveForward.
 func (g adminGateway) RemoveForward(s admin.ForwardSpec) error {
-	return forwardError(g.gw.RemoveForward(stack.Forward{Proto: s.Proto, Listen: s.Listen}))
+	return forwardError(g.fwd.Remove(forwardSpec(g.fence, s)))
 }
 
-// forwardError wraps stack's errors in the API's (admin answers each with
-// its status); the original stays in the chain, except for an invalid
-// forward, whose reason is all the user needs.
+// forwardError wraps package forward's errors in the API's (admin answers
+// each with its status); the original stays in the chain, except where
+// its reason is all the user needs.
 func forwardError(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, stack.ErrForwardExists):
+	case errors.Is(err, forward.ErrExists):
 		return fmt.Errorf("%w: %w", admin.ErrForwardExists, err)
-	case errors.Is(err, stack.ErrForwardNotFound):
+	case errors.Is(err, forward.ErrConflict):
+		msg := err.Error()
+		if i := strings.LastIndex(msg, forward.ErrConflict.Error()+": "); i >= 0 {
+			msg = msg[i+len(forward.ErrConflict.Error())+2:]
+		}
+		return fmt.Errorf("%w: %s", admin.ErrForwardConflict, msg)
+	case errors.Is(err, forward.ErrNotFound):
 		return fmt.Errorf("%w: %w", admin.ErrForwardNotFound, err)
-	case errors.Is(err, stack.ErrInvalidConfig):
-		return fmt.Errorf("%w: %s", admin.ErrInvalidForward, strings.TrimPrefix(err.Error(), stack.ErrInvalidConfig.Error()+": "))
-	case errors.Is(err, stack.ErrClosed):
+	case errors.Is(err, forward.ErrInvalid):
+		msg := err.Error()
+		if i := strings.LastIndex(msg, forward.ErrInvalid.Error()+": "); i >= 0 {
+			msg = msg[i+len(forward.ErrInvalid.Error())+2:]
+		}
+		return fmt.Errorf("%w: %s", admin.ErrInvalidForward, msg)
+	case errors.Is(err, forward.ErrNoFence), errors.Is(err, forward.ErrClosed):
 		return fmt.Errorf("%w: %w", admin.ErrGatewayClosed, err)
 	}
 	return err
@@ -214,7 +227,7 @@ func printGateways(w io.Writer, gs []admin.GatewayStatus) {
 			}
 		}
 		for _, f := range g.Forwards {
-			fmt.Fprintf(w, "  forward %s %s -> %s\n", f.Proto, f.Listen, f.Target)
+			fmt.Fprintf(w, "  forward %s -> %s\n", forwardRoute(f), f.Target)
 		}
 	}
 }

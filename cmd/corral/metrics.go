@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/corralnet/corral/admin"
+	"github.com/corralnet/corral/forward"
 	"github.com/corralnet/corral/stack"
 	vswitch "github.com/corralnet/corral/switch"
 	"github.com/corralnet/corral/uplink"
@@ -29,6 +30,7 @@ type metricsSources struct {
 	switchStatus func() vswitch.Status
 	uplinkStatus func() (uplink.Status, bool) // false: no uplink
 	gateways     func() []gatewayMetrics
+	forwards     func() forward.Stats
 	// localGateways lists the fences whose gateway runs here (for
 	// conflicts with peers).
 	localGateways func() []uint32
@@ -98,6 +100,12 @@ var (
 	mGwSocksReqs  = desc("gateway_socks_requests_total", "SOCKS5 clients and requests by result: connect, associate, refused (outside the fence), failed, over_limit, bad.", "fence", "result")
 	mGwSocksUDPDr = desc("gateway_socks_udp_dropped_total", "UDP datagrams of SOCKS5 associations dropped.", "fence")
 
+	mFwdListeners = desc("forward_listeners", "Host sockets bound by port forwards (shared by the forwards of several fences).")
+	mFwdConns     = desc("forward_tcp_conns", "Forwarded TCP connections open.")
+	mFwdFlows     = desc("forward_udp_flows", "Forwarded UDP flows open.")
+	mFwdAccepted  = desc("forward_accepted_total", "TCP connections accepted on forward listeners.")
+	mFwdRefused   = desc("forward_refused_total", "Forwarded connections and flows closed or dropped, by reason (unrouted: no route matched their name; sniff_limit: too many being sniffed; dial: the fence refused or failed the dial; accept: failed accepts).", "reason")
+
 	allDescs = []*prometheus.Desc{
 		mFenceFramesIn, mFenceBytesIn, mFenceFramesOut, mFenceBytesOut, mFenceFloods, mFenceMoves, mFenceRefused,
 		mFenceDrops, mFenceMACs, mFenceMaxMACs, mFencePorts,
@@ -106,6 +114,7 @@ var (
 		mUplinkCounter, mUplinkPeers, mUplinkRxByFence, mUplinkConflicts,
 		mGwInFrames, mGwOutFrames, mGwInDrops, mGwInFiltered, mGwOutDrops, mGwTCPConns, mGwTCPRefused,
 		mGwUDPFlows, mGwUDPRefused, mGwICMP, mGwLeases, mGwDHCPReqs, mGwDNSQueries, mGwForwards,
+		mFwdListeners, mFwdConns, mFwdFlows, mFwdAccepted, mFwdRefused,
 	}
 )
 
@@ -220,6 +229,17 @@ func (c *corralCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
+	if c.src.forwards != nil {
+		s := c.src.forwards()
+		gauge(mFwdListeners, float64(s.Listeners))
+		gauge(mFwdConns, float64(s.TCPConns))
+		gauge(mFwdFlows, float64(s.UDPFlows))
+		counter(mFwdAccepted, s.Accepted)
+		counter(mFwdRefused, s.Unrouted, "unrouted")
+		counter(mFwdRefused, s.SniffRefused, "sniff_limit")
+		counter(mFwdRefused, s.DialErrors, "dial")
+		counter(mFwdRefused, s.AcceptErrors, "accept")
+	}
 }
 
 // metricsHandler returns the /metrics handler over src (plus the Go
@@ -244,16 +264,17 @@ func rtMetricsSources(rt *instance) metricsSources {
 	if u := rt.uplink; u != nil {
 		src.uplinkStatus = func() (uplink.Status, bool) { return u.Status(), true }
 	}
-	fences, gws := rt.cfg.Fences, rt.gateways
+	fences, gws, fwd := rt.cfg.Fences, rt.gateways, rt.forwards
 	src.gateways = func() []gatewayMetrics {
 		var out []gatewayMetrics
 		for _, f := range fences {
 			if g := gws.get(f.ID); g != nil {
-				out = append(out, gatewayMetrics{fence: f.Name, stats: g.Stats(), forwards: len(g.Forwards()), socks: g.SocksAddr().IsValid()})
+				out = append(out, gatewayMetrics{fence: f.Name, stats: g.Stats(), forwards: len(fwd.Forwards(f.ID)), socks: g.SocksAddr().IsValid()})
 			}
 		}
 		return out
 	}
+	src.forwards = fwd.Stats
 	return src
 }
 

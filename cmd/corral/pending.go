@@ -22,10 +22,6 @@ func (v *validator) pending() error {
 		add(f.Gateway.MaxTCPConnsPerGuest != nil, k+".gateway.max_tcp_conns_per_guest")
 		add(f.Gateway.MaxUDPFlowsPerGuest != nil, k+".gateway.max_udp_flows_per_guest")
 		add(f.Gateway.TCPIdleTimeout != "", k+".gateway.tcp_idle_timeout")
-		for j, fw := range f.Gateway.Forwards {
-			add(fw.SNI != "", fmt.Sprintf("%s.gateway.forwards[%d].sni", k, j))
-			add(fw.Host != "", fmt.Sprintf("%s.gateway.forwards[%d].host", k, j))
-		}
 	}
 	// Issue 10: gossip.
 	add(r.Uplink.Gossip.Listen != "" || len(r.Uplink.Gossip.Join) > 0 || r.Uplink.Gossip.Profile != "", "uplink.gossip")

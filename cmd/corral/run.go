@@ -17,6 +17,7 @@ import (
 
 	"github.com/corralnet/corral/admin"
 	"github.com/corralnet/corral/attach"
+	"github.com/corralnet/corral/forward"
 	vswitch "github.com/corralnet/corral/switch"
 	"github.com/corralnet/corral/uplink"
 )
@@ -78,7 +79,10 @@ type instance struct {
 	log *slog.Logger
 	sw  *vswitch.Switch
 	// gateways of the fences (never nil); uplink is nil without an uplink.
-	gateways  *gatewaySet
+	gateways *gatewaySet
+	// forwards are the port forwards into the gateways' fences: the
+	// process's, since forwards of several fences share listeners.
+	forwards  *forward.Forwarder
 	uplink    *uplink.Uplink
 	listeners []attach.Listener
 	admin     *admin.Server // nil until it serves, and without an admin socket
@@ -148,9 +152,11 @@ func newSwitch(ctx context.Context, cfg *Config, log *slog.Logger) (*instance, e
 	}
 	gctx, cancel := context.WithCancel(ctx)
 	g, gctx := errgroup.WithContext(gctx)
+	fwd := forward.New(forward.Config{Logger: log.With("component", "forward")})
 	rt := &instance{cfg: cfg, log: log, sw: sw, group: g, ctx: gctx, cancel: cancel,
-		gateways: newGatewaySet(sw, log, cfg.Fences)}
+		gateways: newGatewaySet(sw, fwd, log, cfg.Fences), forwards: fwd}
 	rt.onClose(rt.gateways.close)
+	rt.onClose(fwd.Close) // closers run in reverse: the host sockets close before the gateways
 	return rt, nil
 }
 
@@ -233,7 +239,7 @@ func (rt *instance) serveAdmin() error {
 	}
 	ac := admin.Config{
 		Switch:   rt.sw,
-		Gateways: newAdminGateways(rt.gateways, rt.cfg.Fences),
+		Gateways: newAdminGateways(rt.gateways, rt.forwards, rt.cfg.Fences),
 		Version:  version(),
 		Logger:   rt.log.With("component", "admin"),
 	}

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/corralnet/corral/attach"
 	"github.com/corralnet/corral/fence"
+	"github.com/corralnet/corral/forward"
 	"github.com/corralnet/corral/stack"
 	"github.com/corralnet/corral/stack/dns"
 	vswitch "github.com/corralnet/corral/switch"
@@ -46,6 +48,9 @@ type Fence struct {
 	Listen      []attach.Addr
 	Dial        []attach.Addr
 	Gateway     *stack.Config // nil: no gateway
+	// Forwards are the gateway's port forwards (Fence set), started with
+	// it.
+	Forwards []forward.Forward
 }
 
 // LogConfig selects the slog handler.
@@ -134,6 +139,9 @@ func (v *validator) fences() error {
 				return cfgErr(k, "%q already used by %s", rf.Gateway.Socks, prev)
 			}
 			v.used[uk] = k
+		}
+		if f.Forwards, err = forwardsConfig(key+".gateway", f, rf.Gateway); err != nil {
+			return err
 		}
 		v.cfg.Fences = append(v.cfg.Fences, f)
 	}
@@ -473,13 +481,31 @@ func gatewayConfig(key string, f Fence, g fileGateway) (*stack.Config, error) {
 	if sc.DNSRecords, err = dnsRecords(key+".dns.records", sc.Domain, g.DNS.Records); err != nil {
 		return nil, err
 	}
+	if err := sc.Validate(); err != nil {
+		return nil, cfgErr(key, "%v", strings.TrimPrefix(err.Error(), stack.ErrInvalidConfig.Error()+": "))
+	}
+	return sc, nil
+}
+
+// forwardsConfig converts one fence's gateway.forwards (key is the
+// gateway's); nil without a gateway. A target must be inside the fence's
+// subnet or IPv6 prefix.
+func forwardsConfig(key string, f Fence, g fileGateway) ([]forward.Forward, error) {
+	if f.Gateway == nil {
+		if len(g.Forwards) > 0 {
+			return nil, cfgErr(key+".forwards", "set while %s.enabled is false", key)
+		}
+		return nil, nil
+	}
+	prefixes := gatewayPrefixes(f.Gateway)
+	var out []forward.Forward
 	for j, fw := range g.Forwards {
 		k := fmt.Sprintf("%s.forwards[%d]", key, j)
 		proto := strings.ToLower(fw.Proto)
 		if proto == "" {
-			proto = "tcp"
+			proto = forward.TCP
 		}
-		if proto != "tcp" && proto != "udp" {
+		if proto != forward.TCP && proto != forward.UDP {
 			return nil, cfgErr(k+".proto", "%q: want tcp or udp", fw.Proto)
 		}
 		l, err := netip.ParseAddrPort(fw.Listen)
@@ -490,19 +516,19 @@ func gatewayConfig(key string, f Fence, g fileGateway) (*stack.Config, error) {
 		if err != nil {
 			return nil, cfgErr(k+".target", "%q: want IP:port", fw.Target)
 		}
-		if sc.NoIPv6 && t.Addr().Unmap().Is6() {
+		if f.Gateway.NoIPv6 && t.Addr().Unmap().Is6() {
 			return nil, cfgErr(k+".target", "%q: IPv6 target while %s.ipv6 is false", fw.Target, key)
 		}
-		sf := stack.Forward{Proto: proto, Listen: l, Target: t}
-		if err := sf.Validate(); err != nil {
-			return nil, cfgErr(k, "%v", strings.TrimPrefix(err.Error(), stack.ErrInvalidConfig.Error()+": "))
+		if !slices.ContainsFunc(prefixes, func(p netip.Prefix) bool { return p.Contains(t.Addr().Unmap()) }) {
+			return nil, cfgErr(k+".target", "%q: outside the fence's subnets %v", fw.Target, prefixes)
 		}
-		sc.Forwards = append(sc.Forwards, sf)
+		ff := forward.Forward{Fence: f.ID, Proto: proto, Listen: l, Target: t, SNI: fw.SNI, Host: fw.Host}
+		if err := ff.Validate(); err != nil {
+			return nil, cfgErr(k, "%v", strings.TrimPrefix(err.Error(), forward.ErrInvalid.Error()+": "))
+		}
+		out = append(out, ff.Normalize())
 	}
-	if err := sc.Validate(); err != nil {
-		return nil, cfgErr(key, "%v", strings.TrimPrefix(err.Error(), stack.ErrInvalidConfig.Error()+": "))
-	}
-	return sc, nil
+	return out, nil
 }
 
 // parseSocks parses gateway.socks: "IP:port", or a bare port on
@@ -550,32 +576,48 @@ func dnsRecords(key, domain string, raw []fileDNSRecord) ([]dns.Record, error) {
 	return out, nil
 }
 
-// checkForwardConflicts rejects one host address forwarded by two fences,
-// or by a forward and a SOCKS endpoint.
+// gatewayPrefixes returns where a gateway's guests are: its subnet and,
+// unless IPv6 is off, its IPv6 prefix (defaults applied).
+func gatewayPrefixes(c *stack.Config) []netip.Prefix {
+	subnet, prefix6 := stack.DefaultSubnet, stack.DefaultIPv6Prefix
+	if c.Subnet.IsValid() {
+		subnet = c.Subnet.Masked()
+	}
+	if c.IPv6Prefix.IsValid() {
+		prefix6 = c.IPv6Prefix.Masked()
+	}
+	if c.NoIPv6 {
+		return []netip.Prefix{subnet}
+	}
+	return []netip.Prefix{subnet, prefix6}
+}
+
+// checkForwardConflicts rejects two forwards with one route (protocol,
+// listen address, sni or host), in one fence or in two (forwards share a
+// listen address only with distinct names, package forward), and a TCP
+// forward on a fence's SOCKS endpoint address.
 func checkForwardConflicts(fences []Fence) error {
-	seen := map[string]string{}
+	seen := map[forward.Route]string{}
+	socks := map[netip.AddrPort]string{}
 	for i, f := range fences {
-		if f.Gateway == nil {
-			continue
+		if f.Gateway != nil && f.Gateway.Socks.IsValid() && f.Gateway.Socks.Port() != 0 {
+			socks[f.Gateway.Socks] = fmt.Sprintf("fences[%d].gateway.socks", i)
 		}
-		if s := f.Gateway.Socks; s.IsValid() && s.Port() != 0 {
-			k := fmt.Sprintf("fences[%d].gateway.socks", i)
-			uk := "tcp " + s.String()
-			if prev, dup := seen[uk]; dup {
-				return cfgErr(k, "tcp %s already used by %s", s, prev)
+	}
+	for i, f := range fences {
+		for j, fw := range f.Forwards {
+			if prev, ok := socks[fw.Listen]; ok && fw.Proto == forward.TCP {
+				return cfgErr(fmt.Sprintf("fences[%d].gateway.forwards[%d].listen", i, j), "tcp %s already used by %s", fw.Listen, prev)
 			}
-			seen[uk] = k
-		}
-		for j, fw := range f.Gateway.Forwards {
 			if fw.Listen.Port() == 0 {
-				continue
+				continue // a new socket on a free port each
 			}
 			k := fmt.Sprintf("fences[%d].gateway.forwards[%d].listen", i, j)
-			uk := fw.Proto + " " + fw.Listen.String()
-			if prev, dup := seen[uk]; dup {
-				return cfgErr(k, "%s %s already used by %s", fw.Proto, fw.Listen, prev)
+			r := fw.Route()
+			if prev, dup := seen[r]; dup {
+				return cfgErr(k, "%s already used by %s", r, strings.TrimSuffix(prev, ".listen"))
 			}
-			seen[uk] = k
+			seen[r] = k
 		}
 	}
 	return nil

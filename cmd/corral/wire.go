@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/corralnet/corral/forward"
 	"github.com/corralnet/corral/stack"
 	vswitch "github.com/corralnet/corral/switch"
 	"github.com/corralnet/corral/uplink"
@@ -16,10 +17,12 @@ import (
 // gatewaySet holds the gateways of the configured fences. A gateway can
 // stop and start at run time: when the uplink reports that a peer serves
 // the same fence and wins the tie-break, this host yields (its gateway is
-// detached and closed); when that peer is gone, it resumes (a new gateway
-// from the configuration; forwards added at run time are not restored).
+// detached and closed, its forwards removed); when that peer is gone, it
+// resumes (a new gateway from the configuration, with the configured
+// forwards; forwards added at run time are not restored).
 type gatewaySet struct {
 	sw  *vswitch.Switch
+	fwd *forward.Forwarder // the process's port forwards, into the gateways' fences
 	log *slog.Logger
 
 	cfgIDs []uint32 // fences with a configured gateway, sorted; read-only
@@ -36,8 +39,8 @@ type servedGateway struct {
 	h  *vswitch.PortHandle
 }
 
-func newGatewaySet(sw *vswitch.Switch, log *slog.Logger, fences []Fence) *gatewaySet {
-	s := &gatewaySet{sw: sw, log: log, fences: map[uint32]Fence{},
+func newGatewaySet(sw *vswitch.Switch, fwd *forward.Forwarder, log *slog.Logger, fences []Fence) *gatewaySet {
+	s := &gatewaySet{sw: sw, fwd: fwd, log: log, fences: map[uint32]Fence{},
 		serving: map[uint32]*servedGateway{}, yielded: map[uint32]string{}}
 	for _, f := range fences {
 		if f.Gateway != nil {
@@ -48,8 +51,8 @@ func newGatewaySet(sw *vswitch.Switch, log *slog.Logger, fences []Fence) *gatewa
 	return s
 }
 
-// start starts fence f's gateway and attaches it to the switch like any
-// port.
+// start starts fence f's gateway, attaches it to the switch like any
+// port and starts its configured forwards.
 func (s *gatewaySet) start(f Fence) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -69,7 +72,29 @@ func (s *gatewaySet) startLocked(f Fence) error {
 		gw.Close()
 		return err
 	}
+	if err := s.startForwards(f, gw); err != nil {
+		h.Close()
+		gw.Close()
+		return err
+	}
 	s.serving[f.ID] = &servedGateway{gw: gw, h: h}
+	return nil
+}
+
+// startForwards makes fence f reachable through gw for port forwards and
+// starts its configured forwards; on failure none stays.
+func (s *gatewaySet) startForwards(f Fence, gw *stack.Gateway) error {
+	err := s.fwd.AttachFence(f.ID, forward.Fence{Name: f.Name, Dialer: gw, Prefixes: gw.Prefixes(),
+		UDPIdleTimeout: f.Gateway.UDPIdleTimeout})
+	if err != nil {
+		return err
+	}
+	for _, fw := range f.Forwards {
+		if _, err := s.fwd.Add(fw); err != nil {
+			s.fwd.DetachFence(f.ID)
+			return err
+		}
+	}
 	return nil
 }
 
@@ -127,6 +152,7 @@ func (s *gatewaySet) conflict(id uint32, peer [6]byte, yield bool) {
 	delete(s.serving, id)
 	s.yielded[id] = mac
 	f := s.fences[id]
+	s.fwd.DetachFence(id)
 	if err := g.h.Close(); err != nil {
 		s.log.Warn("close yielded gateway", "fence", f.Name, "err", err)
 	}
@@ -176,8 +202,8 @@ func (s *gatewaySet) close() error {
 	return nil
 }
 
-// startGateway starts fence f's gateway and attaches it to the switch like
-// any port.
+// startGateway starts fence f's gateway, attaches it to the switch like
+// any port and starts its forwards.
 func startGateway(rt *instance, f Fence) error { return rt.gateways.start(f) }
 
 // startUplink starts the uplink and attaches it to the switch as its trunk.
