@@ -98,6 +98,13 @@ func runSwitch(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
 	if err := prepareDirs(); err != nil {
 		return err
 	}
+	// The instance's state is ours until the end (after shutdown, which
+	// saves the leases), or corral stops here, before any socket.
+	release, err := lockInstance(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer release()
 	rt, err := newSwitch(ctx, cfg, log)
 	if err != nil {
 		return err
