@@ -25,10 +25,10 @@ import (
 
 // Config is the validated, typed configuration of a corral process.
 type Config struct {
-	Switch   vswitch.Config
-	Fences   []Fence
-	Admin    attach.Addr // Scheme "" when there is no admin socket
-	Metrics  string      // host:port, "" for none
+	Switch  vswitch.Config
+	Fences  []Fence
+	Admin   attach.Addr // Scheme "" when there is no admin socket
+	Metrics string      // host:port, "" for none
 	// StateDir is state_dir, the root of every instance's state.
 	StateDir string
 	// InstanceDir is this instance's state directory under StateDir
