@@ -55,7 +55,14 @@ func (c *cli) run(cmd *cobra.Command) error {
 	defer stop()
 	// After the first signal, a second one kills at once.
 	go func() { <-ctx.Done(); stop() }()
-	return runSwitch(ctx, cfg, log)
+	return runSwitchWith(ctx, cfg, log, runOptions{attachOut: terminalWriter(c.stderr)})
+}
+
+// runOptions are what `corral run` adds to runSwitch.
+type runOptions struct {
+	// attachOut, when not nil, gets the attach lines for people once
+	// corral is ready (stderr when it is a terminal).
+	attachOut io.Writer
 }
 
 // newLogger builds the process's logger; every package gets it (tagged)
@@ -76,6 +83,7 @@ type instance struct {
 	sw  *vswitch.Switch
 	// gateways of the fences (never nil); uplink is nil without an uplink.
 	gateways  *gatewaySet
+	points    *attachPoints // the fences' addresses (attachlines.go)
 	uplink    *uplink.Uplink
 	listeners []attach.Listener
 	admin     *admin.Server // nil until it serves, and without an admin socket
@@ -94,7 +102,12 @@ func (rt *instance) onClose(f func() error) { rt.closers = append(rt.closers, f)
 // runSwitch runs the switch described by cfg until ctx is done: a
 // sequence of steps, each of which may fail and stop corral (every part
 // already running is then shut down).
-func runSwitch(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
+func runSwitch(ctx context.Context, cfg *Config, log *slog.Logger) error {
+	return runSwitchWith(ctx, cfg, log, runOptions{})
+}
+
+// runSwitchWith is runSwitch with the options of `corral run`.
+func runSwitchWith(ctx context.Context, cfg *Config, log *slog.Logger, opts runOptions) (err error) {
 	if err := prepareDirs(); err != nil {
 		return err
 	}
@@ -128,6 +141,7 @@ func runSwitch(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
 			return err
 		}
 	}
+	rt.announceAttach(opts.attachOut)
 	log.Info("corral ready", "fences", len(cfg.Fences), "version", version())
 	return rt.wait(ctx)
 }
@@ -152,7 +166,7 @@ func newSwitch(ctx context.Context, cfg *Config, log *slog.Logger) (*instance, e
 	gctx, cancel := context.WithCancel(ctx)
 	g, gctx := errgroup.WithContext(gctx)
 	rt := &instance{cfg: cfg, log: log, sw: sw, group: g, ctx: gctx, cancel: cancel,
-		gateways: newGatewaySet(sw, log, cfg.Fences)}
+		gateways: newGatewaySet(sw, log, cfg.Fences), points: newAttachPoints(cfg.Fences)}
 	rt.onClose(rt.gateways.close)
 	return rt, nil
 }
@@ -182,6 +196,7 @@ func (rt *instance) listen() error {
 				return fmt.Errorf("fence %s: listen %s: %w", f.Name, a, err)
 			}
 			rt.listeners = append(rt.listeners, ln)
+			rt.points.add(f.ID, ln.Addr(), false)
 			rt.log.Info("listening", "fence", f.Name, "addr", ln.Addr().String())
 		}
 	}
@@ -194,6 +209,7 @@ func (rt *instance) dial() error {
 	for _, f := range rt.cfg.Fences {
 		onPort := portAttacher(rt.sw, f)
 		for _, a := range f.Dial {
+			rt.points.add(f.ID, a, true)
 			rt.group.Go(func() error {
 				err := attach.Dial(rt.ctx, a, rt.attachOptions(f), onPort)
 				if err != nil && rt.ctx.Err() == nil {
@@ -239,6 +255,8 @@ func (rt *instance) serveAdmin() error {
 		Gateways: newAdminGateways(rt.gateways, rt.cfg.Fences),
 		Version:  version(),
 		Logger:   rt.log.With("component", "admin"),
+
+		Attachments: rt.points,
 	}
 	if rt.uplink != nil {
 		ac.Uplink = rt.uplink
