@@ -130,7 +130,13 @@ func lockInstance(cfg *Config, log *slog.Logger) (release func(), err error) {
 	if !held {
 		owner, _ := os.ReadFile(path)
 		f.Close()
-		return nil, &StateInUseError{Dir: cfg.InstanceDir, Owner: strings.TrimSpace(strings.ReplaceAll(string(owner), "\n", ", ")), Key: cfg.InstanceKey}
+		var lines []string
+		for l := range strings.SplitSeq(string(owner), "\n") {
+			if l = strings.TrimSpace(l); l != "" {
+				lines = append(lines, l)
+			}
+		}
+		return nil, &StateInUseError{Dir: cfg.InstanceDir, Owner: strings.Join(lines, ", "), Key: cfg.InstanceKey}
 	}
 	// Who holds it, for the error of the next one. The lock is the flock,
 	// not this text: a crashed holder's lock is gone with its process.

@@ -95,7 +95,7 @@ func TestLockInstance(t *testing.T) {
 	if !errors.As(err, &inUse) {
 		t.Fatalf("second lock: got %v, want a StateInUseError", err)
 	}
-	if msg := err.Error(); !strings.Contains(msg, "pid "+strconv.Itoa(os.Getpid())) || !strings.Contains(msg, cfg.InstanceDir) || !strings.Contains(msg, "admin unix:///x/admin.sock") {
+	if msg := err.Error(); !strings.Contains(msg, "(pid "+strconv.Itoa(os.Getpid())+", admin unix:///x/admin.sock)") || !strings.Contains(msg, cfg.InstanceDir) || !strings.Contains(msg, "admin unix:///x/admin.sock") {
 		t.Errorf("message lacks the holder or the directory: %s", msg)
 	}
 	release()
