@@ -28,8 +28,13 @@ func (c *cli) newRunCmd() *cobra.Command {
 		Long: `Run the switch on the embedded default configuration, or on --config FILE
 merged over it. CORRAL_* environment variables (CORRAL_LOG_LEVEL for
 log.level) and flags override the file. A configuration error exits with
-status 2 before any socket exists. SIGINT and SIGTERM close every port,
-remove the socket files and exit 0.`,
+status 2 before any socket exists; another corral running with the same
+state (the same admin socket) makes it exit with status 1, also before
+any socket. Once everything is bound, it logs for every address the
+lines that attach a VM (QEMU, vfkit, krunkit, Lima, UML; corral
+attach-lines prints them again), and prints them for people when stderr
+is a terminal. SIGINT and SIGTERM close every port, remove the socket
+files and exit 0.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return c.run(cmd)
@@ -61,7 +66,7 @@ func (c *cli) run(cmd *cobra.Command) error {
 // runOptions are what `corral run` adds to runSwitch.
 type runOptions struct {
 	// attachOut, when not nil, gets the attach lines for people once
-	// corral is ready (stderr when it is a terminal).
+	// everything is bound (stderr when it is a terminal).
 	attachOut io.Writer
 }
 

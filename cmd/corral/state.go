@@ -115,7 +115,7 @@ func lockInstance(cfg *Config, log *slog.Logger) (release func(), err error) {
 		return func() {}, nil
 	}
 	if err := os.MkdirAll(cfg.InstanceDir, 0o700); err != nil {
-		return nil, fmt.Errorf("state: %w", err)
+		return nil, fmt.Errorf("state: %w (state_dir, or $XDG_STATE_HOME, must name a directory corral can write)", err)
 	}
 	path := filepath.Join(cfg.InstanceDir, stateLockFile)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)

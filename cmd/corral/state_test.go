@@ -104,6 +104,16 @@ func TestLockInstance(t *testing.T) {
 		t.Fatalf("lock after release: %v", err)
 	}
 	release()
+
+	// A state directory that cannot be made stops corral, saying why.
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bad := &Config{InstanceDir: filepath.Join(file, "i"), InstanceKey: cfg.InstanceKey}
+	if _, err := lockInstance(bad, log); err == nil || !strings.Contains(err.Error(), "must name a directory corral can write") {
+		t.Errorf("state directory under a file: got %v", err)
+	}
 }
 
 // stateYAML is one lab, unchanged between its copies: each copy runs with
