@@ -15,6 +15,7 @@
 //	GET    /v1/forwards[?fence=F]   []FenceForwards
 //	POST   /v1/forwards             body Forward → 201 Forward (as running: a listen port 0 is bound)
 //	DELETE /v1/forwards             body Forward, or ?fence=&proto=&listen=[&sni=|&host=] → Forward
+//	GET    /v1/attach[?fence=F]     []FenceAttach: each fence's addresses with QEMU, vfkit, krunkit, Lima, UML lines
 //
 // F names a fence by name, else by ID (decimal or 0x hex); P a port by ID
 // or name. Every error is an [ErrorResponse] with a 4xx or 5xx status.

@@ -51,6 +51,10 @@ type Config struct {
 	Gateways Gateways
 	Version  string       // shown in GET /v1/status
 	Logger   *slog.Logger // nil: discard
+
+	// Attachments are the fences' addresses and their command lines
+	// (GET /v1/attach); nil: none.
+	Attachments Attachments
 }
 
 // Errors of [New] and [Listen].
@@ -65,6 +69,7 @@ type Server struct {
 	sw       Switch
 	up       Uplink // nil: none
 	gws      Gateways
+	att      Attachments // nil: none
 	version  string
 	mux      *http.ServeMux
 	srv      *http.Server
@@ -85,7 +90,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Gateways = noGateways{}
 	}
 	s := &Server{
-		sw: cfg.Switch, up: cfg.Uplink, gws: cfg.Gateways, version: cfg.Version,
+		sw: cfg.Switch, up: cfg.Uplink, gws: cfg.Gateways, att: cfg.Attachments, version: cfg.Version,
 		mux: http.NewServeMux(), started: time.Now(), stop: make(chan struct{}),
 	}
 	s.mux.HandleFunc("GET /v1/status", s.status)
@@ -98,6 +103,7 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("GET /v1/forwards", s.listForwards)
 	s.mux.HandleFunc("POST /v1/forwards", s.addForward)
 	s.mux.HandleFunc("DELETE /v1/forwards", s.removeForward)
+	s.mux.HandleFunc("GET /v1/attach", s.attach)
 	s.srv = &http.Server{
 		Handler:           s.mux,
 		ReadHeaderTimeout: 10 * time.Second,

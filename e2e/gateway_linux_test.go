@@ -241,8 +241,14 @@ log: {level: debug}
 	})
 
 	t.Run("leases persisted", func(t *testing.T) {
+		// In the instance's own directory under state_dir, named after
+		// the admin socket (issue 11 item 3), which corral logs.
+		inst, err := filepath.Glob(filepath.Join(state, "*-admin.sock-*"))
+		if err != nil || len(inst) != 1 || !strings.Contains(corral.Log(), "instance state\" dir="+inst[0]+" ") {
+			t.Fatalf("instance directories under %s: %v (%v); corral logged:\n%s", state, inst, err, corral.Log())
+		}
 		for _, id := range []string{"21", "22"} {
-			b, err := os.ReadFile(filepath.Join(state, "leases-"+id+".json"))
+			b, err := os.ReadFile(filepath.Join(inst[0], "leases-"+id+".json"))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -69,15 +70,25 @@ func TestDefaultConfig(t *testing.T) {
 	}
 }
 
+// TestRuntimeDirFallback: without $XDG_RUNTIME_DIR, corral's sockets are
+// where the README's ${XDG_RUNTIME_DIR:-/tmp/corral-$(id -u)} points,
+// whatever $TMPDIR and /run/user hold.
 func TestRuntimeDirFallback(t *testing.T) {
 	t.Setenv("XDG_RUNTIME_DIR", "")
-	uid := strconv.Itoa(os.Getuid())
-	want := filepath.Join(os.TempDir(), "corral-"+uid)
-	if isDir("/run/user/" + uid) {
-		want = "/run/user/" + uid
+	t.Setenv("TMPDIR", t.TempDir())
+	out, err := exec.Command("sh", "-c", `printf %s "${XDG_RUNTIME_DIR:-/tmp/corral-$(id -u)}"`).Output()
+	if err != nil {
+		t.Fatalf("sh: %v", err)
+	}
+	want := string(out)
+	if want != "/tmp/corral-"+strconv.Itoa(os.Getuid()) {
+		t.Fatalf("the shell expanded the README's form to %q", want)
 	}
 	if got := runtimeDir(); got != want {
 		t.Errorf("runtimeDir: got %q, want %q", got, want)
+	}
+	if got := tempRuntimeDir(); got != want {
+		t.Errorf("tempRuntimeDir: got %q, want %q (it must be made private)", got, want)
 	}
 	cfg, err := parse(t, "")
 	if err != nil {
@@ -85,6 +96,13 @@ func TestRuntimeDirFallback(t *testing.T) {
 	}
 	if got, w := cfg.Fences[0].Listen[0].Target, filepath.Join(want, "corral", "default.sock"); got != w {
 		t.Errorf("listen: got %q, want %q", got, w)
+	}
+	if got, w := cfg.Admin.Target, filepath.Join(want, "corral", "admin.sock"); got != w {
+		t.Errorf("admin: got %q, want %q", got, w)
+	}
+	t.Setenv("XDG_RUNTIME_DIR", "/run/xdg-test")
+	if got := runtimeDir(); got != "/run/xdg-test" || tempRuntimeDir() != "" {
+		t.Errorf("with XDG_RUNTIME_DIR set: runtimeDir %q, tempRuntimeDir %q", got, tempRuntimeDir())
 	}
 }
 

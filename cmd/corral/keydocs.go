@@ -80,7 +80,7 @@ var keyDocs = []keyDoc{
 	{"host.ethertype", "integer (0x0600..0xFFFF)", fmt.Sprintf("`0x%04x`", fence.EtherType), `0x88b5`,
 		"EtherType of encapsulated frames on a raw uplink."},
 	{"state_dir", "string (path)", "`$XDG_STATE_HOME/corral`, else `~/.local/state/corral`", `"/var/lib/corral"`,
-		"Where gateways persist their DHCP leases. `$VARS` expand."},
+		"The root of corral's state. Each instance keeps its own in a subdirectory: named after its admin socket's path (`run-user-1000-corral-admin.sock-1a2b3c4d` for `/run/user/1000/corral/admin.sock`), or `host-NAME` after `host.name` when `admin.listen` is `\"\"`. There the gateways keep their DHCP leases (`leases-<fence ID>.json`), so copies of a lab in several corral processes never share or disturb each other's, and a new instance hands out 10.0.2.15 first. A file `lock` there is flocked while corral runs: a second corral of the same instance stops at start, before any socket, with exit status 1 and a message naming the first. `$VARS` expand."},
 
 	// uplink
 	{"uplink.mtu", "integer (576..65535)", fmt.Sprintf("`%d`", uplink.DefaultMTU), `9000`,
@@ -122,7 +122,7 @@ var keyDocs = []keyDoc{
 	{"fences[].id", "integer (1..0xFFFFFE)", "required", `1`,
 		"The 24-bit fence ID, unique on this host and the same on every host of the installation that has the fence."},
 	{"fences[].listen", "list of strings (addresses)", "`[]`", `["unix://$XDG_RUNTIME_DIR/corral/lab.sock", "tcp://127.0.0.1:7400"]`,
-		"Sockets corral creates for VMs: `unix://PATH`, `tcp://HOST:PORT`, `unixgram://PATH`, `unixpacket://PATH`, `udp://HOST:PORT`, `vsock://:PORT`, `stdio`. `$VARS` expand; `$XDG_RUNTIME_DIR` falls back to /run/user/UID, else a private directory under /tmp. Unix sockets are created with mode 0600."},
+		"Sockets corral creates for VMs: `unix://PATH`, `tcp://HOST:PORT`, `unixgram://PATH`, `unixpacket://PATH`, `udp://HOST:PORT`, `vsock://:PORT`, `stdio`. `$VARS` expand; an unset `$XDG_RUNTIME_DIR` means `/tmp/corral-UID` (created private, mode 0700), like the shell's `${XDG_RUNTIME_DIR:-/tmp/corral-$(id -u)}`. Unix sockets are created with mode 0600. `corral run` prints, and `corral attach-lines` shows, the QEMU, vfkit, krunkit, Lima and UML lines for each address."},
 	{"fences[].dial", "list of strings (addresses)", "`[]`", `["unix:///run/vm/db.sock"]`,
 		"Addresses corral connects to (a QEMU started with `server=on`), re-dialed with backoff when they drop."},
 	{"fences[].max_macs", "integer", fmt.Sprintf("`0`: %d", vswitch.DefaultMaxFenceMACs), `4096`,
@@ -248,8 +248,9 @@ with exit status 2 and the key in the message
 
 Durations are Go durations (` + "`90s`" + `, ` + "`5m`" + `, ` + "`1h30m`" + `). Addresses in ` + "`listen`" + `,
 ` + "`dial`" + `, ` + "`admin.listen`" + ` and ` + "`state_dir`" + ` expand ` + "`$VARS`" + `; an unset variable is an
-error, except ` + "`$XDG_RUNTIME_DIR`" + `, which falls back to /run/user/UID, else a
-private directory under /tmp.
+error, except ` + "`$XDG_RUNTIME_DIR`" + `, which falls back to /tmp/corral-UID (made
+private, mode 0700): what the shell's ` + "`${XDG_RUNTIME_DIR:-/tmp/corral-$(id -u)}`" + `
+names.
 
 [contrib/examples/corral.yaml](../contrib/examples/corral.yaml) is a complete
 example (it is also the sample in the README, and a test loads it).

@@ -93,6 +93,7 @@ Without a subcommand, corral runs the switch (same as "corral run").`,
 		c.newGatewaysCmd(),
 		c.newForwardCmd(),
 		c.newCaptureCmd(),
+		c.newAttachLinesCmd(),
 	)
 	return root
 }

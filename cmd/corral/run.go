@@ -29,11 +29,16 @@ func (c *cli) newRunCmd() *cobra.Command {
 		Long: `Run the switch on the embedded default configuration, or on --config FILE
 merged over it. CORRAL_* environment variables (CORRAL_LOG_LEVEL for
 log.level) and flags override the file. A configuration error exits with
-status 2 before any socket exists. SIGINT and SIGTERM close every port,
-remove the socket files and exit 0. SIGHUP re-reads the key files of a
-sealed uplink (uplink.seal.secret_file, previous_secret_file,
-fences[].key_file) and swaps the keys without losing a frame; on error the
-running keys stay and the error is logged.`,
+status 2 before any socket exists; another corral running with the same
+state (the same admin socket) makes it exit with status 1, also before
+any socket. Once everything is bound, it logs for every address the
+lines that attach a VM (QEMU, vfkit, krunkit, Lima, UML; corral
+attach-lines prints them again), and prints them for people when stderr
+is a terminal. SIGINT and SIGTERM close every port, remove the socket
+files and exit 0. SIGHUP re-reads the key files of a sealed uplink
+(uplink.seal.secret_file, previous_secret_file, fences[].key_file) and
+swaps the keys without losing a frame; on error the running keys stay
+and the error is logged.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return c.run(cmd)
@@ -59,7 +64,14 @@ func (c *cli) run(cmd *cobra.Command) error {
 	defer stop()
 	// After the first signal, a second one kills at once.
 	go func() { <-ctx.Done(); stop() }()
-	return runSwitch(ctx, cfg, log)
+	return runSwitchWith(ctx, cfg, log, runOptions{attachOut: terminalWriter(c.stderr)})
+}
+
+// runOptions are what `corral run` adds to runSwitch.
+type runOptions struct {
+	// attachOut, when not nil, gets the attach lines for people once
+	// everything is bound (stderr when it is a terminal).
+	attachOut io.Writer
 }
 
 // newLogger builds the process's logger; every package gets it (tagged)
@@ -83,6 +95,7 @@ type instance struct {
 	// forwards are the port forwards into the gateways' fences: the
 	// process's, since forwards of several fences share listeners.
 	forwards  *forward.Forwarder
+	points    *attachPoints // the fences' addresses (attachlines.go)
 	uplink    *uplink.Uplink
 	listeners []attach.Listener
 	admin     *admin.Server // nil until it serves, and without an admin socket
@@ -101,10 +114,22 @@ func (rt *instance) onClose(f func() error) { rt.closers = append(rt.closers, f)
 // runSwitch runs the switch described by cfg until ctx is done: a
 // sequence of steps, each of which may fail and stop corral (every part
 // already running is then shut down).
-func runSwitch(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
+func runSwitch(ctx context.Context, cfg *Config, log *slog.Logger) error {
+	return runSwitchWith(ctx, cfg, log, runOptions{})
+}
+
+// runSwitchWith is runSwitch with the options of `corral run`.
+func runSwitchWith(ctx context.Context, cfg *Config, log *slog.Logger, opts runOptions) (err error) {
 	if err := prepareDirs(); err != nil {
 		return err
 	}
+	// The instance's state is ours until the end (after shutdown, which
+	// saves the leases), or corral stops here, before any socket.
+	release, err := lockInstance(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer release()
 	rt, err := newSwitch(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -129,6 +154,7 @@ func runSwitch(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
 			return err
 		}
 	}
+	rt.announceAttach(opts.attachOut)
 	log.Info("corral ready", "fences", len(cfg.Fences), "version", version())
 	return rt.wait(ctx)
 }
@@ -154,7 +180,7 @@ func newSwitch(ctx context.Context, cfg *Config, log *slog.Logger) (*instance, e
 	g, gctx := errgroup.WithContext(gctx)
 	fwd := forward.New(forward.Config{Logger: log.With("component", "forward")})
 	rt := &instance{cfg: cfg, log: log, sw: sw, group: g, ctx: gctx, cancel: cancel,
-		gateways: newGatewaySet(sw, fwd, log, cfg.Fences), forwards: fwd}
+		gateways: newGatewaySet(sw, fwd, log, cfg.Fences), forwards: fwd, points: newAttachPoints(cfg.Fences)}
 	rt.onClose(rt.gateways.close)
 	rt.onClose(fwd.Close) // closers run in reverse: the host sockets close before the gateways
 	return rt, nil
@@ -185,6 +211,7 @@ func (rt *instance) listen() error {
 				return fmt.Errorf("fence %s: listen %s: %w", f.Name, a, err)
 			}
 			rt.listeners = append(rt.listeners, ln)
+			rt.points.add(f.ID, ln.Addr(), false)
 			rt.log.Info("listening", "fence", f.Name, "addr", ln.Addr().String())
 		}
 	}
@@ -197,6 +224,7 @@ func (rt *instance) dial() error {
 	for _, f := range rt.cfg.Fences {
 		onPort := portAttacher(rt.sw, f)
 		for _, a := range f.Dial {
+			rt.points.add(f.ID, a, true)
 			rt.group.Go(func() error {
 				err := attach.Dial(rt.ctx, a, rt.attachOptions(f), onPort)
 				if err != nil && rt.ctx.Err() == nil {
@@ -242,6 +270,8 @@ func (rt *instance) serveAdmin() error {
 		Gateways: newAdminGateways(rt.gateways, rt.forwards, rt.cfg.Fences),
 		Version:  version(),
 		Logger:   rt.log.With("component", "admin"),
+
+		Attachments: rt.points,
 	}
 	if rt.uplink != nil {
 		ac.Uplink = rt.uplink

@@ -27,11 +27,16 @@ import (
 
 // Config is the validated, typed configuration of a corral process.
 type Config struct {
-	Switch   vswitch.Config
-	Fences   []Fence
-	Admin    attach.Addr // Scheme "" when there is no admin socket
-	Metrics  string      // host:port, "" for none
+	Switch  vswitch.Config
+	Fences  []Fence
+	Admin   attach.Addr // Scheme "" when there is no admin socket
+	Metrics string      // host:port, "" for none
+	// StateDir is state_dir, the root of every instance's state.
 	StateDir string
+	// InstanceDir is this instance's state directory under StateDir
+	// (state.go), "" without a StateDir; InstanceKey says what names it
+	// ("admin unix:///…" or "host.name NAME").
+	InstanceDir, InstanceKey string
 	// Uplink is the uplink configuration; valid only when HasUplink.
 	Uplink    uplink.Config
 	HasUplink bool
@@ -250,8 +255,9 @@ func (v *validator) metrics() error {
 	return nil
 }
 
-// stateDir checks state_dir (default: $XDG_STATE_HOME/corral) and gives it
-// to the gateways (their leases).
+// stateDir checks state_dir (default: $XDG_STATE_HOME/corral), names this
+// instance's directory under it (state.go: by the admin socket, else by
+// host.name) and gives that to the gateways (their leases).
 func (v *validator) stateDir() error {
 	cfg := v.cfg
 	cfg.StateDir = v.raw.StateDir
@@ -260,13 +266,16 @@ func (v *validator) stateDir() error {
 		if err != nil {
 			return err
 		}
-		cfg.StateDir = s
+		cfg.StateDir = filepath.Clean(s)
 	} else {
 		cfg.StateDir = defaultStateDir()
 	}
+	if cfg.StateDir != "" {
+		cfg.InstanceKey, cfg.InstanceDir = instanceState(cfg.StateDir, cfg.Admin, configHostName(v.raw))
+	}
 	for i := range cfg.Fences {
 		if g := cfg.Fences[i].Gateway; g != nil {
-			g.StateDir = cfg.StateDir
+			g.StateDir = cfg.InstanceDir
 		}
 	}
 	return nil
@@ -324,18 +333,20 @@ func expand(key, s string) (string, error) {
 	return out, nil
 }
 
-// runtimeDir is $XDG_RUNTIME_DIR, else /run/user/UID when it exists, else
-// os.TempDir()/corral-UID's parent (the caller appends "corral/").
+// runtimeDir is $XDG_RUNTIME_DIR, else /tmp/corral-UID: exactly what the
+// shell's ${XDG_RUNTIME_DIR:-/tmp/corral-$(id -u)} gives, so that the
+// documented command lines name the sockets corral creates (the caller
+// appends "corral/"). The fallback is /tmp itself, not $TMPDIR (macOS
+// points that at a long per-user path, and socket paths are short).
 func runtimeDir() string {
 	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
 		return d
 	}
-	uid := strconv.Itoa(os.Getuid())
-	if d := filepath.Join("/run/user", uid); isDir(d) {
-		return d
-	}
-	return filepath.Join(os.TempDir(), "corral-"+uid)
+	return fallbackRuntimeDir()
 }
+
+// fallbackRuntimeDir is the runtime directory without $XDG_RUNTIME_DIR.
+func fallbackRuntimeDir() string { return "/tmp/corral-" + strconv.Itoa(os.Getuid()) }
 
 // ensurePrivateDir makes sure dir is a directory of this user that nobody
 // else can write: created with mode 0700 when missing, refused when it
@@ -356,17 +367,13 @@ func ensurePrivateDir(dir string) error {
 	return nil
 }
 
-// tempRuntimeDir reports the os.TempDir fallback of runtimeDir when it is
-// the one in use, else "".
+// tempRuntimeDir reports the /tmp fallback of runtimeDir when it is the
+// one in use, else "".
 func tempRuntimeDir() string {
 	if os.Getenv("XDG_RUNTIME_DIR") != "" {
 		return ""
 	}
-	d := runtimeDir()
-	if strings.HasPrefix(d, os.TempDir()) {
-		return d
-	}
-	return ""
+	return fallbackRuntimeDir()
 }
 
 func defaultStateDir() string {
