@@ -76,15 +76,16 @@ func (g *Gateway) startServices() error {
 		Domain:    g.cfg.Domain,
 		Resolvers: resolvers,
 		Lookup: func(host string) (netip.Addr, bool) {
-			if host == "host" || host == "gateway" {
+			if host == "host" && !g.cfg.NoHostLoopback || host == "gateway" {
 				// Like gvproxy's host.containers.internal: the host's
-				// loopback, through the gateway's address.
+				// loopback, through the gateway's address (only while
+				// the gateway maps it to the host).
 				return g.gwIP, true
 			}
 			return srv.Lookup(host, time.Now())
 		},
 		Lookup6: func(host string) (netip.Addr, bool) {
-			if (host == "host" || host == "gateway") && g.gw6.IsValid() {
+			if (host == "host" && !g.cfg.NoHostLoopback || host == "gateway") && g.gw6.IsValid() {
 				return g.gw6, true
 			}
 			return netip.Addr{}, false
