@@ -290,7 +290,7 @@ type Stats struct {
 	InFrames, OutFrames uint64 // frames from / to the fence
 	InDrops             uint64 // inbound frames malformed (runts)
 	InFiltered          uint64 // inbound frames for others (foreign unicast, ARP/NDP for other addresses, router solicitations)
-	InBadChecksum       uint64 // inbound packets with a bad IPv4, TCP, UDP or ICMP checksum, dropped
+	InBadChecksum       uint64 // inbound packets with a bad IPv4, TCP, UDP, ICMP or ICMPv6 checksum, dropped
 	// OutDrops counts outbound packets released unsent: only when the
 	// gateway closes (the queue applies backpressure and never drops
 	// while open).
@@ -325,7 +325,7 @@ func (g *Gateway) Stats() Stats {
 		OutFrames:     g.ep.outFrames.Load(),
 		InDrops:       g.ep.inDrops.Load(),
 		InFiltered:    g.ep.inFiltered.Load(),
-		InBadChecksum: g.ep.inBadCsum.Load(),
+		InBadChecksum: g.ep.inBadCsum.Load() + g.stackChecksumErrors(),
 		OutDrops:      g.ep.outDrops.Load(),
 		OutWaits:      g.ep.out.waits.Load(),
 		OutQueued:     g.ep.out.queued.Load(),
@@ -352,6 +352,16 @@ func (g *Gateway) Stats() Stats {
 		st.DNSQueries = g.dnsSrv.Queries()
 	}
 	return st
+}
+
+// stackChecksumErrors counts the packets the stack itself found a bad
+// checksum in: reassembled IP fragments (csum.go).
+func (g *Gateway) stackChecksumErrors() uint64 {
+	if g.s == nil {
+		return 0
+	}
+	st := g.s.Stats()
+	return st.TCP.ChecksumErrors.Value() + st.UDP.ChecksumErrors.Value()
 }
 
 // summaryInterval is how often changed drop counters are logged (STYLE

@@ -307,6 +307,15 @@ func (g *Gateway) policyAllows(ip netip.Addr) bool {
 func (n *natState) handleTCPPacket(id stack.TransportEndpointID, pkt *stack.PacketBuffer) bool {
 	th := header.TCP(pkt.TransportHeader().Slice())
 	if len(th) >= header.TCPMinimumSize && th.Flags()&(header.TCPFlagSyn|header.TCPFlagAck|header.TCPFlagRst) == header.TCPFlagSyn {
+		if !pkt.RXChecksumValidated {
+			// Reassembled from fragments (csum.go): check it here, as
+			// the forwarder would, before it is admitted.
+			net := pkt.Network()
+			if !th.IsChecksumValid(net.SourceAddress(), net.DestinationAddress(), pkt.Data().Checksum(), uint16(pkt.Data().Size())) {
+				n.g.ep.inBadCsum.Add(1)
+				return true
+			}
+		}
 		if r := n.admitSYN(id, srcMAC(pkt)); r != accepted {
 			n.tcpRefusals.add(r)
 			return true // dropped: the guest retransmits
@@ -531,6 +540,20 @@ func resetOnClose(c net.Conn) {
 // guests are common).
 func (n *natState) handleUDPPacket(id stack.TransportEndpointID, pkt *stack.PacketBuffer) bool {
 	g := n.g
+	if !pkt.RXChecksumValidated {
+		// Reassembled from fragments (csum.go): the stack checks the
+		// checksum only once an endpoint has the datagram, too late.
+		net := pkt.Network()
+		lenOK, csumOK := header.UDPValid(header.UDP(pkt.TransportHeader().Slice()), func() uint16 { return pkt.Data().Checksum() },
+			uint16(pkt.Data().Size()), pkt.NetworkProtocolNumber, net.SourceAddress(), net.DestinationAddress(), false)
+		if !lenOK {
+			return false // the stack counts it as malformed
+		}
+		if !csumOK {
+			g.ep.inBadCsum.Add(1)
+			return true
+		}
+	}
 	dst, why := g.check("udp", id)
 	if why != accepted {
 		n.udpRefusals.add(why)
