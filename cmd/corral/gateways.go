@@ -36,11 +36,11 @@ func newAdminGateways(set *gatewaySet, fences []Fence) adminGateways {
 
 // Gateway implements admin.Gateways.Gateway.
 func (a adminGateways) Gateway(id uint32) admin.Gateway {
-	g := a.set.get(id)
+	g := a.set.getServed(id)
 	if g == nil {
 		return nil
 	}
-	return adminGateway{gw: g, cfg: a.fences[id].Gateway}
+	return adminGateway{gw: g.gw, sg: g, self: a.set.self, cfg: a.fences[id].Gateway}
 }
 
 // Configured implements admin.Gateways.Configured.
@@ -54,8 +54,10 @@ func (a adminGateways) Served() []uint32 { return a.set.served() }
 
 // adminGateway implements admin.Gateway over a stack.Gateway.
 type adminGateway struct {
-	gw  *stack.Gateway
-	cfg *stack.Config // its configuration (subnet, IPv6 prefix)
+	gw   *stack.Gateway
+	sg   *servedGateway // its forwards' registrations (nil in tests)
+	self *selfSockets
+	cfg  *stack.Config // its configuration (subnet, IPv6 prefix)
 }
 
 // Status implements admin.Gateway.Status.
@@ -97,7 +99,18 @@ func gatewayStatsOf(s stack.Stats) admin.GatewayStats {
 		TCPConns: s.TCPConns, TCPRefused: s.TCPRefused, UDPFlows: s.UDPFlows, UDPRefused: s.UDPRefused,
 		ICMPRelayed: s.ICMPRelayed, ICMPReplies: s.ICMPReplies, ICMPDropped: s.ICMPDropped,
 		DHCPLeases: s.DHCPLeases, DHCPRequests: s.DHCPRequests, DNSQueries: s.DNSQueries,
+		InBadChecksum: s.InBadChecksum, OutWaits: s.OutWaits, OutQueued: s.OutQueued, NATGuests: s.NATGuests,
+		TCPRefusals: refusalMap(s.TCPRefusals), UDPRefusals: refusalMap(s.UDPRefusals), ICMPRefusals: refusalMap(s.ICMPRefusals),
 	}
+}
+
+// refusalMap names every reason of a refusal count (zeros included).
+func refusalMap(r [stack.NumRefusals]uint64) map[string]uint64 {
+	m := make(map[string]uint64, len(r))
+	for i, v := range r {
+		m[stack.Refusal(i).String()] = v
+	}
+	return m
 }
 
 func addrString(a netip.Addr) string {
@@ -123,24 +136,42 @@ func forwardOf(f stack.Forward) admin.Forward {
 // AddForward implements admin.Gateway.AddForward.
 func (g adminGateway) AddForward(s admin.ForwardSpec) (admin.Forward, error) {
 	fw := stack.Forward{Proto: s.Proto, Listen: s.Listen, Target: s.Target}
+	// A fixed listen address is registered before it is bound, so that no
+	// guest reaches it in between (self.go).
+	var early func()
+	if g.self != nil {
+		early = g.self.add(fw.Proto, fw.Listen)
+	}
 	if err := g.gw.AddForward(fw); err != nil {
+		if early != nil {
+			early()
+		}
 		return admin.Forward{}, forwardError(err)
 	}
 	// The forward as running (a listen port 0 got a free port).
-	added := forwardOf(fw)
+	running := fw
 	if fw.Listen.Port() == 0 {
 		for _, x := range g.gw.Forwards() {
 			if x.Proto == fw.Proto && x.Listen.Addr() == fw.Listen.Addr() && x.Target == fw.Target {
-				added = forwardOf(x)
+				running = x
 			}
 		}
 	}
-	return added, nil
+	if g.sg != nil {
+		g.sg.registerForward(g.self, running.Proto, running.Listen, early)
+	} else if early != nil {
+		early()
+	}
+	return forwardOf(running), nil
 }
 
 // RemoveForward implements admin.Gateway.RemoveForward.
 func (g adminGateway) RemoveForward(s admin.ForwardSpec) error {
-	return forwardError(g.gw.RemoveForward(stack.Forward{Proto: s.Proto, Listen: s.Listen}))
+	err := g.gw.RemoveForward(stack.Forward{Proto: s.Proto, Listen: s.Listen})
+	if err == nil && g.sg != nil {
+		g.sg.unregisterForward(s.Proto, s.Listen)
+	}
+	return forwardError(err)
 }
 
 // forwardError wraps stack's errors in the API's (admin answers each with
@@ -173,6 +204,24 @@ func (c *cli) newGatewaysCmd() *cobra.Command {
 	}
 }
 
+// printRefusals prints the NAT refusals by reason, a row per reason that
+// has any, in the order of stack.Refusal; nothing when there are none.
+func printRefusals(w io.Writer, s admin.GatewayStats) {
+	header := false
+	for r := range stack.NumRefusals {
+		k := r.String()
+		tcp, udp, icmp := s.TCPRefusals[k], s.UDPRefusals[k], s.ICMPRefusals[k]
+		if tcp+udp+icmp == 0 {
+			continue
+		}
+		if !header {
+			fmt.Fprintln(w, "  REFUSED\tTCP\tUDP\tICMP")
+			header = true
+		}
+		fmt.Fprintf(w, "  %s\t%d\t%d\t%d\n", k, tcp, udp, icmp)
+	}
+}
+
 func printGateways(w io.Writer, gs []admin.GatewayStatus) {
 	if len(gs) == 0 {
 		fmt.Fprintln(w, "no gateways")
@@ -189,9 +238,11 @@ func printGateways(w io.Writer, gs []admin.GatewayStatus) {
 			fmt.Fprintln(w, "  IPv6 off")
 		}
 		s := g.Stats
-		fmt.Fprintf(w, "  frames in %d out %d, drops in %d out %d, filtered %d\n", s.InFrames, s.OutFrames, s.InDrops, s.OutDrops, s.InFiltered)
-		fmt.Fprintf(w, "  NAT: tcp %d open %d refused, udp %d flows %d refused, icmp %d relayed %d replies %d dropped\n",
-			s.TCPConns, s.TCPRefused, s.UDPFlows, s.UDPRefused, s.ICMPRelayed, s.ICMPReplies, s.ICMPDropped)
+		fmt.Fprintf(w, "  frames in %d out %d, drops in %d out %d, filtered %d, bad checksums %d, out waits %d\n",
+			s.InFrames, s.OutFrames, s.InDrops, s.OutDrops, s.InFiltered, s.InBadChecksum, s.OutWaits)
+		fmt.Fprintf(w, "  NAT: tcp %d open %d refused, udp %d flows %d refused, icmp %d relayed %d replies %d dropped; %d guests\n",
+			s.TCPConns, s.TCPRefused, s.UDPFlows, s.UDPRefused, s.ICMPRelayed, s.ICMPReplies, s.ICMPDropped, s.NATGuests)
+		printRefusals(w, s)
 		fmt.Fprintf(w, "  DHCP %d requests, %d leases; DNS %d queries\n", s.DHCPRequests, s.DHCPLeases, s.DNSQueries)
 		if len(g.Leases) > 0 {
 			fmt.Fprintln(w, "  LEASE\tMAC\tHOSTNAME\tEXPIRES")

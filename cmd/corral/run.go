@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -75,7 +78,10 @@ type instance struct {
 	log *slog.Logger
 	sw  *vswitch.Switch
 	// gateways of the fences (never nil); uplink is nil without an uplink.
-	gateways  *gatewaySet
+	gateways *gatewaySet
+	// self registers every IP socket corral binds, and the VMs' addresses
+	// it dials, so that no gateway NATs a guest to them (self.go).
+	self      *selfSockets
 	uplink    *uplink.Uplink
 	listeners []attach.Listener
 	admin     *admin.Server // nil until it serves, and without an admin socket
@@ -109,6 +115,7 @@ func runSwitch(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
 		}
 	}()
 	for _, step := range []func() error{
+		rt.registerConfiguredSelf,
 		rt.addFences,
 		rt.listen,
 		rt.dial,
@@ -121,6 +128,7 @@ func runSwitch(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
 			return err
 		}
 	}
+	log.Debug("gateways refuse NAT to corral's own sockets", "addrs", rt.self.entries())
 	log.Info("corral ready", "fences", len(cfg.Fences), "version", version())
 	return rt.wait(ctx)
 }
@@ -144,8 +152,9 @@ func newSwitch(ctx context.Context, cfg *Config, log *slog.Logger) (*instance, e
 	}
 	gctx, cancel := context.WithCancel(ctx)
 	g, gctx := errgroup.WithContext(gctx)
-	rt := &instance{cfg: cfg, log: log, sw: sw, group: g, ctx: gctx, cancel: cancel,
-		gateways: newGatewaySet(sw, log, cfg.Fences)}
+	self := newSelfSockets()
+	rt := &instance{cfg: cfg, log: log, sw: sw, group: g, ctx: gctx, cancel: cancel, self: self,
+		gateways: newGatewaySet(sw, log, cfg.Fences, self)}
 	rt.onClose(rt.gateways.close)
 	return rt, nil
 }
@@ -175,10 +184,69 @@ func (rt *instance) listen() error {
 				return fmt.Errorf("fence %s: listen %s: %w", f.Name, a, err)
 			}
 			rt.listeners = append(rt.listeners, ln)
+			rt.registerListener(ln.Addr())
 			rt.log.Info("listening", "fence", f.Name, "addr", ln.Addr().String())
 		}
 	}
 	return nil
+}
+
+// registerConfiguredSelf registers, before anything binds, the IP
+// addresses of the configuration that corral binds with a fixed port or
+// dials (self.go): fence listeners and dial targets of the tcp and udp
+// schemes, port forwards, the uplink, metrics.
+func (rt *instance) registerConfiguredSelf() error {
+	reg := func(proto, hostport string) {
+		if _, port, err := net.SplitHostPort(hostport); err != nil || port == "0" {
+			return
+		}
+		if _, err := rt.self.addString(rt.ctx, proto, hostport); err != nil {
+			// Only a host name that does not resolve: nothing can be
+			// dialed there either.
+			rt.log.Warn("gateways: cannot resolve an address to keep guests from", "addr", hostport, "err", err)
+		}
+	}
+	for _, f := range rt.cfg.Fences {
+		for _, a := range append(slices.Clone(f.Listen), f.Dial...) {
+			if p := ipProto(a.Scheme); p != "" {
+				reg(p, a.Target)
+			}
+		}
+		if f.Gateway != nil {
+			for _, fw := range f.Gateway.Forwards {
+				rt.self.add(fw.Proto, fw.Listen)
+			}
+		}
+	}
+	if rt.cfg.HasUplink {
+		rt.self.add("udp", rt.cfg.Uplink.UDPListen)
+	}
+	if rt.cfg.Metrics != "" {
+		reg("tcp", rt.cfg.Metrics)
+	}
+	return nil
+}
+
+// ipProto is the IP protocol of an attachment scheme, "" for those
+// without an IP address (unix-family sockets, vsock, stdio): NAT cannot
+// reach them.
+func ipProto(s attach.Scheme) string {
+	switch s {
+	case attach.TCP:
+		return "tcp"
+	case attach.UDP:
+		return "udp"
+	}
+	return ""
+}
+
+// registerListener registers a bound listener's address (self.go).
+func (rt *instance) registerListener(a attach.Addr) {
+	if p := ipProto(a.Scheme); p != "" {
+		if ap, err := netip.ParseAddrPort(a.Target); err == nil {
+			rt.self.add(p, ap)
+		}
+	}
 }
 
 // dial starts dialing every fence's dial addresses (re-dialed until

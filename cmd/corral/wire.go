@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"slices"
 	"sync"
 
@@ -18,8 +19,9 @@ import (
 // detached and closed); when that peer is gone, it resumes (a new gateway
 // from the configuration; forwards added at run time are not restored).
 type gatewaySet struct {
-	sw  *vswitch.Switch
-	log *slog.Logger
+	sw   *vswitch.Switch
+	log  *slog.Logger
+	self *selfSockets // every gateway's IsSelf; forwards register here
 
 	cfgIDs []uint32 // fences with a configured gateway, sorted; read-only
 
@@ -33,10 +35,60 @@ type gatewaySet struct {
 type servedGateway struct {
 	gw *stack.Gateway
 	h  *vswitch.PortHandle
+
+	mu sync.Mutex // mu guards the following fields
+	// closed: the gateway is closed; forwards are not registered any more.
+	closed bool
+	// forwards are the registrations (self.go) of the gateway's running
+	// forwards, by forwardKey.
+	forwards map[string]func()
 }
 
-func newGatewaySet(sw *vswitch.Switch, log *slog.Logger, fences []Fence) *gatewaySet {
-	s := &gatewaySet{sw: sw, log: log, fences: map[uint32]Fence{},
+// forwardKey names a forward by what it binds.
+func forwardKey(proto string, listen netip.AddrPort) string { return proto + " " + listen.String() }
+
+// registerForward registers a running forward's listen address; remove,
+// when not nil, is an earlier registration of the same forward (made
+// before it bound) to drop once this one is in place.
+func (g *servedGateway) registerForward(self *selfSockets, proto string, listen netip.AddrPort, remove func()) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if remove != nil {
+		defer remove()
+	}
+	k := forwardKey(proto, listen)
+	if g.closed || g.forwards[k] != nil {
+		return
+	}
+	g.forwards[k] = self.add(proto, listen)
+}
+
+// unregisterForward drops a removed forward's registration.
+func (g *servedGateway) unregisterForward(proto string, listen netip.AddrPort) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	k := forwardKey(proto, listen)
+	if rm := g.forwards[k]; rm != nil {
+		rm()
+		delete(g.forwards, k)
+	}
+}
+
+// close closes the gateway and drops its forwards' registrations, after
+// their sockets are closed.
+func (g *servedGateway) close() {
+	g.gw.Close()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.closed = true
+	for _, rm := range g.forwards {
+		rm()
+	}
+	clear(g.forwards)
+}
+
+func newGatewaySet(sw *vswitch.Switch, log *slog.Logger, fences []Fence, self *selfSockets) *gatewaySet {
+	s := &gatewaySet{sw: sw, log: log, self: self, fences: map[uint32]Fence{},
 		serving: map[uint32]*servedGateway{}, yielded: map[uint32]string{}}
 	for _, f := range fences {
 		if f.Gateway != nil {
@@ -59,28 +111,39 @@ func (s *gatewaySet) start(f Fence) error {
 func (s *gatewaySet) startLocked(f Fence) error {
 	sc := *f.Gateway
 	sc.Logger = s.log.With("component", "gateway") // the gateway adds the fence
+	sc.IsSelf = s.self.IsSelf
 	gw, err := stack.New(sc)
 	if err != nil {
 		return err
 	}
+	sg := &servedGateway{gw: gw, forwards: map[string]func(){}}
+	for _, fw := range gw.Forwards() {
+		sg.registerForward(s.self, fw.Proto, fw.Listen, nil)
+	}
 	h, err := s.sw.Attach(gw, vswitch.PortConfig{Name: "gateway:" + f.Name, Fence: f.ID})
 	if err != nil {
-		gw.Close()
+		sg.close()
 		return err
 	}
-	s.serving[f.ID] = &servedGateway{gw: gw, h: h}
+	sg.h = h
+	s.serving[f.ID] = sg
 	return nil
 }
 
 // get returns the gateway serving fence id, nil when there is none (not
 // configured, or yielded).
 func (s *gatewaySet) get(id uint32) *stack.Gateway {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if g := s.serving[id]; g != nil {
+	if g := s.getServed(id); g != nil {
 		return g.gw
 	}
 	return nil
+}
+
+// getServed is get with the gateway's registrations.
+func (s *gatewaySet) getServed(id uint32) *servedGateway {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.serving[id]
 }
 
 // yieldedTo returns the outer MAC of the peer fence id's gateway was
@@ -129,7 +192,7 @@ func (s *gatewaySet) conflict(id uint32, peer [6]byte, yield bool) {
 	if err := g.h.Close(); err != nil {
 		s.log.Warn("close yielded gateway", "fence", f.Name, "err", err)
 	}
-	g.gw.Close()
+	g.close()
 	s.log.Error("gateway yielded: another host serves this fence's gateway and wins the tie-break (lower outer MAC); this host's gateway is detached; configure the gateway on one host only",
 		"fence", f.Name, "fence_id", id, "peer", mac)
 }
@@ -164,9 +227,11 @@ func (s *gatewaySet) close() error {
 	}
 	slices.Sort(ids)
 	for i := len(ids) - 1; i >= 0; i-- {
-		if err := s.serving[ids[i]].h.Close(); err != nil {
+		g := s.serving[ids[i]]
+		if err := g.h.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("gateway of fence %d: %w", ids[i], err))
 		}
+		g.close()
 	}
 	clear(s.serving)
 	if len(errs) > 0 {
@@ -196,6 +261,7 @@ func startUplink(rt *instance) error {
 		u.Close()
 		return err
 	}
+	rt.self.add("udp", u.LocalAddr()) // zero (nothing) on the raw uplink
 	rt.uplink = u
 	return nil
 }
