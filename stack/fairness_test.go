@@ -254,9 +254,9 @@ func errString(err error) string {
 // address reaches nothing on the host (counted), is still pinged and
 // named "gateway", and the name "host" no longer resolves.
 func TestNATSelfAndHostLoopback(t *testing.T) {
-	self := echoTCP(t, "self:")     // stands for a corral listener
-	selfU := echoUDP(t, "self:")    // stands for the uplink
-	other := echoTCP(t, "other:")   // anything else on the host
+	self := echoTCP(t, "self:")   // stands for a corral listener
+	selfU := echoUDP(t, "self:")  // stands for the uplink
+	other := echoTCP(t, "other:") // anything else on the host
 	var asked atomic.Value
 	isSelf := func(proto string, dst netip.AddrPort) bool {
 		asked.Store(proto + " " + dst.String())
@@ -322,4 +322,6 @@ func TestNATSelfAndHostLoopback(t *testing.T) {
 	}
 }
 
-func itoa(p uint16) string { return netip.AddrPortFrom(netip.IPv4Unspecified(), p).String()[len("0.0.0.0:"):] }
+func itoa(p uint16) string {
+	return netip.AddrPortFrom(netip.IPv4Unspecified(), p).String()[len("0.0.0.0:"):]
+}
