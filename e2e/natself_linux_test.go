@@ -90,28 +90,22 @@ func (g *natGuest) probe(t *testing.T, proto, addr string) bool {
 	return strings.HasPrefix(out, "PROBE open")
 }
 
-// hostAddrs gives the host (the test's namespace) addresses of its own on
-// a dummy interface, removed at cleanup: "the host's addresses" that a
-// wildcard bind answers on, besides the loopback.
+// hostAddrs gives the host (the test's namespace) addresses of its own,
+// on lo (not in 127.0.0.0/8 or ::1: the gateway NATs to them), removed at
+// cleanup: "the host's addresses" that a wildcard bind answers on, besides
+// the loopback. Traffic to them never leaves the host.
 func hostAddrs(t *testing.T) (v4, v6 netip.Addr) {
 	t.Helper()
 	pid := os.Getpid()
-	name := fmt.Sprintf("cns%d", pid%100000)
 	v4 = netip.AddrFrom4([4]byte{198, 18, byte(pid >> 8), byte(pid) | 1})
 	v6 = netip.MustParseAddr(fmt.Sprintf("fd00:c0:ffee::%x", pid&0xffff|1))
-	_ = exec.Command("ip", "link", "del", name).Run()
-	for _, args := range [][]string{
-		{"ip", "link", "add", name, "type", "dummy"},
-		{"ip", "addr", "add", v4.String() + "/32", "dev", name},
-		{"ip", "-6", "addr", "add", v6.String() + "/128", "dev", name, "nodad"},
-		{"ip", "link", "set", name, "up"},
-	} {
-		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-			exec.Command("ip", "link", "del", name).Run()
-			t.Fatalf("%v: %v\n%s", args, err, out)
+	for _, a := range []string{v4.String() + "/32", v6.String() + "/128"} {
+		_ = exec.Command("ip", "addr", "del", a, "dev", "lo").Run()
+		if out, err := exec.Command("ip", "addr", "add", a, "dev", "lo").CombinedOutput(); err != nil {
+			t.Fatalf("ip addr add %s dev lo: %v\n%s", a, err, out)
 		}
+		t.Cleanup(func() { exec.Command("ip", "addr", "del", a, "dev", "lo").Run() })
 	}
-	t.Cleanup(func() { exec.Command("ip", "link", "del", name).Run() })
 	return v4, v6
 }
 

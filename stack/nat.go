@@ -26,7 +26,8 @@ const (
 	// taken, the host being dialed); SYNs beyond it are dropped and
 	// counted (RefusedSYNBacklog), and the guest retransmits them.
 	tcpMaxInFlight = 256
-	// tcpMaxInFlightPerGuest is one guest's share of them.
+	// tcpMaxInFlightPerGuest is one guest's share of them (beyond it,
+	// RefusedSYNBacklog too).
 	tcpMaxInFlightPerGuest = tcpMaxInFlight / 4
 	// udpBufSize is a UDP flow's datagram buffer.
 	udpBufSize = 65535
@@ -337,7 +338,7 @@ func (n *natState) admitSYN(id stack.TransportEndpointID, mac [6]byte) Refusal {
 	u := n.guest(mac)
 	if u.syn >= tcpMaxInFlightPerGuest {
 		n.forgetIdle(mac, u)
-		return RefusedLimitGuest
+		return RefusedSYNBacklog
 	}
 	u.syn++
 	n.pending[id] = mac

@@ -16,11 +16,12 @@ const (
 	RefusedLimitFence Refusal = iota
 	// RefusedLimitGuest: the guest (source MAC) holds its share of the
 	// fence's table (MaxTCPConnsPerGuest, MaxUDPFlowsPerGuest, a quarter
-	// of the echo table or of the connections being set up).
+	// of the echo table).
 	RefusedLimitGuest
-	// RefusedSYNBacklog: too many TCP connections of the fence are being
-	// set up (dialed on the host) at once; the SYN is dropped and the
-	// guest retransmits it.
+	// RefusedSYNBacklog: too many TCP connections of the fence (256), or
+	// of the guest (64), are being set up (dialed on the host) at once;
+	// the SYN is dropped without a reset, the guest retransmits it, and
+	// each retransmission dropped is counted again.
 	RefusedSYNBacklog
 	// RefusedPolicy: Config.Allow / Config.Deny refuse the destination.
 	RefusedPolicy
