@@ -199,10 +199,9 @@ func TestNATReaderPausesNoStall(t *testing.T) {
 	}
 	close(stop)
 	<-paused
+	// Whether a queue filled (out waits, logged) depends on how far the
+	// windows have grown; TestOutQueueBackpressure tests the waiting.
 	checkNoOutDrops(t, g, gs)
-	if g.ep.out.waits.Load()+gs.ep.out.waits.Load() == 0 {
-		t.Fatal("no backpressure seen: the pauses did not fill a queue")
-	}
 }
 
 // TestNATBulkUnderContention: with one OS thread for Go (GOMAXPROCS=1)
