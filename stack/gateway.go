@@ -245,12 +245,16 @@ func (g *Gateway) Close() error {
 		g.closing = true
 		g.mu.Unlock()
 		g.cancel()
+		// First the link: a goroutine waiting for room in the outbound
+		// queue (a connection's Write, a TCP processor) may hold the locks
+		// that closing connections and services need, and nobody may be
+		// reading any more.
+		g.ep.closePort()
 		g.fwd.closeAll()
 		for i := len(g.closers) - 1; i >= 0; i-- {
 			g.closers[i]()
 		}
 		g.nat.closeAll()
-		g.ep.closePort()
 		if g.s != nil {
 			g.s.Close()
 		}

@@ -272,7 +272,11 @@ func (l *testLAN) reader(src port, route func(frame []byte) []*wireSink) *wireRe
 		per := map[*wireSink][][]byte{}
 		for {
 			for r.pause.Load() {
-				time.Sleep(time.Millisecond)
+				select {
+				case <-l.stop:
+					return
+				case <-time.After(time.Millisecond):
+				}
 			}
 			n, err := src.Read(bufs, sizes, vswitch.Headroom)
 			if err != nil {

@@ -52,7 +52,8 @@ type outQueue struct {
 	readerWaiting bool
 	// +checklocks:mu
 	writersWaiting int
-	maxBytes       int
+	// +checklocks:mu
+	maxBytes int // set by init (tests may lower it)
 
 	// waits counts writers that had to wait for room (backpressure).
 	waits atomic.Uint64

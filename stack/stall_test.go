@@ -345,3 +345,76 @@ func TestForwardReaderPausesNoStall(t *testing.T) {
 	}
 	checkNoOutDrops(t, g, gs)
 }
+
+// TestCloseWithFullOutQueue: the switch stops reading the gateway while
+// hosts stream into the guest: the outbound queue fills, the stack's
+// goroutines wait for room; Close still returns.
+func TestCloseWithFullOutQueue(t *testing.T) {
+	// A host server that streams until the connection closes; stopped
+	// after the gateway (cleanups run last registered first).
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		chunk := make([]byte, 64<<10)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(2 * time.Minute))
+				for {
+					if _, err := c.Write(chunk); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	g := newTestGateway(t, Config{})
+	// A smaller queue, so that what the connections have in flight
+	// surely exceeds it once the switch stops reading.
+	g.ep.out.mu.Lock()
+	g.ep.out.maxBytes = 256 << 10
+	g.ep.out.mu.Unlock()
+	gs := newGuest(t, g, guestMAC, guestIP)
+	for i := 0; i < 8; i++ {
+		nc, err := dialNAT(t, g, gs, uint16(ln.Addr().(*net.TCPAddr).Port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		go io.Copy(io.Discard, nc)
+	}
+	waitStats(t, g, "traffic", func(s Stats) bool { return s.OutFrames > 20000 })
+	gs.fromGateway.pause.Store(true)
+	w0 := g.Stats().OutWaits
+	waitStats(t, g, "the outbound queue full, the stack waiting", func(s Stats) bool { return s.OutWaits > w0 && s.OutQueued > 0 })
+	time.Sleep(10 * time.Millisecond) // not an assertion: more goroutines may come to wait
+	t.Logf("queued before Close: %d packets", g.ep.out.queued.Load())
+	done := make(chan struct{})
+	go func() {
+		g.Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close hangs with the stack waiting for room in the outbound queue")
+	}
+	if d := g.ep.outDrops.Load(); d == 0 {
+		t.Error("packets queued at Close not counted as dropped")
+	}
+}
