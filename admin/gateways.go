@@ -247,6 +247,11 @@ func (s *Server) gateways(w http.ResponseWriter, r *http.Request) {
 		if gs.Leases == nil {
 			gs.Leases = []Lease{}
 		}
+		for _, m := range []*map[string]uint64{&gs.Stats.TCPRefusals, &gs.Stats.UDPRefusals, &gs.Stats.ICMPRefusals} {
+			if *m == nil {
+				*m = map[string]uint64{}
+			}
+		}
 		out = append(out, gs)
 	})
 	if err != nil {

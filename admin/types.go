@@ -269,7 +269,7 @@ type GatewayStats struct {
 	OutFrames    uint64 `json:"out_frames"`    // frames to the fence
 	InDrops      uint64 `json:"in_drops"`      // inbound frames malformed
 	InFiltered   uint64 `json:"in_filtered"`   // inbound frames meant for others
-	OutDrops     uint64 `json:"out_drops"`     // outbound queue full
+	OutDrops     uint64 `json:"out_drops"`     // outbound packets released unsent (only when the gateway closes)
 	TCPConns     int64  `json:"tcp_conns"`     // NATed TCP connections open now
 	TCPRefused   uint64 `json:"tcp_refused"`   // NATed TCP connections refused
 	UDPFlows     int64  `json:"udp_flows"`     // NATed UDP flows open now
@@ -290,6 +290,19 @@ type GatewayStats struct {
 	SocksOverLimit  uint64 `json:"socks_over_limit,omitempty"`  // clients closed at once: connection limit
 	SocksBad        uint64 `json:"socks_bad,omitempty"`         // malformed or unsupported requests, handshake timeouts
 	SocksUDPDropped uint64 `json:"socks_udp_dropped,omitempty"` // UDP datagrams dropped
+	InBadChecksum uint64 `json:"in_bad_checksum"` // inbound packets with a bad IPv4, TCP, UDP or ICMP checksum, dropped
+	OutWaits      uint64 `json:"out_waits"`       // times the gateway waited for the switch to read (backpressure; nothing is dropped)
+	OutQueued     int64  `json:"out_queued"`      // outbound packets queued now
+	NATGuests     int    `json:"nat_guests"`      // guests (source MACs) holding NAT connections or flows
+	// TCPRefusals, UDPRefusals and ICMPRefusals count the refused flows
+	// (a SYN, a new flow's datagram, an echo request) by reason, every
+	// reason present: limit_fence, limit_guest, syn_backlog, policy, self,
+	// host_loopback_off, unroutable, source, dial_failed, handshake,
+	// no_raw_socket, forward_limit. Their sums are TCPRefused, UDPRefused
+	// and ICMPDropped.
+	TCPRefusals  map[string]uint64 `json:"tcp_refusals"`
+	UDPRefusals  map[string]uint64 `json:"udp_refusals"`
+	ICMPRefusals map[string]uint64 `json:"icmp_refusals"`
 }
 
 // Forward is one port forward: in requests (POST and DELETE

@@ -9,7 +9,9 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -571,5 +573,68 @@ func TestListenersAndBound(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { f.Bound("tcp", lo.Listen) }); n != 0 {
 		t.Errorf("Bound allocates %v times", n)
+	}
+}
+
+// TestReserve: every socket the Forwarder binds is reported to
+// Config.Reserve — a fixed port before the bind, port 0 with the port it
+// got — and released once closed or when the bind fails.
+func TestReserve(t *testing.T) {
+	cert, _ := testCert(t, "x.test")
+	a := newFakeFence(t, "a", cert)
+	var mu sync.Mutex
+	held := map[string]int{}
+	var order []string
+	reserve := func(proto string, addr netip.AddrPort) func() {
+		k := proto + " " + addr.String()
+		mu.Lock()
+		held[k]++
+		order = append(order, "+"+k)
+		mu.Unlock()
+		var once sync.Once
+		return func() {
+			once.Do(func() {
+				mu.Lock()
+				held[k]--
+				order = append(order, "-"+k)
+				mu.Unlock()
+			})
+		}
+	}
+	heldNow := func(k string) int { mu.Lock(); defer mu.Unlock(); return held[k] }
+	f := newTestForwarder(t, Config{Reserve: reserve}, a)
+
+	// Port 0: reported with the bound port.
+	t0 := mustAdd(t, f, Forward{Fence: 1, Proto: "tcp", Listen: netip.MustParseAddrPort("127.0.0.1:0"), Target: tlsPort})
+	if heldNow("tcp "+t0.Listen.String()) != 1 {
+		t.Fatalf("tcp %v not reserved: %v", t0.Listen, order)
+	}
+	u0 := mustAdd(t, f, Forward{Fence: 1, Proto: "udp", Listen: netip.MustParseAddrPort("127.0.0.1:0"), Target: netip.AddrPortFrom(targetIP, 53)})
+	if heldNow("udp "+u0.Listen.String()) != 1 {
+		t.Fatalf("udp %v not reserved: %v", u0.Listen, order)
+	}
+	// A fixed port: reserved before the bind; a bind that fails releases.
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	ba := busy.Addr().(*net.TCPAddr).AddrPort()
+	if _, err := f.Add(Forward{Fence: 1, Proto: "tcp", Listen: ba, Target: tlsPort}); err == nil {
+		t.Fatalf("forward on a busy port %v added", ba)
+	}
+	k := "tcp " + ba.String()
+	if heldNow(k) != 0 || !slices.Contains(order, "+"+k) || !slices.Contains(order, "-"+k) {
+		t.Fatalf("busy %s: reserved and released? %v", k, order)
+	}
+	// Remove releases.
+	if err := f.Remove(t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Remove(u0); err != nil {
+		t.Fatal(err)
+	}
+	if heldNow("tcp "+t0.Listen.String()) != 0 || heldNow("udp "+u0.Listen.String()) != 0 {
+		t.Fatalf("removed forwards still reserved: %v", order)
 	}
 }

@@ -69,8 +69,24 @@ type Config struct {
 	// DialTimeout bounds a connection's dial into its fence; 0 means
 	// DefaultDialTimeout.
 	DialTimeout time.Duration
+	// Reserve, when set, is told of every host socket the Forwarder binds
+	// (proto TCP or UDP): before the bind for a fixed port, right after it
+	// for port 0 (then with the port the kernel chose). The returned
+	// release is called once the socket is closed, or when the bind
+	// fails. cmd uses it so that no gateway NATs a guest to a forward's
+	// socket (DESIGN.md section 6).
+	Reserve func(proto string, addr netip.AddrPort) (release func())
 	// Logger receives the Forwarder's logs; nil discards them.
 	Logger *slog.Logger
+}
+
+// reserve calls Config.Reserve for a socket about to be bound (fixed
+// port) or just bound (port 0); it never returns nil.
+func (f *Forwarder) reserve(proto string, addr netip.AddrPort) func() {
+	if f.cfg.Reserve == nil || !addr.IsValid() || addr.Port() == 0 {
+		return func() {}
+	}
+	return f.cfg.Reserve(proto, addr)
 }
 
 // Stats are a Forwarder's counters.

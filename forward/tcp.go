@@ -40,6 +40,8 @@ type tcpListener struct {
 	addr   netip.AddrPort
 	ln     net.Listener
 	routes atomic.Pointer[routeTable] // replaced under f.mu
+	// release ends the socket's Config.Reserve registration.
+	release func()
 
 	plainFeed, namedFeed *feed
 	plain, named         *tcpproxy.Proxy
@@ -176,7 +178,13 @@ func (f *Forwarder) removeTCPLocked(l *tcpListener, r *tcpRoute) func() {
 func (l *tcpListener) table() *routeTable { return l.routes.Load() }
 
 // listenTCP binds addr with no routes; start starts accepting.
-func (f *Forwarder) listenTCP(addr netip.AddrPort) (*tcpListener, error) {
+func (f *Forwarder) listenTCP(addr netip.AddrPort) (_ *tcpListener, err error) {
+	release := f.reserve(TCP, addr)
+	defer func() {
+		if err != nil {
+			release()
+		}
+	}()
 	ln, err := net.Listen(network(TCP, addr), addr.String())
 	if err != nil {
 		return nil, err
@@ -188,6 +196,10 @@ func (f *Forwarder) listenTCP(addr netip.AddrPort) (*tcpListener, error) {
 		ln:      ln,
 		stopped: make(chan struct{}),
 	}
+	if addr.Port() == 0 {
+		release = f.reserve(TCP, l.addr)
+	}
+	l.release = release
 	l.routes.Store(&routeTable{})
 	l.plainFeed = newFeed(ln.Addr())
 	l.namedFeed = newFeed(ln.Addr())
@@ -227,6 +239,7 @@ func (l *tcpListener) close() {
 	l.named.Wait()
 	l.pending.closeAll()
 	l.wg.Wait()
+	l.release()
 }
 
 // Backoff after a failed Accept (e.g. EMFILE), as net/http's server does.

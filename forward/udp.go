@@ -22,7 +22,9 @@ type udpListener struct {
 	r     udpRoute
 	pc    *net.UDPConn
 	conns connSet // the flows' fence connections
-	wg    sync.WaitGroup
+	// release ends the socket's Config.Reserve registration.
+	release func()
+	wg      sync.WaitGroup
 
 	mu    sync.Mutex
 	flows map[netip.AddrPort]*udpFlow // guarded by mu
@@ -50,13 +52,19 @@ func (f *Forwarder) addUDPLocked(fe *fence, fw Forward) (Forward, error) {
 	if l := f.udp[fw.Listen]; l != nil && fw.Listen.Port() != 0 {
 		return fw, conflict(fw.Route(), l.r.fence, fe.id)
 	}
+	release := f.reserve(UDP, fw.Listen)
 	pc, err := net.ListenUDP(network(UDP, fw.Listen), net.UDPAddrFromAddrPort(fw.Listen))
 	if err != nil {
+		release()
 		return fw, fmt.Errorf("forward %v: %w", fw, err)
 	}
 	bound := pc.LocalAddr().(*net.UDPAddr).AddrPort()
+	port0 := fw.Listen.Port() == 0
 	fw.Listen = netip.AddrPortFrom(bound.Addr().Unmap(), bound.Port())
-	l := &udpListener{f: f, r: udpRoute{f: fw, fence: fe}, pc: pc, flows: map[netip.AddrPort]*udpFlow{}}
+	if port0 {
+		release = f.reserve(UDP, fw.Listen)
+	}
+	l := &udpListener{f: f, r: udpRoute{f: fw, fence: fe}, pc: pc, flows: map[netip.AddrPort]*udpFlow{}, release: release}
 	f.udp[fw.Listen] = l
 	l.wg.Add(1)
 	go l.readLoop()
@@ -72,6 +80,7 @@ func (f *Forwarder) removeUDPLocked(l *udpListener) func() {
 		l.pc.Close()
 		l.conns.closeAll()
 		l.wg.Wait()
+		l.release()
 	}
 }
 

@@ -1,6 +1,7 @@
 package stack
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,6 +31,24 @@ const (
 	DefaultDomain = "corral.internal"
 	// DefaultLeaseTime is the DHCP lease time when Config.LeaseTime is 0.
 	DefaultLeaseTime = time.Hour
+	// DefaultMaxTCPConns and DefaultMaxUDPFlows are the fence's NAT
+	// tables when Config.MaxTCPConns / MaxUDPFlows are 0; a guest's share
+	// is a quarter of them by default.
+	DefaultMaxTCPConns = 1024
+	DefaultMaxUDPFlows = 1024
+	// DefaultUDPIdleTimeout ends a UDP flow without traffic.
+	DefaultUDPIdleTimeout = 60 * time.Second
+	// DefaultTCPIdleTimeout ends an open NATed TCP connection without
+	// traffic in either direction: RFC 5382 (REQ-5) asks a NAT for at
+	// least 2 h 4 min, so that TCP keepalives (every 2 h by default)
+	// keep a connection open.
+	DefaultTCPIdleTimeout = 2*time.Hour + 4*time.Minute
+	// TCPHalfClosedTimeout ends a NATed TCP connection one side of which
+	// has closed (sent FIN) and that carried nothing since, or
+	// Config.TCPIdleTimeout when that is shorter. RFC 5382 asks at least
+	// 4 min for such "transitory" connections; Linux conntrack keeps
+	// FIN_WAIT 2 min, CLOSE_WAIT 1 min.
+	TCPHalfClosedTimeout = 4 * time.Minute
 
 	// Host numbers inside Subnet.
 	gatewayHost   = 2
@@ -97,13 +116,45 @@ type Config struct {
 	// SocksMaxConns bounds the SOCKS5 endpoint's concurrent clients; 0
 	// means socks.DefaultMaxConns (256).
 	SocksMaxConns int
-	// MaxTCPConns bounds concurrent NATed TCP connections (and pending
-	// SYNs); 0 means 1024.
+	// MaxTCPConns bounds concurrent NATed TCP connections of the fence
+	// (port-forward connections count too); 0 means DefaultMaxTCPConns.
 	MaxTCPConns int
-	// MaxUDPFlows bounds concurrent NATed UDP flows; 0 means 1024.
+	// MaxUDPFlows bounds concurrent NATed UDP flows of the fence (and
+	// port-forward flows); 0 means DefaultMaxUDPFlows.
 	MaxUDPFlows int
-	// UDPIdleTimeout ends a UDP flow without traffic; 0 means 60 s.
+	// MaxTCPConnsPerGuest and MaxUDPFlowsPerGuest bound what one guest
+	// holds of those tables, so that one guest's scan never keeps the
+	// others off the network; 0 means a quarter of the fence's limit (at
+	// least 1). A guest is a source MAC: NATed flows are charged to the
+	// MAC of the frame that opened them, whatever source IP it carried
+	// (a guest that sends from many MACs is bounded by the switch's
+	// per-port MAC limit, fences[].port_max_macs). At most
+	// MaxTCPConns / MaxUDPFlows.
+	MaxTCPConnsPerGuest int
+	MaxUDPFlowsPerGuest int
+	// UDPIdleTimeout ends a UDP flow without traffic; 0 means
+	// DefaultUDPIdleTimeout.
 	UDPIdleTimeout time.Duration
+	// TCPIdleTimeout ends a NATed TCP connection without traffic; 0 means
+	// DefaultTCPIdleTimeout. A half-closed connection ends after
+	// min(TCPIdleTimeout, TCPHalfClosedTimeout) without traffic; a
+	// connection reset on either side ends at once.
+	TCPIdleTimeout time.Duration
+	// NoHostLoopback turns off the mapping of the gateway's addresses (.2,
+	// ::2) to the host's loopback (127.0.0.1, ::1), which QEMU's user
+	// networking has and corral has by default: flows to them are then
+	// refused and counted (RefusedHostLoopbackOff); ICMP echo requests to
+	// them are answered by the gateway itself.
+	NoHostLoopback bool
+	// IsSelf, when set, reports whether a NAT destination on the host
+	// (after the gateway address is mapped to the loopback) reaches a
+	// socket of this process; proto is "tcp" or "udp". Such flows are
+	// refused and counted (RefusedSelf), so that a guest can never reach
+	// corral itself (a fence's listener, the uplink, metrics, another
+	// fence's forwards) through the host. It is called for each flow a
+	// guest opens, from the stack's receive path: it must be fast and
+	// must not block. ICMP echo carries no port and reaches no socket.
+	IsSelf func(proto string, dst netip.AddrPort) bool
 	// Logger receives the gateway's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -136,8 +187,17 @@ func (c *Config) Validate() error {
 	if c.Socks.IsValid() && c.Socks.Addr().Zone() != "" {
 		return fmt.Errorf("%w: socks %v: no zones", ErrInvalidConfig, c.Socks)
 	}
-	if c.LeaseTime < 0 || c.MaxTCPConns < 0 || c.MaxUDPFlows < 0 || c.UDPIdleTimeout < 0 || c.SocksMaxConns < 0 {
+	if c.LeaseTime < 0 || c.MaxTCPConns < 0 || c.MaxUDPFlows < 0 || c.UDPIdleTimeout < 0 || c.SocksMaxConns < 0 ||
+		c.MaxTCPConnsPerGuest < 0 || c.MaxUDPFlowsPerGuest < 0 || c.TCPIdleTimeout < 0 {
 		return fmt.Errorf("%w: negative lease time, limit or timeout", ErrInvalidConfig)
+	}
+	if c.MaxTCPConnsPerGuest > cmp.Or(c.MaxTCPConns, DefaultMaxTCPConns) {
+		return fmt.Errorf("%w: max TCP connections per guest %d: above the fence's %d", ErrInvalidConfig,
+			c.MaxTCPConnsPerGuest, cmp.Or(c.MaxTCPConns, DefaultMaxTCPConns))
+	}
+	if c.MaxUDPFlowsPerGuest > cmp.Or(c.MaxUDPFlows, DefaultMaxUDPFlows) {
+		return fmt.Errorf("%w: max UDP flows per guest %d: above the fence's %d", ErrInvalidConfig,
+			c.MaxUDPFlowsPerGuest, cmp.Or(c.MaxUDPFlows, DefaultMaxUDPFlows))
 	}
 	for _, r := range c.Resolvers {
 		if !r.IsValid() || r.Port() == 0 {
@@ -178,15 +238,12 @@ func (c Config) withDefaults() Config {
 	if c.LeaseTime == 0 {
 		c.LeaseTime = DefaultLeaseTime
 	}
-	if c.MaxTCPConns == 0 {
-		c.MaxTCPConns = 1024
-	}
-	if c.MaxUDPFlows == 0 {
-		c.MaxUDPFlows = 1024
-	}
-	if c.UDPIdleTimeout == 0 {
-		c.UDPIdleTimeout = 60 * time.Second
-	}
+	c.MaxTCPConns = cmp.Or(c.MaxTCPConns, DefaultMaxTCPConns)
+	c.MaxUDPFlows = cmp.Or(c.MaxUDPFlows, DefaultMaxUDPFlows)
+	c.MaxTCPConnsPerGuest = cmp.Or(c.MaxTCPConnsPerGuest, max(c.MaxTCPConns/4, 1))
+	c.MaxUDPFlowsPerGuest = cmp.Or(c.MaxUDPFlowsPerGuest, max(c.MaxUDPFlows/4, 1))
+	c.UDPIdleTimeout = cmp.Or(c.UDPIdleTimeout, DefaultUDPIdleTimeout)
+	c.TCPIdleTimeout = cmp.Or(c.TCPIdleTimeout, DefaultTCPIdleTimeout)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

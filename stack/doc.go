@@ -23,12 +23,20 @@
 //     names (host.lima.internal, ...); PTR of the fence's addresses;
 //     everything else forwarded to Resolvers [/etc/resolv.conf];
 //   - NAT of TCP, UDP and ICMP echo through host sockets; the gateway's
-//     addresses reach the host's loopback (127.0.0.1, ::1). Bounded:
-//     MaxTCPConns, MaxUDPFlows (idle timeout), 256 echo sessions; refusals
-//     are counted in [Stats]. ICMP echo NAT needs raw sockets
-//     (CAP_NET_RAW); without them pings of .2/.3 are answered by the stack
-//     and others are dropped, never answered falsely. Allow/Deny filter
-//     destinations;
+//     addresses reach the host's loopback (127.0.0.1, ::1) unless
+//     NoHostLoopback. Bounded per fence (MaxTCPConns, MaxUDPFlows, 256
+//     connections being set up, 256 echo sessions) and per guest, a guest
+//     being the source MAC of the frame that opened a flow
+//     (MaxTCPConnsPerGuest, MaxUDPFlowsPerGuest, a quarter of the rest);
+//     UDP flows end after UDPIdleTimeout, TCP connections when both sides
+//     closed, when either resets, or after TCPIdleTimeout idle (a
+//     half-closed one sooner, TCPHalfClosedTimeout). Never to this
+//     process's own sockets (Config.IsSelf). Flows from sources outside
+//     the fence's subnet and prefix are refused. Every refusal is counted
+//     by protocol and reason ([Refusal], [Stats]). ICMP echo NAT needs raw
+//     sockets (CAP_NET_RAW); without them pings of .2/.3 are answered by
+//     the stack and others are dropped, never answered falsely.
+//     Allow/Deny filter destinations;
 //   - connections into the fence for port forwards: [Gateway.DialTCP] and
 //     [Gateway.DialUDP] (the gateway is package forward's forward.Dialer;
 //     package forward owns the host sockets, which may serve several
@@ -41,10 +49,13 @@
 // The link endpoint speaks Ethernet itself, coalesces inbound TCP segments
 // of each batch with gVisor's GRO, and lets gVisor's TCP send segments up
 // to 64 KiB (host GSO) which it splits into MTU-sized frames while copying
-// them out (package offload, the segmenter package tap uses too). What it
-// lets into the stack is a separate policy: ARP and neighbor solicitations
-// only for the gateway's addresses, router solicitations and ICMP echo
-// requests to the gateway's hooks.
+// them out (package offload, the segmenter package tap uses too). It
+// verifies the checksums of every inbound packet (csum.go) and never drops
+// an outbound one while open: its queue is bounded in bytes and packets,
+// and a full queue makes the stack wait (outqueue.go). What it lets into
+// the stack is a separate policy: ARP and neighbor solicitations only for
+// the gateway's addresses, router solicitations and ICMP echo requests to
+// the gateway's hooks.
 //
 // Only this package (not its subpackages) imports gvisor.dev/...; the DHCP
 // and DNS servers work on net.PacketConn and net.Listener, the SOCKS5

@@ -253,11 +253,15 @@ func (g *Gateway) Close() error {
 		g.closing = true
 		g.mu.Unlock()
 		g.cancel()
+		// First the link: a goroutine waiting for room in the outbound
+		// queue (a connection's Write, a TCP processor) may hold the locks
+		// that closing connections and services need, and nobody may be
+		// reading any more.
+		g.ep.closePort()
 		for i := len(g.closers) - 1; i >= 0; i-- {
 			g.closers[i]()
 		}
 		g.nat.closeAll()
-		g.ep.closePort()
 		if g.s != nil {
 			g.s.Close()
 		}
@@ -294,17 +298,33 @@ func (g *Gateway) goOwned(f func()) {
 
 // Stats are the gateway's counters.
 type Stats struct {
-	InFrames, OutFrames      uint64 // frames from / to the fence
-	InDrops                  uint64 // inbound frames malformed (runts)
-	InFiltered               uint64 // inbound frames for others (foreign unicast, ARP/NDP for other addresses, router solicitations)
-	OutDrops                 uint64 // outbound queue full
-	TCPConns                 int64  // NATed TCP connections open now
-	TCPRefused               uint64 // NATed TCP connections refused (limit, dial failure, policy)
-	UDPFlows                 int64  // NATed UDP flows open now
-	UDPRefused               uint64 // UDP flows refused (limit, policy)
-	ICMPRelayed              uint64 // echo requests sent on the host
-	ICMPReplies              uint64 // echo replies delivered to guests
-	ICMPDropped              uint64 // echo requests refused (policy, limit, no raw socket)
+	InFrames, OutFrames uint64 // frames from / to the fence
+	InDrops             uint64 // inbound frames malformed (runts)
+	InFiltered          uint64 // inbound frames for others (foreign unicast, ARP/NDP for other addresses, router solicitations)
+	InBadChecksum       uint64 // inbound packets with a bad IPv4, TCP, UDP, ICMP or ICMPv6 checksum, dropped
+	// OutDrops counts outbound packets released unsent: only when the
+	// gateway closes (the queue applies backpressure and never drops
+	// while open).
+	OutDrops uint64
+	// OutWaits counts the times the stack waited for room in the
+	// outbound queue (backpressure from a slow switch).
+	OutWaits  uint64
+	OutQueued int64 // outbound packets queued now
+
+	TCPConns    int64  // NATed TCP connections open now (port-forward connections included)
+	TCPRefused  uint64 // sum of TCPRefusals
+	UDPFlows    int64  // NATed UDP flows open now (port-forward flows included)
+	UDPRefused  uint64 // sum of UDPRefusals
+	ICMPRelayed uint64 // echo requests sent on the host
+	ICMPReplies uint64 // echo replies delivered to guests
+	ICMPDropped uint64 // sum of ICMPRefusals
+	// TCPRefusals, UDPRefusals and ICMPRefusals count refusals by reason
+	// (index: Refusal).
+	TCPRefusals, UDPRefusals, ICMPRefusals [NumRefusals]uint64
+	// NATGuests is the number of guests (source MACs) holding NAT
+	// connections, flows or connections being set up.
+	NATGuests int
+
 	DHCPLeases               int
 	DHCPRequests, DNSQueries uint64
 	// Socks are the SOCKS5 endpoint's counters (zero without one).
@@ -314,20 +334,29 @@ type Stats struct {
 // Stats returns a snapshot of the counters.
 func (g *Gateway) Stats() Stats {
 	st := Stats{
-		InFrames:   g.ep.inFrames.Load(),
-		OutFrames:  g.ep.outFrames.Load(),
-		InDrops:    g.ep.inDrops.Load(),
-		InFiltered: g.ep.inFiltered.Load(),
-		OutDrops:   g.ep.outDrops.Load(),
-		TCPConns:   g.nat.tcpConns.Load(),
-		TCPRefused: g.nat.tcpRefused.Load(),
-		UDPFlows:   g.nat.udpFlows.Load(),
-		UDPRefused: g.nat.udpRefused.Load(),
+		InFrames:      g.ep.inFrames.Load(),
+		OutFrames:     g.ep.outFrames.Load(),
+		InDrops:       g.ep.inDrops.Load(),
+		InFiltered:    g.ep.inFiltered.Load(),
+		InBadChecksum: g.ep.inBadCsum.Load() + g.stackChecksumErrors(),
+		OutDrops:      g.ep.outDrops.Load(),
+		OutWaits:      g.ep.out.waits.Load(),
+		OutQueued:     g.ep.out.queued.Load(),
+		TCPConns:      g.nat.tcpConns.Load(),
+		UDPFlows:      g.nat.udpFlows.Load(),
+		TCPRefusals:   g.nat.tcpRefusals.load(),
+		UDPRefusals:   g.nat.udpRefusals.load(),
+		ICMPRefusals:  g.icmp.refusals.load(),
+		NATGuests:     g.nat.numGuests(),
 
 		ICMPRelayed: g.icmp.relayed.Load(),
 		ICMPReplies: g.icmp.replies.Load(),
-		ICMPDropped: g.icmp.dropped.Load(),
 	}
+	st.TCPRefusals[RefusedForwardLimit] += g.nat.tcpRefused.Load()
+	st.UDPRefusals[RefusedForwardLimit] += g.nat.udpRefused.Load()
+	st.TCPRefused = sumRefusals(st.TCPRefusals)
+	st.UDPRefused = sumRefusals(st.UDPRefusals)
+	st.ICMPDropped = sumRefusals(st.ICMPRefusals)
 	if g.dhcp != nil {
 		st.DHCPLeases = g.dhcp.srv.NumLeases()
 		st.DHCPRequests = g.dhcp.srv.Requests()
@@ -339,6 +368,16 @@ func (g *Gateway) Stats() Stats {
 		st.Socks = g.socks.Stats()
 	}
 	return st
+}
+
+// stackChecksumErrors counts the packets the stack itself found a bad
+// checksum in: reassembled IP fragments (csum.go).
+func (g *Gateway) stackChecksumErrors() uint64 {
+	if g.s == nil {
+		return 0
+	}
+	st := g.s.Stats()
+	return st.TCP.ChecksumErrors.Value() + st.UDP.ChecksumErrors.Value()
 }
 
 // summaryInterval is how often changed drop counters are logged (STYLE
@@ -360,15 +399,25 @@ func (g *Gateway) summaryLoop() {
 		}
 		st := g.Stats()
 		tooLong := g.ep.outTooLong.Load()
-		if st.InDrops == last.InDrops && st.OutDrops == last.OutDrops && st.TCPRefused == last.TCPRefused &&
+		if st.InDrops == last.InDrops && st.InBadChecksum == last.InBadChecksum && st.TCPRefused == last.TCPRefused &&
 			st.UDPRefused == last.UDPRefused && st.ICMPDropped == last.ICMPDropped && tooLong == lastTooLong {
 			continue
 		}
-		g.log.Info("gateway drops in the last interval", "interval", summaryInterval,
-			"in_dropped", st.InDrops-last.InDrops, "out_queue_full", st.OutDrops-last.OutDrops,
-			"out_too_long", tooLong-lastTooLong, "tcp_refused", st.TCPRefused-last.TCPRefused,
-			"udp_refused", st.UDPRefused-last.UDPRefused, "icmp_dropped", st.ICMPDropped-last.ICMPDropped,
-			"tcp_conns", st.TCPConns, "udp_flows", st.UDPFlows)
+		args := []any{"interval", summaryInterval,
+			"in_dropped", st.InDrops - last.InDrops, "in_bad_checksum", st.InBadChecksum - last.InBadChecksum,
+			"out_too_long", tooLong - lastTooLong, "tcp_conns", st.TCPConns, "udp_flows", st.UDPFlows, "nat_guests", st.NATGuests}
+		// Refusals by protocol and reason, the ones that grew.
+		for _, p := range []struct {
+			name      string
+			now, prev [NumRefusals]uint64
+		}{{"tcp", st.TCPRefusals, last.TCPRefusals}, {"udp", st.UDPRefusals, last.UDPRefusals}, {"icmp", st.ICMPRefusals, last.ICMPRefusals}} {
+			for r := range NumRefusals {
+				if d := p.now[r] - p.prev[r]; d > 0 {
+					args = append(args, p.name+"_refused_"+r.String(), d)
+				}
+			}
+		}
+		g.log.Info("gateway drops and NAT refusals in the last interval", args...)
 		last, lastTooLong = st, tooLong
 	}
 }

@@ -337,11 +337,12 @@ func TestUDPNATToHostLoopback(t *testing.T) {
 	}
 }
 
-// TestNATLimits: a guest opening more flows than the limits gets refusals,
-// counted, and the gateway holds at most the limit of host sockets.
+// TestNATLimits: a guest opening more flows than the fence's limits gets
+// refusals, counted, and the gateway holds at most the limit of host
+// sockets. (Per-guest limits: TestNATFairness.)
 func TestNATLimits(t *testing.T) {
 	srv := echoTCP(t, "")
-	g := newTestGateway(t, Config{MaxTCPConns: 2, MaxUDPFlows: 3})
+	g := newTestGateway(t, Config{MaxTCPConns: 2, MaxUDPFlows: 3, MaxTCPConnsPerGuest: 2, MaxUDPFlowsPerGuest: 3})
 	gs := newGuest(t, g, guestMAC, guestIP)
 	ctx := ctxT(t, 30*time.Second)
 	to := tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFrom4(g.Addr().As4()), Port: srv.Port()}
@@ -357,8 +358,9 @@ func TestNATLimits(t *testing.T) {
 		t.Fatal("third connection accepted beyond MaxTCPConns=2")
 	}
 	st := g.Stats()
-	if st.TCPConns != 2 || st.TCPRefused == 0 {
-		t.Fatalf("stats %+v: want 2 conns and refusals", st)
+	if st.TCPConns != 2 || st.TCPRefused == 0 || st.TCPRefusals[RefusedLimitGuest] == 0 {
+		// Guest and fence limits are equal: the guest's is checked first.
+		t.Fatalf("stats %+v: want 2 conns and limit_guest refusals", st)
 	}
 	for _, c := range conns {
 		c.Close()
@@ -378,8 +380,8 @@ func TestNATLimits(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	st = g.Stats()
-	if st.UDPFlows > 3 || st.UDPRefused < 7 {
-		t.Fatalf("stats %+v: want <= 3 UDP flows and >= 7 refused", st)
+	if st.UDPFlows > 3 || st.UDPRefused < 7 || st.UDPRefusals[RefusedLimitGuest] < 7 {
+		t.Fatalf("stats %+v: want <= 3 UDP flows and >= 7 refused (limit_guest)", st)
 	}
 }
 

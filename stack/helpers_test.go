@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -58,44 +59,95 @@ func newTestGateway(t *testing.T, cfg Config) *Gateway {
 	return g
 }
 
-// guest is a second gVisor stack wired back to back to a gateway through
-// the Port interface, playing a VM.
+// guest is a second gVisor stack wired to a gateway through the Port
+// interface, playing a VM.
 type guest struct {
 	s   *gstack.Stack
 	ep  *linkEndpoint
 	mac [6]byte
 	ip  netip.Addr
+	// The wires, as the switch would be: fromGateway reads the gateway
+	// (shared by the guests of one testLAN), toGuest writes this guest;
+	// fromGuest reads it, toGateway writes the gateway (shared too).
+	fromGateway, fromGuest *wireReader
+	toGuest, toGateway     *wireSink
 }
 
+// newGuest wires one guest to g.
 func newGuest(t *testing.T, g *Gateway, mac [6]byte, ip netip.Addr) *guest {
 	t.Helper()
-	gs := &guest{mac: mac, ip: ip, ep: newLinkEndpoint(mac, 1500)}
-	gs.ep.policy.allowARP = []netip.Addr{ip}
-	gs.s = gstack.New(gstack.Options{
-		NetworkProtocols:   []gstack.NetworkProtocolFactory{ipv4.NewProtocol, arp.NewProtocol},
-		TransportProtocols: []gstack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4},
+	return newGuests(t, g, []guestSpec{{mac, ip}})[0]
+}
+
+type guestSpec struct {
+	mac [6]byte
+	ip  netip.Addr
+}
+
+// newGuests wires guests to g through a small learning-free switch: frames
+// from the gateway go to the guest whose MAC they are for (every guest for
+// group addresses), frames from guests to the gateway.
+func newGuests(t *testing.T, g *Gateway, specs []guestSpec) []*guest {
+	t.Helper()
+	lan := &testLAN{stop: make(chan struct{})}
+	toGateway := lan.sink(g)
+	var gss []*guest
+	for _, sp := range specs {
+		gs := &guest{mac: sp.mac, ip: sp.ip, ep: newLinkEndpoint(sp.mac, 1500), toGateway: toGateway}
+		gs.ep.policy.allowARP = []netip.Addr{sp.ip}
+		gs.s = gstack.New(gstack.Options{
+			NetworkProtocols:   []gstack.NetworkProtocolFactory{ipv4.NewProtocol, arp.NewProtocol},
+			TransportProtocols: []gstack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4},
+		})
+		if err := gs.s.CreateNIC(1, gs.ep); err != nil {
+			t.Fatalf("guest NIC: %v", err)
+		}
+		pa := tcpip.ProtocolAddress{Protocol: ipv4.ProtocolNumber, AddressWithPrefix: tcpip.AddressWithPrefix{
+			Address: tcpip.AddrFrom4(sp.ip.As4()), PrefixLen: g.cfg.Subnet.Bits()}}
+		if err := gs.s.AddProtocolAddress(1, pa, gstack.AddressProperties{}); err != nil {
+			t.Fatalf("guest address: %v", err)
+		}
+		gs.s.SetRouteTable([]tcpip.Route{{Destination: header.IPv4EmptySubnet, Gateway: tcpip.AddrFrom4(g.gwIP.As4()), NIC: 1}})
+		gs.toGuest = lan.sink(gs.ep)
+		gs.fromGuest = lan.reader(gs.ep, func([]byte) []*wireSink { return []*wireSink{toGateway} })
+		gss = append(gss, gs)
+	}
+	all := make([]*wireSink, len(gss))
+	for i, gs := range gss {
+		all[i] = gs.toGuest
+	}
+	one := make([][]*wireSink, len(gss))
+	for i := range gss {
+		one[i] = all[i : i+1]
+	}
+	fromGateway := lan.reader(g, func(f []byte) []*wireSink {
+		dst := [6]byte(f[:6])
+		if dst[0]&1 != 0 {
+			return all
+		}
+		for i, gs := range gss {
+			if gs.mac == dst {
+				return one[i]
+			}
+		}
+		return nil
 	})
-	if err := gs.s.CreateNIC(1, gs.ep); err != nil {
-		t.Fatalf("guest NIC: %v", err)
+	for _, gs := range gss {
+		gs.fromGateway = fromGateway
 	}
-	pa := tcpip.ProtocolAddress{Protocol: ipv4.ProtocolNumber, AddressWithPrefix: tcpip.AddressWithPrefix{
-		Address: tcpip.AddrFrom4(ip.As4()), PrefixLen: g.cfg.Subnet.Bits()}}
-	if err := gs.s.AddProtocolAddress(1, pa, gstack.AddressProperties{}); err != nil {
-		t.Fatalf("guest address: %v", err)
-	}
-	gs.s.SetRouteTable([]tcpip.Route{{Destination: header.IPv4EmptySubnet, Gateway: tcpip.AddrFrom4(g.gwIP.As4()), NIC: 1}})
-	done := make(chan struct{}, 2)
-	go func() { pump(g, gs.ep); done <- struct{}{} }()
-	go func() { pump(gs.ep, g); done <- struct{}{} }()
 	t.Cleanup(func() {
-		gs.ep.closePort()
+		for _, gs := range gss {
+			gs.ep.closePort()
+		}
 		g.Close()
-		<-done
-		<-done
-		gs.s.Close()
-		gs.s.Wait()
+		close(lan.stop)
+		lan.wg.Wait()
+		for _, gs := range gss {
+			gs.s.Close()
+			gs.s.Wait()
+		}
 	})
-	return gs
+	return gss
 }
 
 // port is the Port side of both Gateway and linkEndpoint.
@@ -104,26 +156,145 @@ type port interface {
 	Write(bufs [][]byte, offset int) (int, error)
 }
 
-// pump moves frames from src to dst until either fails.
-func pump(src, dst port) {
-	bufs := make([][]byte, batchSize)
-	for i := range bufs {
-		bufs[i] = make([]byte, vswitch.BufSize)
+// testLAN moves frames between ports as the switch does: a goroutine reads
+// each port (wireReader), another writes each port (wireSink), with a
+// bounded queue in between that drops (and counts) when full. Read and
+// Write of the ports never run on one goroutine: a Write during which a
+// stack sends, and waits for room in its outbound queue, never waits for
+// itself.
+type testLAN struct {
+	stop chan struct{} // closed after the ports, at cleanup
+	wg   sync.WaitGroup
+}
+
+// sinkBatches bounds the batches a sink holds (allocated as needed).
+const sinkBatches = 64
+
+// wireBatch is frames to write to a sink's port.
+type wireBatch struct {
+	bufs [][]byte
+	out  [][]byte
+	n    int
+}
+
+// wireSink writes queued frames to its port.
+type wireSink struct {
+	dst   port
+	q     chan *wireBatch
+	free  chan *wireBatch
+	drops atomic.Uint64 // frames dropped, queue full
+
+	mu        sync.Mutex
+	allocated int // guarded by mu
+}
+
+// wireReader reads its port and queues each frame to the sinks route
+// returns.
+type wireReader struct {
+	pause atomic.Bool // stops reading while set (tests)
+}
+
+func (l *testLAN) sink(dst port) *wireSink {
+	s := &wireSink{dst: dst, q: make(chan *wireBatch, sinkBatches), free: make(chan *wireBatch, sinkBatches)}
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		failed := false
+		for {
+			select {
+			case b := <-s.q:
+				if !failed {
+					if _, err := s.dst.Write(b.out[:b.n], vswitch.Headroom); err != nil {
+						failed = true
+					}
+				}
+				s.free <- b
+			case <-l.stop:
+				return
+			}
+		}
+	}()
+	return s
+}
+
+// get returns a free batch, nil when all are in use.
+func (s *wireSink) get() *wireBatch {
+	select {
+	case b := <-s.free:
+		return b
+	default:
 	}
-	sizes := make([]int, batchSize)
-	out := make([][]byte, batchSize)
-	for {
-		n, err := src.Read(bufs, sizes, vswitch.Headroom)
-		if err != nil {
-			return
-		}
-		for i := 0; i < n; i++ {
-			out[i] = bufs[i][:vswitch.Headroom+sizes[i]]
-		}
-		if _, err := dst.Write(out[:n], vswitch.Headroom); err != nil {
-			return
-		}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.allocated == sinkBatches {
+		return nil
 	}
+	s.allocated++
+	b := &wireBatch{bufs: make([][]byte, batchSize), out: make([][]byte, batchSize)}
+	for i := range b.bufs {
+		b.bufs[i] = make([]byte, vswitch.SmallBufSize)
+	}
+	return b
+}
+
+// put queues copies of frames; it never blocks (every batch is free,
+// queued or being written, and q holds them all).
+func (s *wireSink) put(frames [][]byte) {
+	if len(frames) == 0 {
+		return
+	}
+	b := s.get()
+	if b == nil {
+		s.drops.Add(uint64(len(frames)))
+		return
+	}
+	for i, f := range frames {
+		end := vswitch.Headroom + len(f)
+		if cap(b.bufs[i]) < end {
+			b.bufs[i] = make([]byte, end)
+		}
+		b.out[i] = append(b.bufs[i][:vswitch.Headroom], f...)
+	}
+	b.n = len(frames)
+	s.q <- b
+}
+
+func (l *testLAN) reader(src port, route func(frame []byte) []*wireSink) *wireReader {
+	r := &wireReader{}
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		bufs := make([][]byte, batchSize)
+		for i := range bufs {
+			bufs[i] = make([]byte, vswitch.BufSize)
+		}
+		sizes := make([]int, batchSize)
+		per := map[*wireSink][][]byte{}
+		for {
+			for r.pause.Load() {
+				select {
+				case <-l.stop:
+					return
+				case <-time.After(time.Millisecond):
+				}
+			}
+			n, err := src.Read(bufs, sizes, vswitch.Headroom)
+			if err != nil {
+				return
+			}
+			for i := 0; i < n; i++ {
+				f := bufs[i][vswitch.Headroom : vswitch.Headroom+sizes[i]]
+				for _, s := range route(f) {
+					per[s] = append(per[s], f)
+				}
+			}
+			for s, fs := range per {
+				s.put(fs)
+				per[s] = fs[:0]
+			}
+		}
+	}()
+	return r
 }
 
 // frameReader reads a gateway's outbound frames (no guest attached): one

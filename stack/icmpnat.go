@@ -18,6 +18,8 @@ import (
 const (
 	// maxEchoFlows bounds ICMP echo NAT flows (guest, id, destination).
 	maxEchoFlows = 256
+	// maxEchoFlowsPerGuest is one guest's (source MAC's) share of them.
+	maxEchoFlowsPerGuest = maxEchoFlows / 4
 	// echoIdle ends an echo flow without requests.
 	echoIdle = 30 * time.Second
 	// icmpEchoHeaderSize is type, code, checksum, id, seq.
@@ -33,7 +35,8 @@ type echoKey struct {
 
 type echoFlow struct {
 	key      echoKey
-	guestMAC [6]byte
+	guestMAC [6]byte // where replies go: the latest request's source
+	owner    [6]byte // the guest charged: the first request's source
 	natID    uint16
 	host     netip.Addr // the address pinged on the host
 	last     time.Time
@@ -47,20 +50,22 @@ type icmpNAT struct {
 	g      *Gateway
 	c4, c6 net.PacketConn
 
-	mu    sync.Mutex
-	flows map[uint16]*echoFlow // by NAT id
-	byKey map[echoKey]*echoFlow
-	next  uint16
+	mu      sync.Mutex
+	flows   map[uint16]*echoFlow // by NAT id
+	byKey   map[echoKey]*echoFlow
+	byOwner map[[6]byte]int // flows per owner
+	next    uint16
 
-	relayed atomic.Uint64 // echo requests sent on the host
-	replies atomic.Uint64 // echo replies delivered to guests
-	dropped atomic.Uint64 // refused by policy or limits, or no raw socket
+	relayed  atomic.Uint64 // echo requests sent on the host
+	replies  atomic.Uint64 // echo replies delivered to guests
+	refusals refusalCounters
 }
 
 func (n *icmpNAT) start(g *Gateway) {
 	n.g = g
 	n.flows = make(map[uint16]*echoFlow)
 	n.byKey = make(map[echoKey]*echoFlow)
+	n.byOwner = make(map[[6]byte]int)
 	n.next = uint16(time.Now().UnixNano())
 	var err error
 	if n.c4, err = net.ListenPacket("ip4:icmp", "0.0.0.0"); err != nil {
@@ -128,19 +133,26 @@ func (n *icmpNAT) intercept(frame []byte) bool {
 	case dst == g.dnsIP || dst == g.dns6 || dst == g.ll6:
 		return false // the stack answers
 	case dst == g.gwIP || dst == g.gw6:
-		if conn == nil {
+		if conn == nil || g.cfg.NoHostLoopback {
 			return false // the stack answers
 		}
 	}
-	host, ok := g.natTarget(tcpip.AddrFromSlice(dst.AsSlice()), 1)
-	if !ok || conn == nil || !g.cfg.Subnet.Contains(src) && !g.cfg.IPv6Prefix.Contains(src) {
-		n.dropped.Add(1)
+	if !g.sourceOK(tcpip.AddrFromSlice(src.AsSlice())) {
+		n.refusals.add(RefusedSource)
+		return true
+	}
+	host, why := g.natTarget("icmp", tcpip.AddrFromSlice(dst.AsSlice()), 0)
+	if why == accepted && conn == nil {
+		why = RefusedNoRawSocket
+	}
+	if why != accepted {
+		n.refusals.add(why)
 		return true
 	}
 	key := echoKey{guest: src, id: binary.BigEndian.Uint16(icmp[4:]), dst: dst}
-	f := n.flow(key, [6]byte([]byte(eth.SourceAddress())), host.Addr())
+	f, why := n.flow(key, [6]byte([]byte(eth.SourceAddress())), host.Addr())
 	if f == nil {
-		n.dropped.Add(1)
+		n.refusals.add(why)
 		return true
 	}
 	// The request as sent on the host: same type, seq and payload, our id.
@@ -152,42 +164,50 @@ func (n *icmpNAT) intercept(frame []byte) bool {
 		binary.BigEndian.PutUint16(msg[2:], ^checksum.Checksum(msg, 0))
 	}
 	if _, err := conn.WriteTo(msg, &net.IPAddr{IP: host.Addr().AsSlice()}); err != nil {
-		n.dropped.Add(1)
+		n.refusals.add(RefusedDialFailed)
 		return true
 	}
 	n.relayed.Add(1)
 	return true
 }
 
-// flow finds or creates the flow for key; nil when the table is full of
+// flow finds or creates the flow for key, charged to guest mac; nil and
+// the reason when the table, or the guest's share of it, is full of
 // active flows.
-func (n *icmpNAT) flow(key echoKey, mac [6]byte, host netip.Addr) *echoFlow {
+func (n *icmpNAT) flow(key echoKey, mac [6]byte, host netip.Addr) (*echoFlow, Refusal) {
 	now := time.Now()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if f, ok := n.byKey[key]; ok {
 		f.last, f.guestMAC = now, mac
-		return f
+		return f, accepted
 	}
-	if len(n.flows) >= maxEchoFlows {
+	if len(n.flows) >= maxEchoFlows || n.byOwner[mac] >= maxEchoFlowsPerGuest {
 		for id, f := range n.flows {
 			if now.Sub(f.last) > echoIdle {
 				delete(n.flows, id)
 				delete(n.byKey, f.key)
+				if n.byOwner[f.owner]--; n.byOwner[f.owner] == 0 {
+					delete(n.byOwner, f.owner)
+				}
 			}
 		}
+		if n.byOwner[mac] >= maxEchoFlowsPerGuest {
+			return nil, RefusedLimitGuest
+		}
 		if len(n.flows) >= maxEchoFlows {
-			return nil
+			return nil, RefusedLimitFence
 		}
 	}
 	for n.flows[n.next] != nil {
 		n.next++
 	}
-	f := &echoFlow{key: key, guestMAC: mac, natID: n.next, host: host, last: now}
+	f := &echoFlow{key: key, guestMAC: mac, owner: mac, natID: n.next, host: host, last: now}
 	n.next++
 	n.flows[f.natID] = f
 	n.byKey[key] = f
-	return f
+	n.byOwner[mac]++
+	return f, accepted
 }
 
 // readLoop reads ICMP messages from a raw socket until it is closed and

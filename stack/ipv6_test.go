@@ -116,14 +116,15 @@ func TestIPv6SLAACAndNAT(t *testing.T) {
 	if err := s.CreateNIC(1, ep); err != nil {
 		t.Fatalf("guest NIC: %v", err)
 	}
-	done := make(chan struct{}, 2)
-	go func() { pump(g, ep); done <- struct{}{} }()
-	go func() { pump(ep, g); done <- struct{}{} }()
+	lan := &testLAN{stop: make(chan struct{})}
+	toGuest, toGateway := lan.sink(ep), lan.sink(g)
+	lan.reader(g, func([]byte) []*wireSink { return []*wireSink{toGuest} })
+	lan.reader(ep, func([]byte) []*wireSink { return []*wireSink{toGateway} })
 	t.Cleanup(func() {
 		ep.closePort()
 		g.Close()
-		<-done
-		<-done
+		close(lan.stop)
+		lan.wg.Wait()
 		s.Close()
 		s.Wait()
 	})

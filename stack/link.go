@@ -14,15 +14,8 @@ import (
 	"github.com/corralnet/corral/offload"
 )
 
-const (
-	// batchSize is the largest batch Read returns and Write takes.
-	batchSize = 64
-	// outQueueLen bounds the outbound queue (frames the stack sent that the
-	// switch has not read yet). When it is full, frames are dropped and
-	// counted (STYLE 4.7): TCP recovers, and a slow switch never blocks the
-	// stack's goroutines.
-	outQueueLen = 1024
-)
+// batchSize is the largest batch Read returns and Write takes.
+const batchSize = 64
 
 // linkEndpoint adapts a gVisor stack to the batch Port interface. It speaks
 // Ethernet itself (adds the header on output, strips it on input) so that
@@ -37,6 +30,9 @@ const (
 // Directions: inbound frames come from the fence (Port.Write) and go into the
 // stack; outbound frames are sent by the stack and leave through Port.Read.
 //
+// Outbound, the endpoint applies backpressure and never drops while open
+// (outQueue); inbound, it verifies checksums (csum.go).
+//
 // Loosely modeled after gVisor's link/channel and Tailscale's
 // wgengine/netstack/link_endpoint.go.
 type linkEndpoint struct {
@@ -47,11 +43,22 @@ type linkEndpoint struct {
 	// goroutine; tests may not); gro coalesces TCP segments per batch.
 	groMu sync.Mutex
 	gro   gro.GRO
+	// rxd sits between gro and the stack's dispatcher (csum.go); set
+	// under groMu.
+	rxd rxDispatcher
+	// rxValidated: the packet being delivered had its checksums verified
+	// (Capabilities).
+	rxValidated atomic.Bool
 
-	// seg holds a large outbound TCP segment being split (Read only).
-	seg offload.Pending
+	// Read goroutine only: seg holds a large outbound TCP segment being
+	// split; held[heldHead:heldHead+heldN] are packets taken from out
+	// and not yet copied out.
+	seg      offload.Pending
+	held     [batchSize]*stack.PacketBuffer
+	heldHead int
+	heldN    int
 
-	out       chan *stack.PacketBuffer
+	out       outQueue
 	closed    chan struct{}
 	closeOnce sync.Once
 
@@ -64,10 +71,11 @@ type linkEndpoint struct {
 	onClose    func()
 
 	// Counters.
-	outDrops   atomic.Uint64 // outbound queue full
+	outDrops   atomic.Uint64 // outbound packets released unsent because the endpoint closed
 	outTooLong atomic.Uint64 // outbound frame longer than the switch buffer
 	inDrops    atomic.Uint64 // inbound frames too short (or before attach)
 	inFiltered atomic.Uint64 // inbound frames for others: foreign unicast, ARP/NDP for other addresses
+	inBadCsum  atomic.Uint64 // inbound packets with a bad IPv4, TCP, UDP or ICMP checksum
 	inFrames   atomic.Uint64
 	outFrames  atomic.Uint64
 	gsoSplits  atomic.Uint64 // large TCP segments split into several frames
@@ -76,9 +84,10 @@ type linkEndpoint struct {
 func newLinkEndpoint(mac [6]byte, l3mtu int) *linkEndpoint {
 	e := &linkEndpoint{
 		mac:    tcpip.LinkAddress(mac[:]),
-		out:    make(chan *stack.PacketBuffer, outQueueLen),
 		closed: make(chan struct{}),
 	}
+	e.out.init(outQueueLen, outQueueBytes)
+	e.rxd.e = e
 	e.mtu.Store(uint32(l3mtu))
 	e.gro.Init(true)
 	return e
@@ -93,59 +102,66 @@ func (e *linkEndpoint) Read(bufs [][]byte, sizes []int, offset int) (int, error)
 	for {
 		select {
 		case <-e.closed:
+			e.releaseHeld()
 			return 0, net.ErrClosed
 		default:
 		}
 		n := e.emitSegments(bufs, sizes, offset, 0)
-		if n == len(bufs) {
-			e.outFrames.Add(uint64(n))
-			return n, nil
-		}
-		var pkt *stack.PacketBuffer
-		if n == 0 {
-			select {
-			case pkt = <-e.out:
-			case <-e.closed:
-				return 0, net.ErrClosed
+		n = e.emitHeld(bufs, sizes, offset, n)
+		if n < len(bufs) && e.heldN == 0 && e.seg.Remaining() == 0 {
+			k, closed := e.out.pop(e.held[:min(len(bufs)-n, len(e.held))], n == 0)
+			if closed && n == 0 {
+				continue // returns net.ErrClosed above
 			}
-		} else {
-			select {
-			case pkt = <-e.out:
-			default:
-			}
-		}
-		for pkt != nil {
-			if g := pkt.GSOOptions; g.Type != stack.GSONone && g.NeedsCsum {
-				if !e.startGSO(pkt) {
-					e.outTooLong.Add(1)
-				} else if e.seg.Remaining() > 1 {
-					e.gsoSplits.Add(1)
-				}
-				pkt.DecRef()
-				n = e.emitSegments(bufs, sizes, offset, n)
-			} else {
-				if sz, ok := copyPacket(bufs[n][offset:], pkt); ok {
-					sizes[n] = sz
-					n++
-				} else {
-					e.outTooLong.Add(1)
-				}
-				pkt.DecRef()
-			}
-			pkt = nil
-			if n == len(bufs) {
-				break
-			}
-			select {
-			case pkt = <-e.out:
-			default:
-			}
+			e.heldHead, e.heldN = 0, k
+			n = e.emitHeld(bufs, sizes, offset, n)
 		}
 		if n > 0 {
 			e.outFrames.Add(uint64(n))
 			return n, nil
 		}
 	}
+}
+
+// emitHeld copies held packets into bufs[n:] in order, as long as there is
+// room and no GSO segment is pending, and returns the new count.
+func (e *linkEndpoint) emitHeld(bufs [][]byte, sizes []int, offset, n int) int {
+	for n < len(bufs) && e.heldN > 0 && e.seg.Remaining() == 0 {
+		pkt := e.held[e.heldHead]
+		e.held[e.heldHead] = nil
+		e.heldHead++
+		e.heldN--
+		if g := pkt.GSOOptions; g.Type != stack.GSONone && g.NeedsCsum {
+			if !e.startGSO(pkt) {
+				e.outTooLong.Add(1)
+			} else if e.seg.Remaining() > 1 {
+				e.gsoSplits.Add(1)
+			}
+			pkt.DecRef()
+			n = e.emitSegments(bufs, sizes, offset, n)
+			continue
+		}
+		if sz, ok := copyPacket(bufs[n][offset:], pkt); ok {
+			sizes[n] = sz
+			n++
+		} else {
+			e.outTooLong.Add(1)
+		}
+		pkt.DecRef()
+	}
+	return n
+}
+
+// releaseHeld releases the packets Read took and did not copy out (after
+// close).
+func (e *linkEndpoint) releaseHeld() {
+	for ; e.heldN > 0; e.heldN-- {
+		e.held[e.heldHead].DecRef()
+		e.held[e.heldHead] = nil
+		e.heldHead++
+		e.outDrops.Add(1)
+	}
+	e.seg.Reset()
 }
 
 // emitSegments writes pending GSO segments into bufs[n:] and returns the
@@ -187,7 +203,9 @@ func copyPacket(dst []byte, pkt *stack.PacketBuffer) (int, bool) {
 // Write implements vswitch.Port: it delivers inbound frames to the stack.
 // Frames not addressed to the gateway's MAC, broadcast or multicast are
 // dropped (the switch floods unknown unicast to every port), and so are
-// those the policy filters or consumes.
+// those with a bad checksum and those the policy filters or consumes.
+// Write may block while the stack, answering, waits for room in the
+// outbound queue (outQueue).
 func (e *linkEndpoint) Write(bufs [][]byte, offset int) (int, error) {
 	select {
 	case <-e.closed:
@@ -199,6 +217,8 @@ func (e *linkEndpoint) Write(bufs [][]byte, offset int) (int, error) {
 	e.mu.RUnlock()
 	e.groMu.Lock()
 	defer e.groMu.Unlock()
+	e.rxd.d = d
+	e.gro.Dispatcher = &e.rxd
 	for _, b := range bufs {
 		frame := b[offset:]
 		if len(frame) < header.EthernetMinimumSize || d == nil {
@@ -208,6 +228,11 @@ func (e *linkEndpoint) Write(bufs [][]byte, offset int) (int, error) {
 		dst := header.Ethernet(frame).DestinationAddress()
 		if dst[0]&1 == 0 && dst != e.mac {
 			e.inFiltered.Add(1)
+			continue
+		}
+		ok, validated := verifyChecksums(frame)
+		if !ok {
+			e.inBadCsum.Add(1)
 			continue
 		}
 		switch e.policy.inbound(frame) {
@@ -236,7 +261,7 @@ func (e *linkEndpoint) Write(bufs [][]byte, offset int) (int, error) {
 			pkt.PktType = tcpip.PacketHost
 		}
 		pkt.NetworkProtocolNumber = eth.Type()
-		e.gro.Dispatcher = d
+		pkt.RXChecksumValidated = validated
 		e.gro.Enqueue(pkt)
 		pkt.DecRef()
 	}
@@ -248,57 +273,39 @@ func (e *linkEndpoint) Write(bufs [][]byte, offset int) (int, error) {
 // BatchSize implements vswitch.Port.
 func (e *linkEndpoint) BatchSize() int { return batchSize }
 
-// enqueue queues an outbound packet, taking over the caller's reference;
-// when the queue is full or the endpoint closed the packet is released and
-// the drop counted.
+// enqueue queues an outbound packet, waiting for room (outQueue), and
+// takes over the caller's reference; false (the packet released and
+// counted) once the endpoint is closed.
 func (e *linkEndpoint) enqueue(pkt *stack.PacketBuffer) bool {
-	select {
-	case <-e.closed:
-	default:
-		select {
-		case e.out <- pkt:
-			return true
-		default:
-			e.outDrops.Add(1)
-		}
+	ok := e.out.push1(pkt)
+	if !ok {
+		e.outDrops.Add(1)
 	}
 	pkt.DecRef()
-	return false
+	return ok
 }
 
-// closePort unblocks Read and Write and frees queued frames.
+// closePort unblocks Read, Write and waiting writers and frees queued
+// frames.
 func (e *linkEndpoint) closePort() {
 	e.closeOnce.Do(func() {
 		close(e.closed)
-		for {
-			select {
-			case pkt := <-e.out:
-				pkt.DecRef()
-			default:
-				return
-			}
-		}
+		e.outDrops.Add(uint64(e.out.close()))
 	})
 }
 
 // ---- stack.LinkEndpoint side ----
 
-// WritePackets implements stack.LinkWriter. It takes a reference on each
-// queued packet; Read releases it after copying.
+// WritePackets implements stack.LinkWriter. It queues every packet, with
+// a reference of its own that Read releases after copying, waiting for
+// room while the queue is full: the calling goroutine (a TCP processor, an
+// application's Write) is held, which is how gVisor learns it cannot send
+// now. It fails only once the endpoint is closed.
 func (e *linkEndpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
-	select {
-	case <-e.closed:
-		return 0, &tcpip.ErrClosedForSend{}
-	default:
-	}
-	n := 0
-	for _, pkt := range pkts.AsSlice() {
-		if e.enqueue(pkt.IncRef()) {
-			n++
-		}
-	}
-	if n == 0 && pkts.Len() > 0 {
-		return 0, &tcpip.ErrNoBufferSpace{}
+	n, closed := e.out.push(pkts.AsSlice())
+	if closed {
+		e.outDrops.Add(uint64(pkts.Len() - n))
+		return n, &tcpip.ErrClosedForSend{}
 	}
 	return n, nil
 }
@@ -322,13 +329,15 @@ func (e *linkEndpoint) SetLinkAddress(tcpip.LinkAddress) {
 	// The gateway's MAC is fixed by its configuration.
 }
 
-// Capabilities implements stack.LinkEndpoint. RX checksum offload: GRO
-// (Write) verifies TCP checksums once, before coalescing, and the stack
-// then skips verifying each coalesced segment again. Frames reach the
-// gateway over memory-to-memory transports (unix sockets, TAP, the switch)
-// or uplinks with their own checksums, so UDP and ICMP are not re-verified.
+// Capabilities implements stack.LinkEndpoint. RX checksum offload is
+// claimed only while a packet whose checksums were verified is being
+// delivered (csum.go): the stack verifies every other packet itself.
 func (e *linkEndpoint) Capabilities() stack.LinkEndpointCapabilities {
-	return stack.CapabilityResolutionRequired | stack.CapabilityRXChecksumOffload
+	c := stack.CapabilityResolutionRequired
+	if e.rxValidated.Load() {
+		c |= stack.CapabilityRXChecksumOffload
+	}
+	return c
 }
 
 // Attach implements stack.LinkEndpoint.Attach.

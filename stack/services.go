@@ -126,6 +126,9 @@ var hostAliases = map[string]string{
 func (g *Gateway) dnsLookup(host string) (v4, v6 netip.Addr) {
 	switch host {
 	case "host":
+		if g.cfg.NoHostLoopback {
+			return netip.Addr{}, netip.Addr{} // 10.0.2.2 and ::2 reach nothing on the host
+		}
 		if g.hostIPv6Loopback {
 			return g.gwIP, g.gw6
 		}

@@ -327,6 +327,20 @@ func TestBadConfig(t *testing.T) {
 		{"forward same host twice in a fence", `fences:
   - {name: a, id: 1, gateway: {enabled: true, forwards: [{listen: "127.0.0.1:80", target: "10.0.2.15:80", host: lab.test}, {listen: "127.0.0.1:80", target: "10.0.2.16:80", host: lab.test}]}}
 `, nil, nil, "config: fences[0].gateway.forwards[1].listen: tcp 127.0.0.1:80 host lab.test already used by fences[0].gateway.forwards[0]"},
+		{"host_loopback not bool", "fences: [{name: a, id: 1, gateway: {enabled: true, host_loopback: sometimes}}]\n", nil, nil,
+			"config: fences[0].gateway.host_loopback"},
+		{"tcp per guest 0", "fences: [{name: a, id: 1, gateway: {enabled: true, max_tcp_conns_per_guest: 0}}]\n", nil, nil,
+			"config: fences[0].gateway.max_tcp_conns_per_guest: 0: want 1..1024 (fences[0].gateway.max_tcp_conns)"},
+		{"tcp per guest above fence", "fences: [{name: a, id: 1, gateway: {enabled: true, max_tcp_conns: 10, max_tcp_conns_per_guest: 11}}]\n", nil, nil,
+			"config: fences[0].gateway.max_tcp_conns_per_guest: 11: want 1..10"},
+		{"udp per guest negative", "fences: [{name: a, id: 1, gateway: {enabled: true, max_udp_flows_per_guest: -1}}]\n", nil, nil,
+			"config: fences[0].gateway.max_udp_flows_per_guest: -1: want 1..1024"},
+		{"udp per guest not a number", "fences: [{name: a, id: 1, gateway: {enabled: true, max_udp_flows_per_guest: many}}]\n", nil, nil,
+			"config: fences[0].gateway.max_udp_flows_per_guest"},
+		{"tcp idle garbage", "fences: [{name: a, id: 1, gateway: {enabled: true, tcp_idle_timeout: long}}]\n", nil, nil,
+			`config: fences[0].gateway.tcp_idle_timeout: "long": want a duration of at least 1s`},
+		{"tcp idle zero", "fences: [{name: a, id: 1, gateway: {enabled: true, tcp_idle_timeout: 0s}}]\n", nil, nil,
+			`config: fences[0].gateway.tcp_idle_timeout: "0s"`},
 		{"yaml syntax", "fences: [\n", nil, nil, "config: "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -441,6 +455,19 @@ func TestGoodConfigs(t *testing.T) {
 					t.Errorf("got %+v", g)
 				}
 			}},
+		{"gateway NAT fairness keys", `fences: [{name: a, id: 1, gateway: {enabled: true, host_loopback: false, max_tcp_conns: 100,
+  max_tcp_conns_per_guest: 10, max_udp_flows_per_guest: 1024, tcp_idle_timeout: 10m}}]`, func(t *testing.T, c *Config) {
+			g := c.Fences[0].Gateway
+			if g == nil || !g.NoHostLoopback || g.MaxTCPConnsPerGuest != 10 || g.MaxUDPFlowsPerGuest != 1024 || g.TCPIdleTimeout != 10*time.Minute {
+				t.Errorf("got %+v", g)
+			}
+		}},
+		{"gateway NAT fairness defaults", "fences: [{name: a, id: 1, gateway: {enabled: true, host_loopback: true}}]\n", func(t *testing.T, c *Config) {
+			g := c.Fences[0].Gateway
+			if g == nil || g.NoHostLoopback || g.MaxTCPConnsPerGuest != 0 || g.MaxUDPFlowsPerGuest != 0 || g.TCPIdleTimeout != 0 {
+				t.Errorf("got %+v, want the stack's defaults (zero values)", g)
+			}
+		}},
 		{"gateway ipv6 default on", "fences: [{name: a, id: 1, gateway: {enabled: true}}]\n", func(t *testing.T, c *Config) {
 			g := c.Fences[0].Gateway
 			if g == nil || g.NoIPv6 || g.IPv6Prefix.IsValid() || g.Allow != nil || g.Deny != nil {

@@ -39,11 +39,11 @@ func newAdminGateways(set *gatewaySet, fwd *forward.Forwarder, fences []Fence) a
 
 // Gateway implements admin.Gateways.Gateway.
 func (a adminGateways) Gateway(id uint32) admin.Gateway {
-	g := a.set.get(id)
+	g := a.set.getServed(id)
 	if g == nil {
 		return nil
 	}
-	return adminGateway{gw: g, cfg: a.fences[id].Gateway, fwd: a.fwd, fence: id}
+	return adminGateway{gw: g.gw, cfg: a.fences[id].Gateway, fwd: a.fwd, fence: id}
 }
 
 // Configured implements admin.Gateways.Configured.
@@ -109,7 +109,18 @@ func gatewayStatsOf(s stack.Stats) admin.GatewayStats {
 		SocksConns: s.Socks.Active, SocksConnects: s.Socks.Connects, SocksAssociates: s.Socks.Associates,
 		SocksRefused: s.Socks.Refused, SocksFailed: s.Socks.Failed, SocksOverLimit: s.Socks.OverLimit,
 		SocksBad: s.Socks.BadRequests, SocksUDPDropped: s.Socks.UDPDropped,
+		InBadChecksum: s.InBadChecksum, OutWaits: s.OutWaits, OutQueued: s.OutQueued, NATGuests: s.NATGuests,
+		TCPRefusals: refusalMap(s.TCPRefusals), UDPRefusals: refusalMap(s.UDPRefusals), ICMPRefusals: refusalMap(s.ICMPRefusals),
 	}
+}
+
+// refusalMap names every reason of a refusal count (zeros included).
+func refusalMap(r [stack.NumRefusals]uint64) map[string]uint64 {
+	m := make(map[string]uint64, len(r))
+	for i, v := range r {
+		m[stack.Refusal(i).String()] = v
+	}
+	return m
 }
 
 func addrString(a netip.Addr) string {
@@ -192,6 +203,24 @@ func (c *cli) newGatewaysCmd() *cobra.Command {
 	}
 }
 
+// printRefusals prints the NAT refusals by reason, a row per reason that
+// has any, in the order of stack.Refusal; nothing when there are none.
+func printRefusals(w io.Writer, s admin.GatewayStats) {
+	header := false
+	for r := range stack.NumRefusals {
+		k := r.String()
+		tcp, udp, icmp := s.TCPRefusals[k], s.UDPRefusals[k], s.ICMPRefusals[k]
+		if tcp+udp+icmp == 0 {
+			continue
+		}
+		if !header {
+			fmt.Fprintln(w, "  REFUSED\tTCP\tUDP\tICMP")
+			header = true
+		}
+		fmt.Fprintf(w, "  %s\t%d\t%d\t%d\n", k, tcp, udp, icmp)
+	}
+}
+
 func printGateways(w io.Writer, gs []admin.GatewayStatus) {
 	if len(gs) == 0 {
 		fmt.Fprintln(w, "no gateways")
@@ -208,9 +237,11 @@ func printGateways(w io.Writer, gs []admin.GatewayStatus) {
 			fmt.Fprintln(w, "  IPv6 off")
 		}
 		s := g.Stats
-		fmt.Fprintf(w, "  frames in %d out %d, drops in %d out %d, filtered %d\n", s.InFrames, s.OutFrames, s.InDrops, s.OutDrops, s.InFiltered)
-		fmt.Fprintf(w, "  NAT: tcp %d open %d refused, udp %d flows %d refused, icmp %d relayed %d replies %d dropped\n",
-			s.TCPConns, s.TCPRefused, s.UDPFlows, s.UDPRefused, s.ICMPRelayed, s.ICMPReplies, s.ICMPDropped)
+		fmt.Fprintf(w, "  frames in %d out %d, drops in %d out %d, filtered %d, bad checksums %d, out waits %d\n",
+			s.InFrames, s.OutFrames, s.InDrops, s.OutDrops, s.InFiltered, s.InBadChecksum, s.OutWaits)
+		fmt.Fprintf(w, "  NAT: tcp %d open %d refused, udp %d flows %d refused, icmp %d relayed %d replies %d dropped; %d guests\n",
+			s.TCPConns, s.TCPRefused, s.UDPFlows, s.UDPRefused, s.ICMPRelayed, s.ICMPReplies, s.ICMPDropped, s.NATGuests)
+		printRefusals(w, s)
 		fmt.Fprintf(w, "  DHCP %d requests, %d leases; DNS %d queries\n", s.DHCPRequests, s.DHCPLeases, s.DNSQueries)
 		if g.Socks != "" {
 			fmt.Fprintf(w, "  SOCKS5 %s: %d open, %d connects, %d udp associations, %d refused (outside the fence), %d failed, %d over limit, %d bad, %d udp dropped\n",

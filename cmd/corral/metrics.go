@@ -86,7 +86,11 @@ var (
 	mGwOutFrames  = desc("gateway_out_frames_total", "Frames from the gateway to the fence.", "fence")
 	mGwInDrops    = desc("gateway_in_drops_total", "Inbound frames dropped as malformed.", "fence")
 	mGwInFiltered = desc("gateway_in_filtered_total", "Inbound frames meant for others.", "fence")
-	mGwOutDrops   = desc("gateway_out_drops_total", "Outbound frames dropped (queue full).", "fence")
+	mGwOutDrops   = desc("gateway_out_drops_total", "Outbound packets released unsent (only when the gateway closes).", "fence")
+	mGwOutWaits   = desc("gateway_out_waits_total", "Times the gateway waited for the switch to read (backpressure; nothing dropped).", "fence")
+	mGwBadCsum    = desc("gateway_in_bad_checksum_total", "Inbound packets with a bad IPv4, TCP, UDP or ICMP checksum, dropped.", "fence")
+	mGwNATRefused = desc("gateway_nat_refused_total", "NAT flows refused, by protocol (tcp, udp, icmp) and reason (limit_fence, limit_guest, self, ...).", "fence", "proto", "reason")
+	mGwNATGuests  = desc("gateway_nat_guests", "Guests (source MACs) holding NAT connections or flows.", "fence")
 	mGwTCPConns   = desc("gateway_tcp_conns", "NATed TCP connections open.", "fence")
 	mGwTCPRefused = desc("gateway_tcp_refused_total", "NATed TCP connections refused (limit, dial failure, policy).", "fence")
 	mGwUDPFlows   = desc("gateway_udp_flows", "NATed UDP flows open.", "fence")
@@ -112,7 +116,8 @@ var (
 		mPortRxFrames, mPortRxBytes, mPortTxFrames, mPortTxBytes, mPortDrops, mPortMACs, mPortQueued, mPortQueueLen,
 		mTrunkRxFrames, mTrunkRxBytes, mTrunkTxFrames, mTrunkTxBytes, mTrunkQueued, mTrunkDrops,
 		mUplinkCounter, mUplinkPeers, mUplinkRxByFence, mUplinkConflicts,
-		mGwInFrames, mGwOutFrames, mGwInDrops, mGwInFiltered, mGwOutDrops, mGwTCPConns, mGwTCPRefused,
+		mGwInFrames, mGwOutFrames, mGwInDrops, mGwInFiltered, mGwOutDrops, mGwOutWaits, mGwBadCsum, mGwNATRefused, mGwNATGuests,
+		mGwTCPConns, mGwTCPRefused,
 		mGwUDPFlows, mGwUDPRefused, mGwICMP, mGwLeases, mGwDHCPReqs, mGwDNSQueries, mGwForwards,
 		mFwdListeners, mFwdConns, mFwdFlows, mFwdAccepted, mFwdRefused,
 	}
@@ -205,6 +210,17 @@ func (c *corralCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(mGwInDrops, s.InDrops, g.fence)
 			counter(mGwInFiltered, s.InFiltered, g.fence)
 			counter(mGwOutDrops, s.OutDrops, g.fence)
+			counter(mGwOutWaits, s.OutWaits, g.fence)
+			counter(mGwBadCsum, s.InBadChecksum, g.fence)
+			for _, p := range []struct {
+				proto string
+				r     [stack.NumRefusals]uint64
+			}{{"tcp", s.TCPRefusals}, {"udp", s.UDPRefusals}, {"icmp", s.ICMPRefusals}} {
+				for r, v := range p.r {
+					counter(mGwNATRefused, v, g.fence, p.proto, stack.Refusal(r).String())
+				}
+			}
+			gauge(mGwNATGuests, float64(s.NATGuests), g.fence)
 			gauge(mGwTCPConns, float64(s.TCPConns), g.fence)
 			counter(mGwTCPRefused, s.TCPRefused, g.fence)
 			gauge(mGwUDPFlows, float64(s.UDPFlows), g.fence)
@@ -292,6 +308,7 @@ func (rt *instance) serveMetrics() error {
 	if err != nil {
 		return fmt.Errorf("metrics: metrics.listen %s: %w", rt.cfg.Metrics, err)
 	}
+	rt.self.add("tcp", ln.Addr().(*net.TCPAddr).AddrPort())
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", h)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {

@@ -59,8 +59,11 @@ func TestMetricsCollector(t *testing.T) {
 			}, true
 		},
 		gateways: func() []gatewayMetrics {
-			return []gatewayMetrics{{fence: "lab", forwards: 2, stats: stack.Stats{InFrames: 8, TCPConns: 3, UDPRefused: 4,
-				ICMPRelayed: 5, ICMPReplies: 6, DHCPLeases: 1, DNSQueries: 12}}}
+			st := stack.Stats{InFrames: 8, TCPConns: 3, UDPRefused: 4, ICMPRelayed: 5, ICMPReplies: 6, DHCPLeases: 1, DNSQueries: 12,
+				InBadChecksum: 13, OutWaits: 14, NATGuests: 2}
+			st.TCPRefusals[stack.RefusedLimitGuest] = 7
+			st.UDPRefusals[stack.RefusedSelf] = 4
+			return []gatewayMetrics{{fence: "lab", forwards: 2, stats: st}}
 		},
 		localGateways: func() []uint32 { return []uint32{1} },
 	}
@@ -97,6 +100,12 @@ func TestMetricsCollector(t *testing.T) {
 		`corral_gateway_dhcp_leases{fence="lab"} 1`,
 		`corral_gateway_dns_queries_total{fence="lab"} 12`,
 		`corral_gateway_forwards{fence="lab"} 2`,
+		`corral_gateway_in_bad_checksum_total{fence="lab"} 13`,
+		`corral_gateway_out_waits_total{fence="lab"} 14`,
+		`corral_gateway_nat_guests{fence="lab"} 2`,
+		`corral_gateway_nat_refused_total{fence="lab",proto="tcp",reason="limit_guest"} 7`,
+		`corral_gateway_nat_refused_total{fence="lab",proto="udp",reason="self"} 4`,
+		`corral_gateway_nat_refused_total{fence="lab",proto="icmp",reason="no_raw_socket"} 0`,
 		`# TYPE corral_fence_frames_in_total counter`,
 		`# TYPE corral_port_queued gauge`,
 		`go_goroutines`,

@@ -18,10 +18,6 @@ func (v *validator) pending() error {
 	for i, f := range r.Fences {
 		k := fmt.Sprintf("fences[%d]", i)
 		add(f.BUMRate != nil, k+".bum_rate")
-		add(f.Gateway.HostLoopback != nil, k+".gateway.host_loopback")
-		add(f.Gateway.MaxTCPConnsPerGuest != nil, k+".gateway.max_tcp_conns_per_guest")
-		add(f.Gateway.MaxUDPFlowsPerGuest != nil, k+".gateway.max_udp_flows_per_guest")
-		add(f.Gateway.TCPIdleTimeout != "", k+".gateway.tcp_idle_timeout")
 	}
 	// Issue 10: gossip.
 	add(r.Uplink.Gossip.Listen != "" || len(r.Uplink.Gossip.Join) > 0 || r.Uplink.Gossip.Profile != "", "uplink.gossip")

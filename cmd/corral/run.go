@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -94,8 +97,11 @@ type instance struct {
 	gateways *gatewaySet
 	// forwards are the port forwards into the gateways' fences: the
 	// process's, since forwards of several fences share listeners.
-	forwards  *forward.Forwarder
-	points    *attachPoints // the fences' addresses (attachlines.go)
+	forwards *forward.Forwarder
+	points   *attachPoints // the fences' addresses (attachlines.go)
+	// self registers every IP socket corral binds, and the VMs' addresses
+	// it dials, so that no gateway NATs a guest to them (self.go).
+	self      *selfSockets
 	uplink    *uplink.Uplink
 	listeners []attach.Listener
 	admin     *admin.Server // nil until it serves, and without an admin socket
@@ -141,6 +147,7 @@ func runSwitchWith(ctx context.Context, cfg *Config, log *slog.Logger, opts runO
 		}
 	}()
 	for _, step := range []func() error{
+		rt.registerConfiguredSelf,
 		rt.addFences,
 		rt.listen,
 		rt.dial,
@@ -154,6 +161,7 @@ func runSwitchWith(ctx context.Context, cfg *Config, log *slog.Logger, opts runO
 			return err
 		}
 	}
+	log.Debug("gateways refuse NAT to corral's own sockets", "addrs", rt.self.entries())
 	rt.announceAttach(opts.attachOut)
 	log.Info("corral ready", "fences", len(cfg.Fences), "version", version())
 	return rt.wait(ctx)
@@ -178,9 +186,10 @@ func newSwitch(ctx context.Context, cfg *Config, log *slog.Logger) (*instance, e
 	}
 	gctx, cancel := context.WithCancel(ctx)
 	g, gctx := errgroup.WithContext(gctx)
-	fwd := forward.New(forward.Config{Logger: log.With("component", "forward")})
-	rt := &instance{cfg: cfg, log: log, sw: sw, group: g, ctx: gctx, cancel: cancel,
-		gateways: newGatewaySet(sw, fwd, log, cfg.Fences), forwards: fwd, points: newAttachPoints(cfg.Fences)}
+	self := newSelfSockets()
+	fwd := forward.New(forward.Config{Logger: log.With("component", "forward"), Reserve: self.add})
+	rt := &instance{cfg: cfg, log: log, sw: sw, group: g, ctx: gctx, cancel: cancel, self: self,
+		gateways: newGatewaySet(sw, fwd, log, cfg.Fences, self), forwards: fwd, points: newAttachPoints(cfg.Fences)}
 	rt.onClose(rt.gateways.close)
 	rt.onClose(fwd.Close) // closers run in reverse: the host sockets close before the gateways
 	return rt, nil
@@ -212,10 +221,70 @@ func (rt *instance) listen() error {
 			}
 			rt.listeners = append(rt.listeners, ln)
 			rt.points.add(f.ID, ln.Addr(), false)
+			rt.registerListener(ln.Addr())
 			rt.log.Info("listening", "fence", f.Name, "addr", ln.Addr().String())
 		}
 	}
 	return nil
+}
+
+// registerConfiguredSelf registers, before anything binds, the IP
+// addresses of the configuration that corral binds with a fixed port or
+// dials (self.go): fence listeners and dial targets of the tcp and udp
+// schemes, port forwards, the uplink, metrics.
+func (rt *instance) registerConfiguredSelf() error {
+	reg := func(proto, hostport string) {
+		if _, port, err := net.SplitHostPort(hostport); err != nil || port == "0" {
+			return
+		}
+		if _, err := rt.self.addString(rt.ctx, proto, hostport); err != nil {
+			// Only a host name that does not resolve: nothing can be
+			// dialed there either.
+			rt.log.Warn("gateways: cannot resolve an address to keep guests from", "addr", hostport, "err", err)
+		}
+	}
+	for _, f := range rt.cfg.Fences {
+		for _, a := range append(slices.Clone(f.Listen), f.Dial...) {
+			if p := ipProto(a.Scheme); p != "" {
+				reg(p, a.Target)
+			}
+		}
+		// Forwards register themselves (forward.Config.Reserve, before
+		// they bind); a fixed SOCKS address is registered here, before
+		// the gateway binds it.
+		if f.Gateway != nil {
+			rt.self.add("tcp", f.Gateway.Socks)
+		}
+	}
+	if rt.cfg.HasUplink {
+		rt.self.add("udp", rt.cfg.Uplink.UDPListen)
+	}
+	if rt.cfg.Metrics != "" {
+		reg("tcp", rt.cfg.Metrics)
+	}
+	return nil
+}
+
+// ipProto is the IP protocol of an attachment scheme, "" for those
+// without an IP address (unix-family sockets, vsock, stdio): NAT cannot
+// reach them.
+func ipProto(s attach.Scheme) string {
+	switch s {
+	case attach.TCP:
+		return "tcp"
+	case attach.UDP:
+		return "udp"
+	}
+	return ""
+}
+
+// registerListener registers a bound listener's address (self.go).
+func (rt *instance) registerListener(a attach.Addr) {
+	if p := ipProto(a.Scheme); p != "" {
+		if ap, err := netip.ParseAddrPort(a.Target); err == nil {
+			rt.self.add(p, ap)
+		}
+	}
 }
 
 // dial starts dialing every fence's dial addresses (re-dialed until

@@ -473,6 +473,9 @@ func gatewayConfig(key string, f Fence, g fileGateway) (*stack.Config, error) {
 	}
 	sc.MaxTCPConns = int(g.MaxTCPConns)
 	sc.MaxUDPFlows = int(g.MaxUDPFlows)
+	if err := natGuestLimits(key, g, sc); err != nil {
+		return nil, err
+	}
 	for j, r := range g.Resolvers {
 		ap, err := parseAddrPort(r, 53)
 		if err != nil {
@@ -536,6 +539,39 @@ func forwardsConfig(key string, f Fence, g fileGateway) ([]forward.Forward, erro
 		out = append(out, ff.Normalize())
 	}
 	return out, nil
+}
+
+// natGuestLimits converts gateway.host_loopback, max_tcp_conns_per_guest,
+// max_udp_flows_per_guest and tcp_idle_timeout (issue 8).
+func natGuestLimits(key string, g fileGateway, sc *stack.Config) error {
+	sc.NoHostLoopback = g.HostLoopback != nil && !*g.HostLoopback
+	perGuest := func(k string, v *int64, fence int64, fenceKey string, def int64) (int, error) {
+		if v == nil {
+			return 0, nil
+		}
+		if fence == 0 {
+			fence = def
+		}
+		if *v < 1 || *v > fence {
+			return 0, cfgErr(key+"."+k, "%d: want 1..%d (%s.%s); omit it for a quarter of that", *v, fence, key, fenceKey)
+		}
+		return int(*v), nil
+	}
+	var err error
+	if sc.MaxTCPConnsPerGuest, err = perGuest("max_tcp_conns_per_guest", g.MaxTCPConnsPerGuest, g.MaxTCPConns, "max_tcp_conns", stack.DefaultMaxTCPConns); err != nil {
+		return err
+	}
+	if sc.MaxUDPFlowsPerGuest, err = perGuest("max_udp_flows_per_guest", g.MaxUDPFlowsPerGuest, g.MaxUDPFlows, "max_udp_flows", stack.DefaultMaxUDPFlows); err != nil {
+		return err
+	}
+	if g.TCPIdleTimeout != "" {
+		d, err := time.ParseDuration(g.TCPIdleTimeout)
+		if err != nil || d < time.Second {
+			return cfgErr(key+".tcp_idle_timeout", "%q: want a duration of at least 1s, such as 2h4m (the default)", g.TCPIdleTimeout)
+		}
+		sc.TCPIdleTimeout = d
+	}
+	return nil
 }
 
 // parseSocks parses gateway.socks: "IP:port", or a bare port on

@@ -21,9 +21,10 @@ import (
 // resumes (a new gateway from the configuration, with the configured
 // forwards; forwards added at run time are not restored).
 type gatewaySet struct {
-	sw  *vswitch.Switch
-	fwd *forward.Forwarder // the process's port forwards, into the gateways' fences
-	log *slog.Logger
+	sw   *vswitch.Switch
+	fwd  *forward.Forwarder // the process's port forwards, into the gateways' fences
+	log  *slog.Logger
+	self *selfSockets // every gateway's IsSelf (self.go)
 
 	cfgIDs []uint32 // fences with a configured gateway, sorted; read-only
 
@@ -37,10 +38,21 @@ type gatewaySet struct {
 type servedGateway struct {
 	gw *stack.Gateway
 	h  *vswitch.PortHandle
+	// release ends the registration (self.go) of the gateway's SOCKS
+	// endpoint; its forwards are registered by the Forwarder itself
+	// (forward.Config.Reserve).
+	release func()
 }
 
-func newGatewaySet(sw *vswitch.Switch, fwd *forward.Forwarder, log *slog.Logger, fences []Fence) *gatewaySet {
-	s := &gatewaySet{sw: sw, fwd: fwd, log: log, fences: map[uint32]Fence{},
+// close closes the gateway and then drops its SOCKS endpoint's
+// registration (self.go), once its socket is closed.
+func (g *servedGateway) close() {
+	g.gw.Close()
+	g.release()
+}
+
+func newGatewaySet(sw *vswitch.Switch, fwd *forward.Forwarder, log *slog.Logger, fences []Fence, self *selfSockets) *gatewaySet {
+	s := &gatewaySet{sw: sw, fwd: fwd, log: log, self: self, fences: map[uint32]Fence{},
 		serving: map[uint32]*servedGateway{}, yielded: map[uint32]string{}}
 	for _, f := range fences {
 		if f.Gateway != nil {
@@ -63,21 +75,27 @@ func (s *gatewaySet) start(f Fence) error {
 func (s *gatewaySet) startLocked(f Fence) error {
 	sc := *f.Gateway
 	sc.Logger = s.log.With("component", "gateway") // the gateway adds the fence
+	sc.IsSelf = s.self.IsSelf
 	gw, err := stack.New(sc)
 	if err != nil {
 		return err
 	}
+	// The SOCKS endpoint is a host socket of this process too: a fixed
+	// address was registered before anything bound (registerConfiguredSelf);
+	// this covers port 0.
+	sg := &servedGateway{gw: gw, release: s.self.add("tcp", gw.SocksAddr())}
 	h, err := s.sw.Attach(gw, vswitch.PortConfig{Name: "gateway:" + f.Name, Fence: f.ID})
 	if err != nil {
-		gw.Close()
+		sg.close()
 		return err
 	}
 	if err := s.startForwards(f, gw); err != nil {
 		h.Close()
-		gw.Close()
+		sg.close()
 		return err
 	}
-	s.serving[f.ID] = &servedGateway{gw: gw, h: h}
+	sg.h = h
+	s.serving[f.ID] = sg
 	return nil
 }
 
@@ -101,12 +119,17 @@ func (s *gatewaySet) startForwards(f Fence, gw *stack.Gateway) error {
 // get returns the gateway serving fence id, nil when there is none (not
 // configured, or yielded).
 func (s *gatewaySet) get(id uint32) *stack.Gateway {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if g := s.serving[id]; g != nil {
+	if g := s.getServed(id); g != nil {
 		return g.gw
 	}
 	return nil
+}
+
+// getServed is get with the gateway's registrations.
+func (s *gatewaySet) getServed(id uint32) *servedGateway {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.serving[id]
 }
 
 // yieldedTo returns the outer MAC of the peer fence id's gateway was
@@ -156,7 +179,7 @@ func (s *gatewaySet) conflict(id uint32, peer [6]byte, yield bool) {
 	if err := g.h.Close(); err != nil {
 		s.log.Warn("close yielded gateway", "fence", f.Name, "err", err)
 	}
-	g.gw.Close()
+	g.close()
 	s.log.Error("gateway yielded: another host serves this fence's gateway and wins the tie-break (lower outer MAC); this host's gateway is detached; configure the gateway on one host only",
 		"fence", f.Name, "fence_id", id, "peer", mac)
 }
@@ -191,9 +214,11 @@ func (s *gatewaySet) close() error {
 	}
 	slices.Sort(ids)
 	for i := len(ids) - 1; i >= 0; i-- {
-		if err := s.serving[ids[i]].h.Close(); err != nil {
+		g := s.serving[ids[i]]
+		if err := g.h.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("gateway of fence %d: %w", ids[i], err))
 		}
+		g.close()
 	}
 	clear(s.serving)
 	if len(errs) > 0 {
@@ -232,6 +257,7 @@ func startUplink(rt *instance) error {
 		u.Close()
 		return err
 	}
+	rt.self.add("udp", u.LocalAddr()) // zero (nothing) on the raw uplink
 	rt.uplink = u
 	return nil
 }
