@@ -155,6 +155,11 @@ type Config struct {
 	// guest opens, from the stack's receive path: it must be fast and
 	// must not block. ICMP echo carries no port and reaches no socket.
 	IsSelf func(proto string, dst netip.AddrPort) bool
+	// Reserve, when set, is told of the host sockets the gateway binds on
+	// its own behalf for clients (the SOCKS5 endpoint's UDP relays) and
+	// returns what ends the registration; cmd passes the same registry
+	// IsSelf reads, so that no guest's NAT reaches them.
+	Reserve func(proto string, addr netip.AddrPort) (release func())
 	// Logger receives the gateway's logs; nil discards them.
 	Logger *slog.Logger
 }

@@ -30,6 +30,7 @@ func (g *Gateway) startSocks() error {
 		DialUDP:  g.dialFenceUDP,
 		Resolve:  g.dnsSrv.LookupNetIP,
 		MaxConns: g.cfg.SocksMaxConns,
+		Reserve:  g.cfg.Reserve,
 		Logger:   g.log.With("socks", g.socksAddr.String()),
 	})
 	g.closers = append(g.closers, g.socks.Close)

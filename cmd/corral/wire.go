@@ -76,6 +76,7 @@ func (s *gatewaySet) startLocked(f Fence) error {
 	sc := *f.Gateway
 	sc.Logger = s.log.With("component", "gateway") // the gateway adds the fence
 	sc.IsSelf = s.self.IsSelf
+	sc.Reserve = s.self.add
 	gw, err := stack.New(sc)
 	if err != nil {
 		return err

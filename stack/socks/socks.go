@@ -91,6 +91,11 @@ type Config struct {
 	// datagrams to more are dropped and counted. 0 means
 	// DefaultMaxUDPTargets.
 	MaxUDPTargets int
+	// Reserve, when set, is told of every UDP relay socket the server
+	// binds for an association (before the client learns its port) and
+	// returns what ends that registration, called once the socket is
+	// closed: so that no guest's NAT reaches a relay (DESIGN.md 6).
+	Reserve func(proto string, addr netip.AddrPort) (release func())
 	// Logger receives debug logs of failed requests; nil discards them.
 	Logger *slog.Logger
 }

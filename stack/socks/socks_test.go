@@ -327,7 +327,21 @@ func TestUDPAssociate(t *testing.T) {
 	dst := pc.LocalAddr().(*net.UDPAddr).AddrPort()
 	f := &fence{allow: map[netip.AddrPort]bool{dst: true},
 		names: map[string][]netip.Addr{"vm1": {netip.MustParseAddr("127.0.0.1")}}}
-	s, addr := start(t, Config{Dial: f.dial, DialUDP: f.dialUDP, Resolve: f.resolve})
+	// Relay sockets are reserved (no guest's NAT may reach them) while
+	// they are open.
+	var resMu sync.Mutex
+	reserved := map[netip.AddrPort]int{}
+	reserve := func(proto string, a netip.AddrPort) func() {
+		if proto != "udp" {
+			t.Errorf("Reserve(%q, %v): want udp", proto, a)
+		}
+		resMu.Lock()
+		reserved[a]++
+		resMu.Unlock()
+		return func() { resMu.Lock(); reserved[a]--; resMu.Unlock() }
+	}
+	held := func(a netip.AddrPort) int { resMu.Lock(); defer resMu.Unlock(); return reserved[a] }
+	s, addr := start(t, Config{Dial: f.dial, DialUDP: f.dialUDP, Resolve: f.resolve, Reserve: reserve})
 
 	ctrl, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -344,6 +358,9 @@ func TestUDPAssociate(t *testing.T) {
 		t.Fatalf("reply % x", reply)
 	}
 	relay := netip.AddrPortFrom(netip.AddrFrom4([4]byte(reply[6:10])), binary.BigEndian.Uint16(reply[10:]))
+	if held(relay) != 1 {
+		t.Fatalf("relay %v not reserved while open: %v", relay, reserved)
+	}
 	uc, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(relay))
 	if err != nil {
 		t.Fatal(err)
@@ -379,4 +396,5 @@ func TestUDPAssociate(t *testing.T) {
 	// The association ends with its control connection.
 	ctrl.Close()
 	waitFor(t, "association closed", func() bool { return s.Stats().Active == 0 }, func() string { return fmt.Sprintf("%+v", s.Stats()) })
+	waitFor(t, "relay released", func() bool { return held(relay) == 0 }, func() string { return fmt.Sprint(reserved) })
 }

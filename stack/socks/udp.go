@@ -37,6 +37,10 @@ func (s *Server) associate(c net.Conn, req request) {
 		return
 	}
 	defer s.untrack(pc, false)
+	if s.cfg.Reserve != nil {
+		release := s.cfg.Reserve("udp", pc.LocalAddr().(*net.UDPAddr).AddrPort())
+		defer release() // runs after pc.Close below
+	}
 	defer pc.Close()
 	// The client may name the address it will send from (port 0: any).
 	var fixed netip.AddrPort
