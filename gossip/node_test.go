@@ -140,7 +140,16 @@ func TestCluster50(t *testing.T) {
 		}
 	}
 	c := newCluster(t, hook)
-	c.tune = func(mc *memberlist.Config) { mc.EnableCompression = false }
+	// Under a loaded CI machine (-race, 50 members on two shared cores)
+	// memberlist can miss probe deadlines and declare a live member dead
+	// in one host's view; the member refutes, and the refutation reaches
+	// every host at the latest with the next push/pull. A 5 s push/pull
+	// (LAN default: 30 s) keeps that repair inside the test's bounds; what
+	// the test checks is corral's fence state, not memberlist's timing.
+	c.tune = func(mc *memberlist.Config) {
+		mc.EnableCompression = false
+		mc.PushPullInterval = 5 * time.Second
+	}
 	nodes := make([]*simNode, nh)
 	for i := range nodes {
 		nodes[i] = c.add()
@@ -162,7 +171,7 @@ func TestCluster50(t *testing.T) {
 		c.start(s, []string{nodes[rand.IntN(s.i)].addr})
 		setup(s)
 	}
-	if d, ok := waitFor(30*time.Second, func() bool { return c.allMembers(nh - 2) }); !ok {
+	if d, ok := waitFor(60*time.Second, func() bool { return c.allMembers(nh - 2) }); !ok {
 		for _, s := range c.running() {
 			ctr := s.n.Counters()
 			t.Logf("%s: alive %d suspect %d dead %d left %d", s.name, ctr.Alive, ctr.Suspect, ctr.Dead, ctr.Left)
@@ -174,7 +183,9 @@ func TestCluster50(t *testing.T) {
 	last := nodes[nh-1]
 	c.start(last, []string{nodes[0].addr})
 	setup(last)
-	d, ok := waitFor(10*time.Second, func() bool { return c.knownByAll(last, true) })
+	// The 10 s target is measured by BenchmarkScale; the bound here is
+	// generous for a loaded machine.
+	d, ok := waitFor(30*time.Second, func() bool { return c.knownByAll(last, true) })
 	if !ok {
 		t.Fatalf("new member not known by all after %v", d)
 	}
@@ -202,14 +213,14 @@ func TestCluster50(t *testing.T) {
 		}
 		return true
 	}
-	if d, ok := waitFor(20*time.Second, func() bool { return lookupsRight(-1) }); !ok {
+	if d, ok := waitFor(40*time.Second, func() bool { return lookupsRight(-1) }); !ok {
 		t.Fatalf("MAC lookups not right everywhere after %v", d)
 	}
 	// A host fails: its fences and MACs are withdrawn everywhere within
 	// 10 s plus a margin for a loaded CI machine.
 	victim := nodes[7]
 	c.fail(victim)
-	d, ok = waitFor(20*time.Second, func() bool {
+	d, ok = waitFor(40*time.Second, func() bool {
 		return lookupsRight(victim.i) && c.knownByAll(victim, false) || c.deadEverywhere(victim) && lookupsRight(victim.i)
 	})
 	if !ok {
