@@ -5,7 +5,7 @@ GOFLAGS   ?=
 TEST_TIMEOUT ?= 25m
 FUZZTIME  ?= 20s
 
-.PHONY: all build run test test-deps unit integration e2e bench fuzz lint clean guest
+.PHONY: all build run test test-deps unit integration e2e bench fuzz lint clean guest cross
 
 all: build
 
@@ -25,7 +25,7 @@ test-deps:
 # that cannot run fails. Then the allocation tests (names containing "Alloc")
 # once more without it: the race detector allocates, so some of them skip
 # under -race, and this is the one test run without -race.
-test: test-deps build
+test: test-deps build cross
 	$(GO) vet ./...
 	CI=$${CI:-true} $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 	CI=$${CI:-true} $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -run Alloc ./...
@@ -39,6 +39,13 @@ unit:
 integration e2e: test-deps build
 	CI=$${CI:-true} $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -run 'TestIntegration|TestE2E' ./...
 
+# macOS and FreeBSD: the whole module (tests included) vets, and corral
+# builds, for darwin/arm64, darwin/amd64 and freebsd/amd64. Seconds.
+cross:
+	GOOS=darwin GOARCH=arm64 $(GO) vet ./...
+	GOOS=darwin GOARCH=amd64 $(GO) build -o /dev/null ./cmd/corral
+	GOOS=freebsd GOARCH=amd64 $(GO) vet ./...
+
 guest:
 	./contrib/guest/build.sh
 
@@ -48,7 +55,7 @@ bench: test-deps build
 fuzz:
 	./contrib/fuzz.sh $(FUZZTIME)
 
-lint:
+lint: cross
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
 	$(GO) vet ./...
 

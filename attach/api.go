@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -55,9 +56,9 @@ func (a Addr) String() string {
 // ErrBadAddr is wrapped by every error ParseAddr returns.
 var ErrBadAddr = errors.New("bad attachment address")
 
-// maxUnixPath is the longest path a sockaddr_un holds (108 bytes with the
-// terminating NUL).
-const maxUnixPath = 107
+// maxUnixPath is the longest path a sockaddr_un holds on this OS
+// (MaxSocketPath: 107 bytes on Linux, 103 on macOS and the BSDs).
+const maxUnixPath = MaxSocketPath
 
 func badAddr(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrBadAddr, fmt.Sprintf(format, args...))
@@ -96,7 +97,7 @@ func ParseAddr(s string) (Addr, error) {
 			return Addr{}, badAddr("%s: socket path %q names a directory", sc, target)
 		}
 		if len(p) > maxUnixPath {
-			return Addr{}, badAddr("%s: socket path is %d bytes, longer than the %d a unix socket address holds", sc, len(p), maxUnixPath)
+			return Addr{}, badAddr("%s: socket path is %d bytes, longer than the %d a unix socket address holds on %s", sc, len(p), maxUnixPath, runtime.GOOS)
 		}
 		if strings.IndexByte(p, 0) >= 0 {
 			return Addr{}, badAddr("%s: socket path contains a NUL byte", sc)

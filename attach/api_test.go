@@ -2,6 +2,7 @@ package attach
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -36,7 +37,7 @@ func TestParseAddr(t *testing.T) {
 		{"unix relative", "unix://run/x.sock", Addr{}, "not absolute"},
 		{"unix dir", "unix:///tmp/", Addr{}, "names a directory"},
 		{"unix root", "unix:///", Addr{}, "names a directory"},
-		{"unix too long", long, Addr{}, "longer than the 107"},
+		{"unix too long", long, Addr{}, "longer than the " + strconv.Itoa(MaxSocketPath)},
 		{"unixgram relative", "unixgram://x", Addr{}, "not absolute"},
 		{"tcp no port", "tcp://127.0.0.1", Addr{}, "not host:port"},
 		{"tcp empty port", "tcp://127.0.0.1:", Addr{}, "missing port"},

@@ -63,7 +63,7 @@ type dgramListener struct {
 	queueFull, oversize, empty, unnamed, sendDrops, refused atomic.Uint64
 
 	// Reader state, owned by the reader goroutine.
-	hdrs   []unix.Mmsghdr
+	hdrs   []mmsghdr
 	iovs   []unix.Iovec
 	names  []unix.RawSockaddrAny
 	bufs   [][]byte
@@ -105,7 +105,7 @@ func listenDgram(addr Addr, opts Options, onPort OnPort) (*dgramListener, error)
 	growSocketBuffers(l.conn)
 	l.log = opts.Logger.With("listen", l.addr.String())
 	l.cache = vswitch.NewBufCache()
-	l.hdrs = make([]unix.Mmsghdr, BatchSize)
+	l.hdrs = make([]mmsghdr, BatchSize)
 	l.iovs = make([]unix.Iovec, BatchSize)
 	l.names = make([]unix.RawSockaddrAny, BatchSize)
 	l.bufs = make([][]byte, BatchSize)
@@ -299,7 +299,7 @@ func unixPath(sa *unix.RawSockaddrAny, salen uint32) ([]byte, bool) {
 	}
 	u := (*unix.RawSockaddrUnix)(unsafe.Pointer(sa))
 	b := unsafe.Slice((*byte)(unsafe.Pointer(&u.Path[0])), int(salen)-pathOff)
-	if b[0] != 0 { // a path: up to the first NUL
+	if b[0] != 0 || !abstractUnix { // a path: up to the first NUL
 		for i, c := range b {
 			if c == 0 {
 				b = b[:i]
@@ -335,7 +335,7 @@ func (l *dgramListener) newPeer(sa *unix.RawSockaddrAny, salen uint32) *peerPort
 		shut:  make(chan struct{}),
 		sa:    *sa,
 		salen: salen,
-		whdrs: make([]unix.Mmsghdr, BatchSize),
+		whdrs: make([]mmsghdr, BatchSize),
 		wiovs: make([]unix.Iovec, BatchSize),
 	}
 	p.wfn = p.sendFn
@@ -444,7 +444,7 @@ type peerPort struct {
 	rdone [][]byte
 
 	// Write side, owned by the writer.
-	whdrs  []unix.Mmsghdr
+	whdrs  []mmsghdr
 	wiovs  []unix.Iovec
 	wn     int
 	wsent  int
@@ -605,10 +605,10 @@ const unixgramRetries = 5
 // the socket is writable (udp).
 func (p *peerPort) sendFn(fd uintptr) bool {
 	for p.wsent < p.wn {
-		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&p.whdrs[p.wsent])), uintptr(p.wn-p.wsent), unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, 0, 0)
+		r, e := sendmmsg(fd, p.whdrs[p.wsent:p.wn])
 		switch {
 		case e == 0:
-			p.wsent += int(r)
+			p.wsent += r
 		case e == unix.EINTR:
 		case e == unix.EAGAIN && p.l.isUnix:
 			p.werrno = e

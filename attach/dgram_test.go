@@ -10,12 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
-	"unsafe"
-
-	"golang.org/x/sys/unix"
 
 	vswitch "github.com/corralnet/corral/switch"
 )
@@ -422,18 +418,7 @@ func checkDialedDgram(t *testing.T, p vswitch.Port, srv net.PacketConn) {
 // datagram queued and shrinks only when one is read.
 func sendQueued(t *testing.T, p *packetPort, srv net.PacketConn, f []byte, to net.Addr) {
 	t.Helper()
-	rmem := func() uint32 {
-		var m [unix.SK_MEMINFO_VARS]uint32
-		var errno syscall.Errno
-		if err := p.rc.Control(func(fd uintptr) {
-			l := uint32(unsafe.Sizeof(m))
-			_, _, errno = unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
-				uintptr(unsafe.Pointer(&m[0])), uintptr(unsafe.Pointer(&l)), 0)
-		}); err != nil || errno != 0 {
-			t.Fatalf("SO_MEMINFO: %v %v", err, errno)
-		}
-		return m[unix.SK_MEMINFO_RMEM_ALLOC]
-	}
+	rmem := func() uint32 { return socketRmem(t, p.rc) }
 	_, isUDP := srv.(*net.UDPConn)
 	before := rmem()
 	if _, err := srv.WriteTo(f, to); err != nil {

@@ -35,7 +35,7 @@ func dialOnce(ctx context.Context, addr Addr, opts Options) (vswitch.Port, error
 		if err != nil {
 			return nil, err
 		}
-		if cid == unix.VMADDR_CID_ANY {
+		if cid == vmaddrCIDAny {
 			return nil, errors.New("vsock: dialing needs a context ID (vsock://CID:PORT)")
 		}
 		c, err := vsock.DialContext(ctx, cid, port, nil)

@@ -38,7 +38,7 @@ func (f *socketFile) remove() {
 	if err := unix.Lstat(f.path, &st); err != nil {
 		return
 	}
-	if st.Dev == f.dev && st.Ino == f.ino {
+	if uint64(st.Dev) == f.dev && uint64(st.Ino) == f.ino { // Dev is int32 on darwin
 		os.Remove(f.path)
 	}
 }
@@ -105,7 +105,7 @@ func finishUnixSocket(path string, mode fs.FileMode) (*socketFile, error) {
 	if err := unix.Lstat(path, &st); err != nil {
 		return nil, err
 	}
-	return &socketFile{path: path, dev: st.Dev, ino: st.Ino}, nil
+	return &socketFile{path: path, dev: uint64(st.Dev), ino: uint64(st.Ino)}, nil
 }
 
 // listenUnix binds a unix socket of network ("unix", "unixpacket",
@@ -281,7 +281,7 @@ func vsockTarget(t string) (cid, port uint32, err error) {
 		return 0, 0, err
 	}
 	c, p, _ := cutColon(a.Target)
-	cid = unix.VMADDR_CID_ANY
+	cid = vmaddrCIDAny
 	if c != "" {
 		cid, _ = parsePort(c, 1<<32-1)
 	}
@@ -299,7 +299,7 @@ func cutColon(s string) (string, string, bool) {
 }
 
 func cidString(cid uint32) string {
-	if cid == unix.VMADDR_CID_ANY {
+	if cid == vmaddrCIDAny {
 		return ""
 	}
 	return fmt.Sprint(cid)

@@ -7,7 +7,6 @@ import (
 	"net"
 	"sync/atomic"
 	"syscall"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -33,7 +32,7 @@ type packetPort struct {
 	drops atomic.Uint64
 
 	// Read side, owned by the reader.
-	rhdrs  []unix.Mmsghdr
+	rhdrs  []mmsghdr
 	riovs  []unix.Iovec
 	rn     int
 	rerrno error
@@ -41,7 +40,7 @@ type packetPort struct {
 	rerr   error // sticky
 
 	// Write side, owned by the writer.
-	whdrs  []unix.Mmsghdr
+	whdrs  []mmsghdr
 	wiovs  []unix.Iovec
 	wn     int // messages to send
 	wsent  int
@@ -61,9 +60,9 @@ func newPacketPort(c syscall.Conn, seqpkt bool, opts Options, onClose func()) (*
 		seqpkt:   seqpkt,
 		maxFrame: opts.MaxFrame,
 		onClose:  onClose,
-		rhdrs:    make([]unix.Mmsghdr, BatchSize),
+		rhdrs:    make([]mmsghdr, BatchSize),
 		riovs:    make([]unix.Iovec, BatchSize),
-		whdrs:    make([]unix.Mmsghdr, BatchSize),
+		whdrs:    make([]mmsghdr, BatchSize),
 		wiovs:    make([]unix.Iovec, BatchSize),
 	}
 	p.rfn = p.recvFn
@@ -160,10 +159,10 @@ func writeChunks(bufs [][]byte, offset, size int, write func(chunk [][]byte, off
 }
 
 // setMsg makes h a message of one iovec, iov, over all of b (not empty).
-func setMsg(h *unix.Mmsghdr, iov *unix.Iovec, b []byte) {
+func setMsg(h *mmsghdr, iov *unix.Iovec, b []byte) {
 	iov.Base = &b[0]
 	iov.SetLen(len(b))
-	*h = unix.Mmsghdr{}
+	*h = mmsghdr{}
 	h.Hdr.Iov = iov
 	h.Hdr.SetIovlen(1)
 }
@@ -172,7 +171,7 @@ func setMsg(h *unix.Mmsghdr, iov *unix.Iovec, b []byte) {
 // frame b[offset:] of bufs, in order, addressed to name (namelen bytes)
 // unless name is nil, and returns how many messages it made. Buffers with
 // nothing after offset are left out.
-func setSendMsgs(hdrs []unix.Mmsghdr, iovs []unix.Iovec, bufs [][]byte, offset int, name *byte, namelen uint32) int {
+func setSendMsgs(hdrs []mmsghdr, iovs []unix.Iovec, bufs [][]byte, offset int, name *byte, namelen uint32) int {
 	n := 0
 	for _, b := range bufs {
 		if len(b) <= offset {
@@ -198,18 +197,6 @@ func (p *packetPort) recvFn(fd uintptr) bool {
 		p.rerrno = e
 	}
 	return true
-}
-
-// recvmmsg receives up to len(hdrs) (> 0) messages with one non-blocking
-// recvmmsg(2), retrying on EINTR. It returns how many it got, or the
-// errno (EAGAIN: nothing to read yet).
-func recvmmsg(fd uintptr, hdrs []unix.Mmsghdr) (int, syscall.Errno) {
-	for {
-		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&hdrs[0])), uintptr(len(hdrs)), unix.MSG_DONTWAIT, 0, 0)
-		if e != unix.EINTR {
-			return int(r), e
-		}
-	}
 }
 
 // Write implements vswitch.Port.Write.
@@ -247,10 +234,10 @@ func (p *packetPort) writeChunk(bufs [][]byte, offset int) (int, error) {
 // writable. A datagram the kernel refuses as too big is skipped.
 func (p *packetPort) sendFn(fd uintptr) bool {
 	for p.wsent < p.wn {
-		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&p.whdrs[p.wsent])), uintptr(p.wn-p.wsent), unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, 0, 0)
+		r, e := sendmmsg(fd, p.whdrs[p.wsent:p.wn])
 		switch e {
 		case 0:
-			p.wsent += int(r)
+			p.wsent += r
 		case unix.EINTR:
 		case unix.EAGAIN:
 			return false

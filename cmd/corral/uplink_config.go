@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"strings"
 
 	"github.com/corralnet/corral/fence"
@@ -105,6 +106,9 @@ func uplinkConfig(cfg *Config, raw *fileConfig) error {
 	if n := u.Raw.Interface; n != "" {
 		if len(n) > 15 || strings.ContainsAny(n, "/ \t") {
 			return cfgErr("uplink.raw.interface", "%q: not an interface name", n)
+		}
+		if runtime.GOOS != "linux" {
+			return cfgErr("uplink.raw.interface", "%q: the raw uplink (AF_PACKET) needs Linux, and this is %s: use uplink.udp.listen", n, runtime.GOOS)
 		}
 		c.RawInterface = n
 	}

@@ -310,6 +310,9 @@ func parseAttachAddr(key, s string) (attach.Addr, error) {
 	if err != nil {
 		return attach.Addr{}, cfgErr(key, "%q: %v", s, err)
 	}
+	if err := attach.CheckOS(a); err != nil {
+		return attach.Addr{}, cfgErr(key, "%q: %v", s, err)
+	}
 	return a, nil
 }
 
