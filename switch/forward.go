@@ -288,7 +288,7 @@ func (r *reader) enqueue(q *txQueue, f *fence, idx []int32, frames, bytes *uint6
 	for _, k := range idx[room:] {
 		r.refs[r.stage[k].i]--
 	}
-	n, closed, wake := q.pushBatch(out)
+	n, why, wake := q.pushBatch(out)
 	for i := range out[:n] {
 		*bytes += uint64(len(out[i].b) - Headroom)
 	}
@@ -300,8 +300,11 @@ func (r *reader) enqueue(q *txQueue, f *fence, idx []int32, frames, bytes *uint6
 	r.out = out[:0]
 	if dropped := uint64(len(idx) - n); dropped != 0 {
 		reason := DropQueueFull
-		if closed {
+		switch why {
+		case pushClosed:
 			reason = DropDetached
+		case pushGlobal:
+			reason = DropGlobalQueueFull
 		}
 		q.drops.add(reason, dropped)
 		f.drops.add(reason, dropped)

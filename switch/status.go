@@ -15,6 +15,10 @@ type Status struct {
 	Ports  []PortStatus  `json:"ports"`
 	// Trunk is nil when no trunk is attached.
 	Trunk *TrunkStatus `json:"trunk,omitempty"`
+	// QueuedBytes is the buffer bytes queued in all transmit queues
+	// together, bounded by MaxQueuedBytes (Config.MaxQueuedBytes).
+	QueuedBytes    int64 `json:"queued_bytes"`
+	MaxQueuedBytes int64 `json:"max_queued_bytes"`
 }
 
 // FenceStatus describes one fence.
@@ -92,7 +96,7 @@ type FDBEntry struct {
 
 // Status returns a snapshot of fences (by ID), ports (by ID) and the trunk.
 func (s *Switch) Status() Status {
-	var st Status
+	st := Status{QueuedBytes: s.budget.used.Load(), MaxQueuedBytes: s.budget.max}
 	fences := *s.fences.Load()
 	for _, f := range fences {
 		f.mu.RLock()
