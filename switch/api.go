@@ -68,6 +68,10 @@ const (
 // (global_queue_full).
 const DefaultMaxQueuedBytes = 256 << 20
 
+// DefaultBUMRate is each port's storm control (FenceConfig.BUMRate):
+// broadcast, multicast and unknown-unicast frames per second.
+const DefaultBUMRate = 20000
+
 // Config configures a [Switch]. The zero value of every field means its default.
 type Config struct {
 	AgingTime    time.Duration // 0: DefaultAgingTime
@@ -90,6 +94,13 @@ type FenceConfig struct {
 	ID      uint32 // not 0; the configuration keeps it in the wire range 1 … 0xFFFFFE
 	Name    string
 	MaxMACs int // 0: Config.MaxFenceMACs
+	// BUMRate is storm control: the broadcast, multicast and
+	// unknown-unicast frames per second each local port of the fence may
+	// send (a token bucket with a burst of a tenth of a second's worth);
+	// the excess is dropped and counted (storm). 0: DefaultBUMRate;
+	// negative: unlimited. Frames from the trunk are not limited here:
+	// each remote host limits its own ports.
+	BUMRate int
 }
 
 // PortConfig describes one port when it is attached.
@@ -191,6 +202,9 @@ func (s *Switch) AddFence(fc FenceConfig) error {
 	if fc.MaxMACs < 0 {
 		return fmt.Errorf("vswitch: fence %d: negative MaxMACs", fc.ID)
 	}
+	if fc.BUMRate > MaxBUMRate {
+		return fmt.Errorf("vswitch: fence %d: BUMRate %d above %d", fc.ID, fc.BUMRate, MaxBUMRate)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -204,6 +218,12 @@ func (s *Switch) AddFence(fc FenceConfig) error {
 	}
 	f := newFence(fc.ID, fc.Name, cmp.Or(fc.MaxMACs, s.cfg.MaxFenceMACs))
 	f.maxHostMACs = s.cfg.MaxHostMACs
+	switch {
+	case fc.BUMRate == 0:
+		f.bumRate = DefaultBUMRate
+	case fc.BUMRate > 0:
+		f.bumRate = int64(fc.BUMRate)
+	}
 	m := make(map[uint32]*fence, len(old)+1)
 	for k, v := range old {
 		m[k] = v

@@ -26,6 +26,9 @@ type fence struct {
 	name        string
 	maxMACs     int
 	maxHostMACs int // entries one remote host may have; 0: no bound
+	// bumRate is each port's storm control: broadcast, multicast and
+	// unknown-unicast frames per second it may send (0: unlimited).
+	bumRate int64
 
 	// mu guards table. Readers take RLock once per batch for lookups and
 	// refreshes; Lock is taken only to add, move or remove entries.
