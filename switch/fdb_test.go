@@ -184,3 +184,56 @@ func BenchmarkDetachStall(b *testing.B) {
 	b.ReportMetric(float64(quiet)/1e6, "quiet-max-rtt-ms")
 	b.ReportMetric(float64(detach)/1e6, "detach-ms")
 }
+
+// TestFDBPage: paging through a table (local ports and remote hosts) with
+// any page size yields the whole table once, in MAC order, as FDB does;
+// more is false exactly on the last page.
+func TestFDBPage(t *testing.T) {
+	l := bigTableLab(t, 5000)
+	l.withTrunk()
+	for i := 0; i < 40; i++ {
+		l.fromTrunk(1, hostA, frame(mac(1), mac(byte(100+i)), 0))
+	}
+	l.deliveries()
+	s := l.s
+	whole := s.FDB(1)
+	if len(whole) != 5000+2+40 {
+		t.Fatalf("table has %d entries", len(whole))
+	}
+	for _, limit := range []int{1, 7, 1000, 5042, 10000} {
+		var got []vswitch.FDBEntry
+		var after *vswitch.MAC
+		for pages := 0; ; pages++ {
+			if pages > len(whole)+1 {
+				t.Fatalf("limit %d: no end after %d pages", limit, pages)
+			}
+			page, more, ok := s.FDBPage(1, after, limit)
+			if !ok || len(page) > limit || (more && len(page) != limit) {
+				t.Fatalf("limit %d page %d: %d entries, more %v, ok %v", limit, pages, len(page), more, ok)
+			}
+			got = append(got, page...)
+			if !more {
+				break
+			}
+			m, err := vswitch.ParseMAC(page[len(page)-1].MAC)
+			if err != nil {
+				t.Fatal(err)
+			}
+			after = &m
+		}
+		if len(got) != len(whole) {
+			t.Fatalf("limit %d: %d entries, want %d", limit, len(got), len(whole))
+		}
+		for i := range got {
+			if got[i].MAC != whole[i].MAC || got[i].Port != whole[i].Port || got[i].Host != whole[i].Host {
+				t.Fatalf("limit %d: entry %d is %+v, want %+v", limit, i, got[i], whole[i])
+			}
+		}
+	}
+	if _, _, ok := s.FDBPage(9, nil, 10); ok {
+		t.Error("unknown fence: ok")
+	}
+	if page, more, ok := s.FDBPage(2, nil, 10); !ok || more || len(page) != 0 {
+		t.Errorf("empty fence: %v %v %v", page, more, ok)
+	}
+}
