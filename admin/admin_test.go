@@ -28,8 +28,28 @@ type fakeSwitch struct {
 	fdb map[uint32][]vswitch.FDBEntry
 }
 
-func (f *fakeSwitch) Status() vswitch.Status              { return f.st }
-func (f *fakeSwitch) FDB(fence uint32) []vswitch.FDBEntry { return f.fdb[fence] }
+func (f *fakeSwitch) Status() vswitch.Status { return f.st }
+
+// FDBPage pages f.fdb[fence] (sorted by MAC) as the switch does.
+func (f *fakeSwitch) FDBPage(fence uint32, after *vswitch.MAC, limit int) ([]vswitch.FDBEntry, bool, bool) {
+	found := false
+	for _, fs := range f.st.Fences {
+		found = found || fs.ID == fence
+	}
+	if !found {
+		return nil, false, false
+	}
+	var out []vswitch.FDBEntry
+	for _, e := range f.fdb[fence] {
+		if after == nil || e.MAC > after.String() {
+			out = append(out, e)
+		}
+	}
+	if len(out) > limit {
+		return out[:limit], true, true
+	}
+	return out, false, true
+}
 func (f *fakeSwitch) Capture(vswitch.CaptureSelector, int) (*vswitch.Capture, error) {
 	return nil, errors.New("fakeSwitch: no capture")
 }
@@ -108,7 +128,7 @@ func TestServerRoutes(t *testing.T) {
 
 	// The fake's status in the API's types.
 	wantFences := []FenceStatus{{ID: 1, Name: "a", Ports: 1, MACs: 1}, {ID: 0x20, Name: "b"}}
-	wantPorts := []PortStatus{{ID: 7, Name: "unix:/x#1", Fence: 1, MACs: 1, RxFrames: 3}}
+	wantPorts := []PortStatus{{ID: 7, Name: "unix:/x#1", Fence: 1, FenceName: "a", MACs: 1, RxFrames: 3}}
 	wantFDB := []FDBEntry{{MAC: "00:00:5e:00:53:01", Port: 7, PortName: "unix:/x#1", Age: 1.5}}
 
 	var sr StatusResponse
@@ -147,10 +167,10 @@ func TestServerRoutes(t *testing.T) {
 				}
 				return
 			}
-			var got []FenceFDB
+			var got FDBPage
 			get(t, c, "/v1/fdb"+tc.query, tc.code, &got)
-			if !reflect.DeepEqual(got, tc.want) {
-				t.Errorf("got %+v, want %+v", got, tc.want)
+			if !reflect.DeepEqual(got.Fences, tc.want) || got.Next != "" {
+				t.Errorf("got %+v, want %+v and no next", got, tc.want)
 			}
 		})
 	}

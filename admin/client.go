@@ -63,11 +63,74 @@ func (c *Client) Ports(ctx context.Context) ([]PortStatus, error) {
 	return v, c.call(ctx, http.MethodGet, "/v1/ports", nil, &v)
 }
 
-// FDB calls GET /v1/fdb: the bridge table of fence (a name or ID), of
-// every fence when fence is "".
+// FDBPage calls GET /v1/fdb for one page: of fence (a name or ID; ""
+// every fence), at most limit entries (0: the server's default), after
+// the cursor after ("": from the start; else the Next of the previous
+// page).
+func (c *Client) FDBPage(ctx context.Context, fence string, limit int, after string) (FDBPage, error) {
+	q := url.Values{}
+	if fence != "" {
+		q.Set("fence", fence)
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	if after != "" {
+		q.Set("after", after)
+	}
+	path := "/v1/fdb"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var v FDBPage
+	return v, c.call(ctx, http.MethodGet, path, nil, &v)
+}
+
+// FDBPages calls FDBPage from the start and then with each page's Next,
+// passing every page to fn, until the last page, an error, or fn's error.
+func (c *Client) FDBPages(ctx context.Context, fence string, limit int, fn func(FDBPage) error) error {
+	after := ""
+	for {
+		p, err := c.FDBPage(ctx, fence, limit, after)
+		if err != nil {
+			return err
+		}
+		if err := fn(p); err != nil {
+			return err
+		}
+		if p.Next == "" {
+			return nil
+		}
+		if p.Next == after {
+			return fmt.Errorf("admin /v1/fdb: the cursor %q does not advance", after)
+		}
+		after = p.Next
+	}
+}
+
+// FDB reads every page of GET /v1/fdb (of fence, or of every fence when
+// fence is "") and returns the bridge tables, one element per fence. It
+// holds the whole listing: for big tables, use FDBPages.
 func (c *Client) FDB(ctx context.Context, fence string) ([]FenceFDB, error) {
-	var v []FenceFDB
-	return v, c.call(ctx, http.MethodGet, withFence("/v1/fdb", fence), nil, &v)
+	out := []FenceFDB{}
+	err := c.FDBPages(ctx, fence, MaxFDBLimit, func(p FDBPage) error {
+		out = MergeFDB(out, p.Fences)
+		return nil
+	})
+	return out, err
+}
+
+// MergeFDB appends the fences of a page to out, joining a fence that
+// continues from the previous page.
+func MergeFDB(out, page []FenceFDB) []FenceFDB {
+	for _, f := range page {
+		if n := len(out); n > 0 && out[n-1].Fence == f.Fence {
+			out[n-1].Entries = append(out[n-1].Entries, f.Entries...)
+			continue
+		}
+		out = append(out, f)
+	}
+	return out
 }
 
 // Peers calls GET /v1/peers.

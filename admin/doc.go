@@ -7,7 +7,9 @@
 //	GET    /v1/status               StatusResponse: fences, ports, trunk, version, start time
 //	GET    /v1/fences               []FenceStatus
 //	GET    /v1/ports                []PortStatus
-//	GET    /v1/fdb[?fence=F]        []FenceFDB
+//	GET    /v1/fdb[?fence=F][&limit=N][&after=C]
+//	                                FDBPage: a page of the bridge tables (by fence ID, then MAC; default
+//	                                limit 1000, at most 10000) and Next, the after= of the next page
 //	GET    /v1/capture?fence=F|port=P|uplink=1[&count=N][&seconds=S][&snaplen=N]
 //	                                a pcap stream (see capture.go), trailers TrailerFrames, TrailerDropped
 //	GET    /v1/peers                PeersResponse (404 without an uplink)

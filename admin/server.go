@@ -27,8 +27,10 @@ import (
 type Switch interface {
 	// Status returns a snapshot of the fences, ports and trunk.
 	Status() vswitch.Status
-	// FDB returns the bridge table of a fence (nil for an unknown fence).
-	FDB(fence uint32) []vswitch.FDBEntry
+	// FDBPage returns up to limit entries of a fence's bridge table with
+	// MACs above *after (all when nil), by MAC, whether more follow, and
+	// ok false for an unknown fence.
+	FDBPage(fence uint32, after *vswitch.MAC, limit int) (entries []vswitch.FDBEntry, more, ok bool)
 	// Capture starts a capture of one fence or one port.
 	Capture(sel vswitch.CaptureSelector, snaplen int) (*vswitch.Capture, error)
 }
@@ -175,24 +177,114 @@ func (s *Server) fences(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) ports(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, portsOf(s.sw.Status().Ports))
+	st := s.sw.Status()
+	writeJSON(w, http.StatusOK, portsOf(st.Ports, st.Fences))
 }
 
+// Pages of GET /v1/fdb: limit entries by default, at most maxFDBLimit.
+const (
+	DefaultFDBLimit = 1000
+	MaxFDBLimit     = 10000
+)
+
+// fdb answers one page of the bridge tables: of one fence (fence=F), else
+// of every fence by ID; in each fence by MAC. The page holds at most
+// limit entries; Next, when set, is the after= of the next page: a MAC
+// with fence=, else "ID/MAC" (or "ID/": from the start of fence ID). The
+// server never holds more than a page.
 func (s *Server) fdb(w http.ResponseWriter, r *http.Request) {
-	fences := s.sw.Status().Fences
-	if want := r.URL.Query().Get("fence"); want != "" {
-		f, ok := findFence(fences, want)
+	q := r.URL.Query()
+	limit := DefaultFDBLimit
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxFDBLimit {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit %q: want 1 … %d", v, MaxFDBLimit))
+			return
+		}
+		limit = n
+	}
+	fences := s.sw.Status().Fences // by ID
+	single := q.Get("fence") != ""
+	if single {
+		f, ok := findFence(fences, q.Get("fence"))
 		if !ok {
-			writeError(w, http.StatusNotFound, fmt.Sprintf("no fence %q", want))
+			writeError(w, http.StatusNotFound, fmt.Sprintf("no fence %q", q.Get("fence")))
 			return
 		}
 		fences = []vswitch.FenceStatus{f}
 	}
-	out := []FenceFDB{}
-	for _, f := range fences {
-		out = append(out, FenceFDB{Fence: f.ID, Name: f.Name, Entries: fdbOf(s.sw.FDB(f.ID))})
+	var after *vswitch.MAC
+	if v := q.Get("after"); v != "" {
+		macStr := v
+		if !single {
+			id, rest, ok := strings.Cut(v, "/")
+			n, err := strconv.ParseUint(id, 10, 32)
+			if !ok || err != nil {
+				writeError(w, http.StatusBadRequest, fmt.Sprintf("after %q: want FENCEID/MAC without fence=", v))
+				return
+			}
+			i := 0 // from fence n on (it may have gone)
+			for i < len(fences) && fences[i].ID < uint32(n) {
+				i++
+			}
+			if i < len(fences) && fences[i].ID != uint32(n) {
+				rest = "" // fence n is gone: the next one from its start
+			}
+			fences, macStr = fences[i:], rest
+		}
+		if macStr != "" {
+			m, err := vswitch.ParseMAC(macStr)
+			if err != nil {
+				writeError(w, http.StatusBadRequest, fmt.Sprintf("after %q: %v", v, err))
+				return
+			}
+			after = &m
+		}
 	}
-	writeJSON(w, http.StatusOK, out)
+	hosts := s.hostNames()
+	page := FDBPage{Fences: []FenceFDB{}}
+	left := limit
+	for i, f := range fences {
+		es, more, ok := s.sw.FDBPage(f.ID, after, left)
+		after = nil
+		if !ok {
+			continue // removed meanwhile
+		}
+		page.Fences = append(page.Fences, FenceFDB{Fence: f.ID, Name: f.Name, Entries: fdbOf(es, hosts)})
+		left -= len(es)
+		if more && len(es) > 0 {
+			page.Next = es[len(es)-1].MAC
+			if !single {
+				page.Next = fmt.Sprintf("%d/%s", f.ID, page.Next)
+			}
+			break
+		}
+		if left <= 0 {
+			if i+1 < len(fences) {
+				page.Next = fmt.Sprintf("%d/", fences[i+1].ID)
+			}
+			break
+		}
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+// hostNames maps remote hosts' outer MACs to the names their hellos
+// carry (nil without an uplink).
+func (s *Server) hostNames() map[string]string {
+	if s.up == nil {
+		return nil
+	}
+	var m map[string]string
+	for _, p := range s.up.Status().Peers {
+		if p.Name != "" {
+			if m == nil {
+				m = make(map[string]string)
+			}
+			m[p.OuterMAC] = p.Name
+		}
+	}
+	return m
 }
 
 // findFence finds the fence want names: by name, else by ID (decimal or

@@ -24,9 +24,13 @@ type StatusResponse struct {
 	Fences []FenceStatus `json:"fences"`
 	Ports  []PortStatus  `json:"ports"`
 	// Trunk is nil when no trunk (uplink) is attached.
-	Trunk   *TrunkStatus `json:"trunk,omitempty"`
-	Version string       `json:"version,omitempty"`
-	Started time.Time    `json:"started"`
+	Trunk *TrunkStatus `json:"trunk,omitempty"`
+	// QueuedBytes are the buffer bytes queued for all ports and the
+	// trunk together, bounded by MaxQueuedBytes (limits.max_queued_bytes).
+	QueuedBytes    int64     `json:"queued_bytes"`
+	MaxQueuedBytes int64     `json:"max_queued_bytes"`
+	Version        string    `json:"version,omitempty"`
+	Started        time.Time `json:"started"`
 }
 
 // FenceStatus is one fence in GET /v1/status and GET /v1/fences.
@@ -52,11 +56,12 @@ type FenceStatus struct {
 
 // PortStatus is one port in GET /v1/status and GET /v1/ports.
 type PortStatus struct {
-	ID      uint64 `json:"id"`
-	Name    string `json:"name"`
-	Fence   uint32 `json:"fence"`
-	MACs    int    `json:"macs"` // source MACs learned on this port
-	MaxMACs int    `json:"max_macs"`
+	ID        uint64 `json:"id"`
+	Name      string `json:"name"`
+	Fence     uint32 `json:"fence"`
+	FenceName string `json:"fence_name,omitempty"`
+	MACs      int    `json:"macs"` // source MACs learned on this port
+	MaxMACs   int    `json:"max_macs"`
 	// PinMAC is the pinned source MAC, "" when the port is not pinned.
 	PinMAC      string `json:"pin_mac,omitempty"`
 	QueueLen    int    `json:"queue_len"`    // transmit queue capacity in frames
@@ -86,7 +91,19 @@ type TrunkStatus struct {
 	Drops       map[string]uint64 `json:"drops,omitempty"`
 }
 
-// FenceFDB is one fence's bridge table in GET /v1/fdb.
+// FDBPage is the body of GET /v1/fdb: one page of the bridge tables.
+type FDBPage struct {
+	// Fences are the fences of the page, by ID, each with its entries of
+	// the page, by MAC. A fence whose table spans pages appears on each
+	// of them.
+	Fences []FenceFDB `json:"fences"`
+	// Next is the after= of the next page with the same fence= ("" on the
+	// last page): a MAC with fence=, else "FENCEID/MAC" or "FENCEID/".
+	Next string `json:"next,omitempty"`
+}
+
+// FenceFDB is one fence's bridge table (or its part on one page) in GET
+// /v1/fdb.
 type FenceFDB struct {
 	Fence   uint32     `json:"fence"`
 	Name    string     `json:"name"`
@@ -101,6 +118,8 @@ type FDBEntry struct {
 	PortName string `json:"port_name,omitempty"`
 	// Host is the remote host's outer MAC, "" for a local port.
 	Host string `json:"host,omitempty"`
+	// HostName is the remote host's name, when the uplink knows it.
+	HostName string `json:"host_name,omitempty"`
 	// Age is the number of seconds since a frame from MAC was last seen.
 	Age float64 `json:"age"`
 }
@@ -290,10 +309,10 @@ type GatewayStats struct {
 	SocksOverLimit  uint64 `json:"socks_over_limit,omitempty"`  // clients closed at once: connection limit
 	SocksBad        uint64 `json:"socks_bad,omitempty"`         // malformed or unsupported requests, handshake timeouts
 	SocksUDPDropped uint64 `json:"socks_udp_dropped,omitempty"` // UDP datagrams dropped
-	InBadChecksum uint64 `json:"in_bad_checksum"` // inbound packets with a bad IPv4, TCP, UDP or ICMP checksum, dropped
-	OutWaits      uint64 `json:"out_waits"`       // times the gateway waited for the switch to read (backpressure; nothing is dropped)
-	OutQueued     int64  `json:"out_queued"`      // outbound packets queued now
-	NATGuests     int    `json:"nat_guests"`      // guests (source MACs) holding NAT connections or flows
+	InBadChecksum   uint64 `json:"in_bad_checksum"`             // inbound packets with a bad IPv4, TCP, UDP or ICMP checksum, dropped
+	OutWaits        uint64 `json:"out_waits"`                   // times the gateway waited for the switch to read (backpressure; nothing is dropped)
+	OutQueued       int64  `json:"out_queued"`                  // outbound packets queued now
+	NATGuests       int    `json:"nat_guests"`                  // guests (source MACs) holding NAT connections or flows
 	// TCPRefusals, UDPRefusals and ICMPRefusals count the refused flows
 	// (a SYN, a new flow's datagram, an echo request) by reason, every
 	// reason present: limit_fence, limit_guest, syn_backlog, policy, self,
@@ -334,7 +353,8 @@ type FenceForwards struct {
 // Conversions from the packages' snapshots.
 
 func statusOf(st vswitch.Status) StatusResponse {
-	out := StatusResponse{Fences: fencesOf(st.Fences), Ports: portsOf(st.Ports)}
+	out := StatusResponse{Fences: fencesOf(st.Fences), Ports: portsOf(st.Ports, st.Fences),
+		QueuedBytes: st.QueuedBytes, MaxQueuedBytes: st.MaxQueuedBytes}
 	if t := st.Trunk; t != nil {
 		out.Trunk = &TrunkStatus{
 			RxFrames: t.RxFrames, RxBytes: t.RxBytes, TxFrames: t.TxFrames, TxBytes: t.TxBytes,
@@ -358,12 +378,16 @@ func fencesOf(fs []vswitch.FenceStatus) []FenceStatus {
 	return out
 }
 
-// portsOf converts ports; never nil.
-func portsOf(ps []vswitch.PortStatus) []PortStatus {
+// portsOf converts ports, naming their fences from fences; never nil.
+func portsOf(ps []vswitch.PortStatus, fences []vswitch.FenceStatus) []PortStatus {
+	names := make(map[uint32]string, len(fences))
+	for _, f := range fences {
+		names[f.ID] = f.Name
+	}
 	out := make([]PortStatus, 0, len(ps))
 	for _, p := range ps {
 		out = append(out, PortStatus{
-			ID: p.ID, Name: p.Name, Fence: p.Fence, MACs: p.MACs, MaxMACs: p.MaxMACs, PinMAC: p.PinMAC,
+			ID: p.ID, Name: p.Name, Fence: p.Fence, FenceName: names[p.Fence], MACs: p.MACs, MaxMACs: p.MaxMACs, PinMAC: p.PinMAC,
 			QueueLen: p.QueueLen, Queued: p.Queued, QueueBytes: p.QueueBytes, QueuedBytes: p.QueuedBytes,
 			RxFrames: p.RxFrames, RxBytes: p.RxBytes, TxFrames: p.TxFrames, TxBytes: p.TxBytes, Drops: p.Drops,
 		})
@@ -371,11 +395,12 @@ func portsOf(ps []vswitch.PortStatus) []PortStatus {
 	return out
 }
 
-// fdbOf converts a bridge table; never nil.
-func fdbOf(es []vswitch.FDBEntry) []FDBEntry {
+// fdbOf converts a bridge table, naming remote hosts from hosts (outer
+// MAC → name); never nil.
+func fdbOf(es []vswitch.FDBEntry, hosts map[string]string) []FDBEntry {
 	out := make([]FDBEntry, 0, len(es))
 	for _, e := range es {
-		out = append(out, FDBEntry{MAC: e.MAC, Port: e.Port, PortName: e.PortName, Host: e.Host, Age: e.Age})
+		out = append(out, FDBEntry{MAC: e.MAC, Port: e.Port, PortName: e.PortName, Host: e.Host, HostName: hosts[e.Host], Age: e.Age})
 	}
 	return out
 }

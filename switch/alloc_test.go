@@ -9,7 +9,7 @@ import (
 // forwardLab is two local ports a1, a2 (fence 1) with learned MACs, a
 // third port a3 and a trunk, driven directly (no goroutines).
 func forwardLab(t testing.TB) *lab {
-	s := newSwitch(t, vswitch.Config{})
+	s := newSwitch(t, vswitch.Config{}, unlimitedFences...)
 	l := newLab(t, s)
 	l.port("a1", vswitch.PortConfig{Fence: 1})
 	l.port("a2", vswitch.PortConfig{Fence: 1})

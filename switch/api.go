@@ -61,6 +61,17 @@ const (
 	DefaultQueueBytes  = DefaultQueueFrames * smallBufSize
 )
 
+// DefaultMaxQueuedBytes bounds the buffer bytes queued for all ports and
+// the trunk together (Config.MaxQueuedBytes, limits.max_queued_bytes):
+// 256 MiB, the per-port bound of 32 stuck ports. It is checked before each
+// queue's own bound; a frame beyond it is dropped and counted
+// (global_queue_full).
+const DefaultMaxQueuedBytes = 256 << 20
+
+// DefaultBUMRate is each port's storm control (FenceConfig.BUMRate):
+// broadcast, multicast and unknown-unicast frames per second.
+const DefaultBUMRate = 20000
+
 // Config configures a [Switch]. The zero value of every field means its default.
 type Config struct {
 	AgingTime    time.Duration // 0: DefaultAgingTime
@@ -69,7 +80,10 @@ type Config struct {
 	MaxHostMACs  int           // entries per fence pointing at one remote host; 0: DefaultMaxHostMACs
 	QueueLen     int           // transmit queue bound in frames; 0: DefaultQueueFrames
 	QueueBytes   int           // transmit queue bound in buffer bytes; 0: DefaultQueueBytes
-	Logger       *slog.Logger  // nil: discard
+	// MaxQueuedBytes bounds the buffer bytes of all transmit queues
+	// together; 0: DefaultMaxQueuedBytes.
+	MaxQueuedBytes int64
+	Logger         *slog.Logger // nil: discard
 	// Now is the clock used for learning and aging (nil: time.Now). Tests
 	// inject a fake clock here. It is called once per batch, not per frame.
 	Now func() time.Time
@@ -80,6 +94,13 @@ type FenceConfig struct {
 	ID      uint32 // not 0; the configuration keeps it in the wire range 1 … 0xFFFFFE
 	Name    string
 	MaxMACs int // 0: Config.MaxFenceMACs
+	// BUMRate is storm control: the broadcast, multicast and
+	// unknown-unicast frames per second each local port of the fence may
+	// send (a token bucket with a burst of a tenth of a second's worth);
+	// the excess is dropped and counted (storm). 0: DefaultBUMRate;
+	// negative: unlimited. Frames from the trunk are not limited here:
+	// each remote host limits its own ports.
+	BUMRate int
 }
 
 // PortConfig describes one port when it is attached.
@@ -99,6 +120,8 @@ type Switch struct {
 	clock func() time.Time
 
 	pool *bufPool // the shared pool (buf.go)
+
+	budget queueBudget // bytes queued in all transmit queues (queue.go)
 
 	// fences is an immutable snapshot (copy-on-write under mu), loaded once
 	// per batch by trunk readers.
@@ -121,7 +144,7 @@ type Switch struct {
 // New returns a switch with no fences. It starts the aging janitor;
 // [Switch.Close] stops it.
 func New(cfg Config) (*Switch, error) {
-	if cfg.AgingTime < 0 || cfg.MaxPortMACs < 0 || cfg.MaxFenceMACs < 0 || cfg.MaxHostMACs < 0 || cfg.QueueLen < 0 || cfg.QueueBytes < 0 {
+	if cfg.AgingTime < 0 || cfg.MaxPortMACs < 0 || cfg.MaxFenceMACs < 0 || cfg.MaxHostMACs < 0 || cfg.QueueLen < 0 || cfg.QueueBytes < 0 || cfg.MaxQueuedBytes < 0 {
 		return nil, fmt.Errorf("vswitch: negative value in Config")
 	}
 	if cfg.AgingTime == 0 {
@@ -142,6 +165,9 @@ func New(cfg Config) (*Switch, error) {
 	if cfg.QueueBytes == 0 {
 		cfg.QueueBytes = DefaultQueueBytes
 	}
+	if cfg.MaxQueuedBytes == 0 {
+		cfg.MaxQueuedBytes = DefaultMaxQueuedBytes
+	}
 	s := &Switch{
 		cfg:   cfg,
 		log:   cfg.Logger,
@@ -150,6 +176,7 @@ func New(cfg Config) (*Switch, error) {
 		ports: make(map[uint64]*port),
 		stop:  make(chan struct{}),
 	}
+	s.budget.max = cfg.MaxQueuedBytes
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -175,6 +202,9 @@ func (s *Switch) AddFence(fc FenceConfig) error {
 	if fc.MaxMACs < 0 {
 		return fmt.Errorf("vswitch: fence %d: negative MaxMACs", fc.ID)
 	}
+	if fc.BUMRate > MaxBUMRate {
+		return fmt.Errorf("vswitch: fence %d: BUMRate %d above %d", fc.ID, fc.BUMRate, MaxBUMRate)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -188,6 +218,12 @@ func (s *Switch) AddFence(fc FenceConfig) error {
 	}
 	f := newFence(fc.ID, fc.Name, cmp.Or(fc.MaxMACs, s.cfg.MaxFenceMACs))
 	f.maxHostMACs = s.cfg.MaxHostMACs
+	switch {
+	case fc.BUMRate == 0:
+		f.bumRate = DefaultBUMRate
+	case fc.BUMRate > 0:
+		f.bumRate = int64(fc.BUMRate)
+	}
 	m := make(map[uint32]*fence, len(old)+1)
 	for k, v := range old {
 		m[k] = v
@@ -278,7 +314,7 @@ func (s *Switch) attach(p Port, pc PortConfig, start bool) (*port, error) {
 		done:       make(chan struct{}),
 		writerDone: make(chan struct{}),
 	}
-	ps.q.init(cmp.Or(pc.QueueLen, s.cfg.QueueLen), cmp.Or(pc.QueueBytes, s.cfg.QueueBytes), &ps.drops)
+	ps.q.init(cmp.Or(pc.QueueLen, s.cfg.QueueLen), cmp.Or(pc.QueueBytes, s.cfg.QueueBytes), &ps.drops, &s.budget)
 	ps.q.port = ps
 	ps.q.tw, _ = p.(TryWriter)
 	s.ports[ps.id] = ps
@@ -329,7 +365,7 @@ func (s *Switch) attachTrunk(t Trunk, batch int, start bool) (*trunk, error) {
 		return nil, ErrTrunkAttached
 	}
 	tr := &trunk{s: s, t: t, batch: batch, done: make(chan struct{}), writerDone: make(chan struct{})}
-	tr.q.init(4*s.cfg.QueueLen, 4*s.cfg.QueueBytes, &tr.drops)
+	tr.q.init(4*s.cfg.QueueLen, 4*s.cfg.QueueBytes, &tr.drops, &s.budget)
 	s.trunk.Store(tr)
 	if start {
 		s.wg.Add(2)

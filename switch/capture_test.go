@@ -125,7 +125,7 @@ func TestCaptureErrors(t *testing.T) {
 }
 
 func TestCaptureSlowReaderDrops(t *testing.T) {
-	s := newSwitch(t, vswitch.Config{})
+	s := newSwitch(t, vswitch.Config{}, unlimitedFences...)
 	l := newLab(t, s)
 	l.port("a1", vswitch.PortConfig{Fence: 1})
 	l.port("a2", vswitch.PortConfig{Fence: 1})

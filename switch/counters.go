@@ -36,6 +36,12 @@ const (
 	DropNoTrunk
 	// DropWrite: the port's Write took fewer frames than offered, or failed.
 	DropWrite
+	// DropGlobalQueueFull: the bytes queued for all ports and the trunk
+	// together were at Config.MaxQueuedBytes (counted on the destination).
+	DropGlobalQueueFull
+	// DropStorm: an inbound broadcast, multicast or unknown-unicast frame
+	// beyond the port's rate (FenceConfig.BUMRate; storm control).
+	DropStorm
 
 	numDropReasons
 )
@@ -53,6 +59,9 @@ var dropNames = [numDropReasons]string{
 	DropRemoteDst:    "remote_dst",
 	DropNoTrunk:      "no_trunk",
 	DropWrite:        "write",
+
+	DropGlobalQueueFull: "global_queue_full",
+	DropStorm:           "storm",
 }
 
 // String returns the reason's key, e.g. "queue_full".

@@ -31,7 +31,7 @@ func (w *sinkWriter) TryWrite(bufs [][]byte, offset int) (int, error) {
 
 // directLab is forwardLab with a2 written directly through w.
 func directLab(t testing.TB, w *sinkWriter) *lab {
-	s := newSwitch(t, vswitch.Config{})
+	s := newSwitch(t, vswitch.Config{}, unlimitedFences...)
 	l := newLab(t, s)
 	l.port("a1", vswitch.PortConfig{Fence: 1})
 	a2, err := s.AttachStaticDirect(vswitch.PortConfig{Name: "a2", Fence: 1}, 32, w)

@@ -1,6 +1,9 @@
 package vswitch
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Test hooks. A static port or trunk is registered like an attached one but
 // has no goroutines: tests inject batches into the same processing
@@ -145,4 +148,55 @@ func (st *StaticTrunk) Drain(fn func(frame []byte, fence uint32, host MAC)) int 
 func (s *Switch) Expire(now time.Time) int {
 	n, _ := s.expire(now, nil)
 	return n
+}
+
+// LearnMany adds n entries with MACs 0a:xx:xx:xx:xx:xx on the port (its MAC
+// limit permitting), as learning would, under one hold of the lock (a
+// test's shortcut to a big table).
+func (sp *StaticPort) LearnMany(n int, first uint32) {
+	f := sp.p.fence
+	now := f.tableNow(sp.p.s)
+	f.mu.Lock()
+	for i := 0; i < n; i++ {
+		v := first + uint32(i)
+		mac := MAC{0x0a, 0, byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}
+		f.learnLocked(sp.p.s, &learn{f: f, mac: mac, port: sp.p}, now)
+	}
+	f.mu.Unlock()
+}
+
+func (f *fence) tableNow(s *Switch) int64 { return s.nowNanos() }
+
+// CheckTable checks the invariants of every fence's table: each entry's
+// MAC is at its index in its place's list, the lists hold exactly the
+// table's MACs, and each port's MAC count matches its list.
+func (s *Switch) CheckTable() error {
+	for _, f := range *s.fences.Load() {
+		f.mu.RLock()
+		total := 0
+		for pl, l := range f.places {
+			if len(l) == 0 {
+				f.mu.RUnlock()
+				return fmt.Errorf("fence %d: empty list for %v", f.id, pl)
+			}
+			total += len(l)
+			for i, mac := range l {
+				e := f.table[mac]
+				if e == nil || e.place() != pl || int(e.idx) != i {
+					f.mu.RUnlock()
+					return fmt.Errorf("fence %d: %v at %d of %v: entry %+v", f.id, mac, i, pl, e)
+				}
+			}
+			if pl.port != nil && pl.port.macs.Load() != int64(len(l)) {
+				f.mu.RUnlock()
+				return fmt.Errorf("fence %d: port %s counts %d MACs, has %d", f.id, pl.port.name, pl.port.macs.Load(), len(l))
+			}
+		}
+		if total != len(f.table) {
+			f.mu.RUnlock()
+			return fmt.Errorf("fence %d: lists hold %d MACs, table %d", f.id, total, len(f.table))
+		}
+		f.mu.RUnlock()
+	}
+	return nil
 }

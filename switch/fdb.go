@@ -13,8 +13,22 @@ import (
 type entry struct {
 	port *port // local port; nil when the MAC lives on a remote host
 	host MAC   // remote host's outer MAC when port is nil
+	idx  int32 // index of the MAC in its place's list (fence.places)
 	seen atomic.Int64
 }
+
+// place is where entries live: a local port, or (port nil) a remote host.
+type place struct {
+	port *port
+	host MAC
+}
+
+func (e *entry) place() place { return place{port: e.port, host: e.host} }
+
+// tableChunk bounds the entries one hold of a fence's lock visits when a
+// port or host is flushed, the table is aged or listed: about 0.1–0.3 ms of
+// work, so no forwarding waits longer than that for a big table.
+const tableChunk = 2048
 
 // seenGranularity: a refresh stores the clock only when the stored value is
 // older than this, so hot entries are not written by every batch.
@@ -26,15 +40,21 @@ type fence struct {
 	name        string
 	maxMACs     int
 	maxHostMACs int // entries one remote host may have; 0: no bound
+	// bumRate is each port's storm control: broadcast, multicast and
+	// unknown-unicast frames per second it may send (0: unlimited).
+	bumRate int64
 
-	// mu guards table. Readers take RLock once per batch for lookups and
-	// refreshes; Lock is taken only to add, move or remove entries.
+	// mu guards table and places. Readers take RLock once per batch for
+	// lookups and refreshes; Lock is taken only to add, move or remove
+	// entries, and never over the whole table: flushing, aging and
+	// listing work through places in chunks of tableChunk entries.
 	mu sync.RWMutex
 	// +checklocks:mu
 	table map[MAC]*entry
-	// hostMACs counts the entries of table on each remote host.
+	// places lists the MACs of table by place: the MAC of entry e is
+	// places[e.place()][e.idx]. A place with no entry has no list.
 	// +checklocks:mu
-	hostMACs map[MAC]int
+	places map[place][]MAC
 
 	// ports is the immutable list of local ports, replaced (copy-on-write)
 	// under Switch.mu; loaded once per batch.
@@ -52,7 +72,7 @@ type fence struct {
 }
 
 func newFence(id uint32, name string, maxMACs int) *fence {
-	f := &fence{id: id, name: name, maxMACs: maxMACs, table: make(map[MAC]*entry), hostMACs: make(map[MAC]int)}
+	f := &fence{id: id, name: name, maxMACs: maxMACs, table: make(map[MAC]*entry), places: make(map[place][]MAC)}
 	var none []*port
 	f.ports.Store(&none)
 	return f
@@ -93,7 +113,7 @@ func (f *fence) learnLocked(s *Switch, l *learn, now int64) {
 		return // flushPort ran or will not see this entry
 	}
 	e := f.table[l.mac]
-	if l.port == nil && f.maxHostMACs > 0 && f.hostMACs[l.host] >= f.maxHostMACs &&
+	if l.port == nil && f.maxHostMACs > 0 && len(f.places[place{host: l.host}]) >= f.maxHostMACs &&
 		(e == nil || e.port != nil || e.host != l.host) {
 		// One remote host may not fill the fence's table: refuse a new
 		// or moving MAC beyond its bound (its live entries stay).
@@ -107,9 +127,8 @@ func (f *fence) learnLocked(s *Switch, l *learn, now int64) {
 		}
 		if e.port != nil {
 			e.port.macs.Add(-1)
-		} else {
-			f.dropHostMAC(e.host)
 		}
+		f.removeLocked(l.mac, e)
 		f.moves.Add(1)
 		if s.debug() {
 			s.log.Debug("mac moved", "fence", f.id, "mac", l.mac,
@@ -119,26 +138,49 @@ func (f *fence) learnLocked(s *Switch, l *learn, now int64) {
 		f.learnRefused.Add(1)
 		return
 	}
-	ne := &entry{port: l.port, host: l.host}
+	ne := &entry{port: l.port}
+	if l.port == nil {
+		ne.host = l.host
+	}
 	ne.seen.Store(now)
 	if l.port != nil {
 		l.port.macs.Add(1)
-	} else {
-		f.hostMACs[l.host]++
 	}
-	f.table[l.mac] = ne
+	f.insertLocked(l.mac, ne)
 }
 
-// dropHostMAC uncounts one entry of remote host h. f.mu must be held for
-// writing.
+// insertLocked adds e for mac to the table and its place's list. f.mu
+// must be held for writing.
 //
 // +checklocks:f.mu
-func (f *fence) dropHostMAC(h MAC) {
-	if n := f.hostMACs[h] - 1; n > 0 {
-		f.hostMACs[h] = n
-	} else {
-		delete(f.hostMACs, h)
+func (f *fence) insertLocked(mac MAC, e *entry) {
+	pl := e.place()
+	l := f.places[pl]
+	e.idx = int32(len(l))
+	f.places[pl] = append(l, mac)
+	f.table[mac] = e
+}
+
+// removeLocked removes mac, whose entry is e, from the table and its
+// place's list (the list's last MAC takes its index). f.mu must be held
+// for writing.
+//
+// +checklocks:f.mu
+func (f *fence) removeLocked(mac MAC, e *entry) {
+	pl := e.place()
+	l := f.places[pl]
+	last := len(l) - 1
+	if int(e.idx) != last {
+		m := l[last]
+		l[e.idx] = m
+		f.table[m].idx = e.idx
 	}
+	if last == 0 {
+		delete(f.places, pl)
+	} else {
+		f.places[pl] = l[:last]
+	}
+	delete(f.table, mac)
 }
 
 func placeString(p *port, host MAC) string {
@@ -148,70 +190,94 @@ func placeString(p *port, host MAC) string {
 	return "host " + host.String()
 }
 
-// flushPort removes every entry on p. p.detached is already set, so no
-// reader adds one afterwards.
+// flushPort removes every entry on p, tableChunk entries per hold of the
+// lock, so that forwarding in the fence goes on between chunks however
+// many MACs p had. p.detached is already set, so no reader adds one
+// afterwards (an entry may still move away from p meanwhile).
 func (f *fence) flushPort(p *port) {
-	f.mu.Lock()
-	for mac, e := range f.table {
-		if e.port == p {
-			delete(f.table, mac)
+	for {
+		if _, more := f.flushChunk(place{port: p}); !more {
+			break
 		}
 	}
 	p.macs.Store(0)
-	f.mu.Unlock()
 }
 
-// flushHost removes every entry on the remote host and returns how many.
+// flushHost removes every entry on the remote host, in chunks like
+// flushPort, and returns how many.
 func (f *fence) flushHost(host MAC) int {
-	n := 0
-	f.mu.Lock()
-	for mac, e := range f.table {
-		if e.port == nil && e.host == host {
-			delete(f.table, mac)
-			n++
+	total := 0
+	for {
+		n, more := f.flushChunk(place{host: host})
+		total += n
+		if !more {
+			return total
 		}
 	}
-	delete(f.hostMACs, host)
-	f.mu.Unlock()
-	return n
 }
 
-// expire removes entries not seen since cutoff; scratch is reused between
-// calls. It returns the number removed and scratch.
-func (f *fence) expire(cutoff int64, scratch []MAC) (int, []MAC) {
+// flushChunk removes up to tableChunk entries of pl, from the end of its
+// list, and reports how many and whether any remain.
+func (f *fence) flushChunk(pl place) (n int, more bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	l := f.places[pl]
+	n = min(len(l), tableChunk)
+	for _, mac := range l[len(l)-n:] {
+		delete(f.table, mac)
+	}
+	if l = l[:len(l)-n]; len(l) == 0 {
+		delete(f.places, pl)
+		return n, false
+	}
+	f.places[pl] = l
+	return n, true
+}
+
+// expire removes entries not seen since cutoff, place by place, holding
+// the lock for at most tableChunk entries at a time (an entry that moves
+// during the sweep may be left for the next one); scratch is reused
+// between calls. It returns the number removed and scratch.
+func (f *fence) expire(cutoff int64, scratch []place) (int, []place) {
 	scratch = scratch[:0]
 	f.mu.RLock()
-	for mac, e := range f.table {
-		if e.seen.Load() < cutoff {
-			scratch = append(scratch, mac)
-		}
+	for pl := range f.places {
+		scratch = append(scratch, pl)
 	}
 	f.mu.RUnlock()
-	if len(scratch) == 0 {
-		return 0, scratch
-	}
 	n := 0
-	f.mu.Lock()
-	for _, mac := range scratch {
-		e := f.table[mac]
-		if e == nil || e.seen.Load() >= cutoff {
-			continue
+	for _, pl := range scratch {
+		for i, done := 0, false; !done; {
+			f.mu.Lock()
+			l := f.places[pl]
+			for k := 0; k < tableChunk; k++ {
+				if i >= len(l) {
+					done = true
+					break
+				}
+				mac := l[i]
+				e := f.table[mac]
+				if e.seen.Load() >= cutoff {
+					i++
+					continue
+				}
+				if e.port != nil {
+					e.port.macs.Add(-1)
+				}
+				f.removeLocked(mac, e) // the last MAC moves to index i
+				l = f.places[pl]
+				n++
+			}
+			f.mu.Unlock()
 		}
-		if e.port != nil {
-			e.port.macs.Add(-1)
-		} else {
-			f.dropHostMAC(e.host)
-		}
-		delete(f.table, mac)
-		n++
 	}
-	f.mu.Unlock()
+	clear(scratch) // no port pointers kept until the next sweep
 	return n, scratch
 }
 
 // expire runs one aging sweep over every fence at the given time and
 // returns how many entries were removed.
-func (s *Switch) expire(now time.Time, scratch []MAC) (int, []MAC) {
+func (s *Switch) expire(now time.Time, scratch []place) (int, []place) {
 	cutoff := now.UnixNano() - int64(s.cfg.AgingTime)
 	total := 0
 	for _, f := range *s.fences.Load() {
@@ -233,7 +299,7 @@ func (s *Switch) janitor() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.janitorPeriod())
 	defer t.Stop()
-	var scratch []MAC
+	var scratch []place
 	for {
 		select {
 		case <-s.stop:

@@ -40,6 +40,50 @@ type reader struct {
 
 	// per-fence accumulators, flushed by flushFence
 	in, inBytes, floods uint64
+
+	// bum is the storm control of the port this reader reads (unused by
+	// the trunk's reader).
+	bum bumBucket
+}
+
+// bumBucket is one port's storm control: a token bucket of the
+// broadcast, multicast and unknown-unicast frames it may send, refilled
+// at the fence's bum_rate frames per second up to bumBurst frames. The
+// port's reader owns it: no lock, no atomic, no allocation.
+type bumBucket struct {
+	credit int64 // in bumUnit per frame
+	last   int64 // clock of the last refill (Unix ns); 0: never used
+}
+
+// bumUnit is the credit one frame costs: the refill is then elapsed
+// nanoseconds × frames per second, in integers.
+const bumUnit = int64(time.Second)
+
+// MaxBUMRate bounds FenceConfig.BUMRate (so the bucket's arithmetic does
+// not overflow).
+const MaxBUMRate = 1_000_000_000
+
+// bumBurst is how many flooded frames a port may send at once after a
+// quiet period: a tenth of a second's worth, at least one read batch (64)
+// or the rate itself when that is lower.
+func bumBurst(rate int64) int64 { return max(rate/10, min(rate, maxReadBatch)) }
+
+// allow reports whether one more flooded frame passes at now (Unix ns)
+// for rate frames per second, and takes its credit.
+func (b *bumBucket) allow(rate, now int64) bool {
+	limit := bumBurst(rate) * bumUnit
+	if b.last == 0 {
+		b.credit, b.last = limit, now
+	} else if el := now - b.last; el > 0 {
+		// At most one second of refill: the burst is at most that.
+		b.credit = min(limit, b.credit+min(el, int64(time.Second))*rate)
+		b.last = now
+	}
+	if b.credit < bumUnit {
+		return false
+	}
+	b.credit -= bumUnit
+	return true
 }
 
 // staged is one frame for one destination queue.
@@ -288,7 +332,7 @@ func (r *reader) enqueue(q *txQueue, f *fence, idx []int32, frames, bytes *uint6
 	for _, k := range idx[room:] {
 		r.refs[r.stage[k].i]--
 	}
-	n, closed, wake := q.pushBatch(out)
+	n, why, wake := q.pushBatch(out)
 	for i := range out[:n] {
 		*bytes += uint64(len(out[i].b) - Headroom)
 	}
@@ -300,8 +344,11 @@ func (r *reader) enqueue(q *txQueue, f *fence, idx []int32, frames, bytes *uint6
 	r.out = out[:0]
 	if dropped := uint64(len(idx) - n); dropped != 0 {
 		reason := DropQueueFull
-		if closed {
+		switch why {
+		case pushClosed:
 			reason = DropDetached
+		case pushGlobal:
+			reason = DropGlobalQueueFull
 		}
 		q.drops.add(reason, dropped)
 		f.drops.add(reason, dropped)
@@ -348,6 +395,7 @@ func (r *reader) processPort(p *port, n int) {
 	var rxBytes uint64
 	var newMACs int64
 	pinned := !p.pin.IsZero()
+	bumRate := f.bumRate
 	// Bulk traffic repeats the same source and destination frame after
 	// frame: remember the last lookups (the table does not change while
 	// the read lock is held). knownSrc is set only for a source already
@@ -393,19 +441,22 @@ func (r *reader) processPort(p *port, n int) {
 			r.learns = append(r.learns, learn{f: f, mac: src, port: p})
 			newMACs++
 		}
+		var d *entry
+		if !dst.IsMulticast() {
+			if !knownDst || dst != lastDst {
+				lastDst, lastD, knownDst = dst, f.table[dst], true
+			}
+			d = lastD
+		}
+		if d == nil && bumRate > 0 && !r.bum.allow(bumRate, now) {
+			p.dropIn(DropStorm) // a flood beyond the port's rate
+			continue
+		}
 		r.in++
 		r.inBytes += uint64(size)
 
-		if dst.IsMulticast() {
-			r.flood(f, p, ports, tr, i, size)
-			continue
-		}
-		if !knownDst || dst != lastDst {
-			lastDst, lastD, knownDst = dst, f.table[dst], true
-		}
-		d := lastD
 		switch {
-		case d == nil:
+		case d == nil: // broadcast, multicast, unknown unicast
 			r.flood(f, p, ports, tr, i, size)
 		case d.port == p:
 			p.dropIn(DropHairpin)

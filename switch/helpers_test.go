@@ -89,6 +89,12 @@ func newSwitch(t testing.TB, cfg vswitch.Config, fences ...vswitch.FenceConfig) 
 	return s
 }
 
+// unlimitedFences are newSwitch's default fences without storm control,
+// for tests that flood faster than the default bum_rate.
+var unlimitedFences = []vswitch.FenceConfig{
+	{ID: 1, Name: "one", BUMRate: -1}, {ID: 2, Name: "two", BUMRate: -1}, {ID: 3, Name: "three", BUMRate: -1},
+}
+
 // lab is a set of static ports, by name.
 type lab struct {
 	t     testing.TB

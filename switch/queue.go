@@ -5,6 +5,49 @@ import (
 	"sync/atomic"
 )
 
+// queueBudget bounds the buffer bytes queued in all transmit queues of a
+// switch together (Config.MaxQueuedBytes): a queue reserves a batch's bytes
+// from it with one compare-and-swap before it takes the frames, and gives
+// them back when its writer pops them or the queue closes. It is checked
+// before the queue's own bounds, so ports that do not read cannot together
+// pin more than max bytes, whatever their number.
+type queueBudget struct {
+	used atomic.Int64
+	max  int64
+}
+
+// reserve charges the first frames of frames[:limit] (each counts cap(b),
+// as in a queue) as long as they fit, and returns how many did and their
+// bytes. One compare-and-swap per batch: no lock.
+func (b *queueBudget) reserve(frames []txFrame, limit int) (n int, bytes int64) {
+	for {
+		used := b.used.Load()
+		avail := b.max - used
+		n, bytes = 0, 0
+		for n < limit {
+			c := int64(cap(frames[n].b))
+			if bytes+c > avail {
+				break
+			}
+			bytes += c
+			n++
+		}
+		if n == 0 || b.used.CompareAndSwap(used, used+bytes) {
+			return n, bytes
+		}
+	}
+}
+
+// release gives back bytes taken by reserve.
+func (b *queueBudget) release(bytes int64) {
+	if bytes != 0 {
+		b.used.Add(-bytes)
+	}
+}
+
+// room returns a hint of the bytes still free.
+func (b *queueBudget) room() int64 { return b.max - b.used.Load() }
+
 // txFrame is one frame waiting in a transmit queue: the frame is
 // b[Headroom:], and b's capacity is that of a pool buffer. meta is used
 // only by the trunk's queue.
@@ -54,15 +97,19 @@ type txQueue struct {
 	// drops is the owner's drop counters (queue_full, detached).
 	drops *dropCounters
 
+	// budget is the switch-wide bound on queued bytes (nil: none).
+	budget *queueBudget
+
 	// port is the owning port (nil for the trunk's queue); tw is its
 	// TryWriter, nil when it has none (then every frame is queued).
 	port *port
 	tw   TryWriter
 }
 
-func (q *txQueue) init(n, maxBytes int, drops *dropCounters) {
+func (q *txQueue) init(n, maxBytes int, drops *dropCounters, budget *queueBudget) {
 	q.ring = make([]txFrame, n)
 	q.maxBytes = maxBytes
+	q.budget = budget
 	q.wake = make(chan struct{}, 1)
 	q.drops = drops
 }
@@ -76,27 +123,56 @@ func bufCharge(size int) int {
 	return BufSize
 }
 
-// room returns a hint of how many frames and bytes the queue takes now.
+// room returns a hint of how many frames and bytes the queue takes now
+// (the switch-wide budget included).
 func (q *txQueue) room() (frames, bytes int) {
-	return len(q.ring) - int(q.queued.Load()), q.maxBytes - int(q.queuedBytes.Load())
+	frames, bytes = len(q.ring)-int(q.queued.Load()), q.maxBytes-int(q.queuedBytes.Load())
+	if q.budget != nil {
+		bytes = int(min(int64(bytes), q.budget.room()))
+	}
+	return frames, bytes
 }
+
+// Why pushBatch took fewer frames than offered.
+const (
+	pushFull   = iota // the queue's own bounds
+	pushClosed        // the queue is closed (it took none)
+	pushGlobal        // the switch-wide budget (Config.MaxQueuedBytes)
+)
 
 // pushBatch appends frames in order until the queue is full. It returns
 // how many it took (the queue owns their buffers; the caller keeps the
-// rest), whether the queue was closed (then it took none), and whether it
-// was empty before (the caller must signal the writer).
-func (q *txQueue) pushBatch(frames []txFrame) (n int, closed, wake bool) {
+// rest), why it did not take the rest (pushFull, pushClosed: then it took
+// none, pushGlobal), and whether it was empty before (the caller must
+// signal the writer).
+func (q *txQueue) pushBatch(frames []txFrame) (n, why int, wake bool) {
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
-		return 0, true, false
+		return 0, pushClosed, false
 	}
 	wake = q.n == 0
-	for n < len(frames) && q.n < len(q.ring) {
-		size := cap(frames[n].b)
-		if q.n > 0 && q.bytes+size > q.maxBytes {
+	// The queue's own bounds first (they cost nothing to ask), then the
+	// switch-wide budget for what they allow.
+	fit, qn, qbytes := 0, q.n, q.bytes
+	for fit < len(frames) && qn < len(q.ring) {
+		size := cap(frames[fit].b)
+		if qn > 0 && qbytes+size > q.maxBytes {
 			break
 		}
+		qn++
+		qbytes += size
+		fit++
+	}
+	why = pushFull
+	if q.budget != nil && fit > 0 {
+		got, _ := q.budget.reserve(frames, fit)
+		if got < fit {
+			fit, why = got, pushGlobal
+		}
+	}
+	for n < fit {
+		size := cap(frames[n].b)
 		i := q.head + q.n
 		if i >= len(q.ring) {
 			i -= len(q.ring)
@@ -109,7 +185,7 @@ func (q *txQueue) pushBatch(frames []txFrame) (n int, closed, wake bool) {
 	q.queued.Store(int64(q.n))
 	q.queuedBytes.Store(int64(q.bytes))
 	q.mu.Unlock()
-	return n, false, wake && n > 0
+	return n, why, wake && n > 0
 }
 
 // idle reports whether the queue is open and empty.
@@ -123,9 +199,10 @@ func (q *txQueue) idle() bool {
 // buffers. closed reports that the queue was closed (it is then empty).
 func (q *txQueue) pop(dst []txFrame) (_ []txFrame, closed bool) {
 	q.mu.Lock()
+	popped := 0
 	for q.n > 0 && len(dst) < cap(dst) {
 		dst = append(dst, q.ring[q.head])
-		q.bytes -= cap(q.ring[q.head].b)
+		popped += cap(q.ring[q.head].b)
 		q.ring[q.head] = txFrame{}
 		q.head++
 		if q.head == len(q.ring) {
@@ -133,10 +210,14 @@ func (q *txQueue) pop(dst []txFrame) (_ []txFrame, closed bool) {
 		}
 		q.n--
 	}
+	q.bytes -= popped
 	q.queued.Store(int64(q.n))
 	q.queuedBytes.Store(int64(q.bytes))
 	closed = q.closed
 	q.mu.Unlock()
+	if q.budget != nil {
+		q.budget.release(int64(popped))
+	}
 	return dst, closed
 }
 
@@ -169,6 +250,9 @@ func (q *txQueue) close(pool *bufPool) {
 			q.n--
 		}
 		pool.mu.Unlock()
+		if q.budget != nil {
+			q.budget.release(int64(q.bytes))
+		}
 		q.bytes = 0
 		q.queued.Store(0)
 		q.queuedBytes.Store(0)

@@ -1,6 +1,7 @@
 package vswitch_test
 
 import (
+	"fmt"
 	"testing"
 
 	vswitch "github.com/corralnet/corral/switch"
@@ -65,5 +66,81 @@ func TestQueueBounds(t *testing.T) {
 				t.Errorf("after drain: queued %d frames %d bytes, want 0", st.Queued, st.QueuedBytes)
 			}
 		})
+	}
+}
+
+// TestGlobalQueueBound: ports that never read cannot together queue more
+// than Config.MaxQueuedBytes, though each queue's own bound would take
+// more; the excess is dropped and counted as global_queue_full on the
+// destination and its fence, and the bytes come back when a queue is
+// drained or its port detached.
+func TestGlobalQueueBound(t *testing.T) {
+	const bound = 1 << 20 // 1 MiB; each port's own bound is 8 MiB
+	const stuck = 24
+	s := newSwitch(t, vswitch.Config{MaxQueuedBytes: bound, MaxPortMACs: 1})
+	l := newLab(t, s)
+	src := l.port("src", vswitch.PortConfig{Fence: 1})
+	ports := make([]*vswitch.StaticPort, stuck)
+	for i := range ports {
+		name := fmt.Sprintf("stuck%d", i)
+		ports[i] = l.port(name, vswitch.PortConfig{Fence: 1})
+		l.send(name, frame(mac(200), mac(byte(10+i)), 0)) // learn its MAC
+	}
+	l.deliveries()
+	if st := s.Status(); st.MaxQueuedBytes != bound || st.QueuedBytes != 0 {
+		t.Fatalf("status: queued %d of %d, want 0 of %d", st.QueuedBytes, st.MaxQueuedBytes, bound)
+	}
+	offered := 0
+	for round := 0; round < 40; round++ {
+		for i := range ports {
+			frames := make([][]byte, 32)
+			for k := range frames {
+				frames[k] = payload(mac(byte(10+i)), mac(1), uint32(round*32+k), 1500)
+			}
+			src.Inject(frames)
+			offered += len(frames)
+			if q := s.Status().QueuedBytes; q > bound {
+				t.Fatalf("round %d port %d: %d bytes queued, bound %d", round, i, q, bound)
+			}
+		}
+	}
+	st := s.Status()
+	sum := 0
+	var dropped uint64
+	for _, p := range st.Ports {
+		sum += p.QueuedBytes
+		dropped += p.Drops["global_queue_full"]
+		if p.Drops["queue_full"] != 0 {
+			t.Errorf("port %s: %d queue_full drops; its own bound was never reached", p.Name, p.Drops["queue_full"])
+		}
+	}
+	if int64(sum) != st.QueuedBytes || sum > bound || sum < bound-vswitch.BufSize {
+		t.Errorf("queued %d bytes over the ports, %d in the budget; want ≈ the bound %d", sum, st.QueuedBytes, bound)
+	}
+	if dropped == 0 || fenceStatus(t, s, 1).Drops["global_queue_full"] != dropped {
+		t.Errorf("global_queue_full drops: ports %d, fence %d", dropped, fenceStatus(t, s, 1).Drops["global_queue_full"])
+	}
+	// Draining one port and detaching another give their bytes back.
+	before := st.QueuedBytes
+	d0 := portStatus(t, s, "stuck0").QueuedBytes
+	d1 := portStatus(t, s, "stuck1").QueuedBytes
+	if ports[0].Drain(nil) == 0 || d0 == 0 || d1 == 0 {
+		t.Fatalf("stuck0 and stuck1 had nothing queued (%d, %d bytes)", d0, d1)
+	}
+	ports[1].Detach(nil)
+	if got := s.Status().QueuedBytes; got != before-int64(d0)-int64(d1) {
+		t.Errorf("after drain and detach: %d bytes queued, want %d", got, before-int64(d0)-int64(d1))
+	}
+	// ... and that room is used again.
+	src.Inject([][]byte{payload(mac(12), mac(1), 1<<20, 1500)})
+	if got := portStatus(t, s, "stuck2").Drops["global_queue_full"]; portStatus(t, s, "stuck2").QueuedBytes == 0 {
+		t.Errorf("stuck2: nothing queued (%d global drops)", got)
+	}
+	for _, p := range ports[2:] {
+		p.Drain(nil)
+	}
+	ports[0].Drain(nil)
+	if got := s.Status().QueuedBytes; got != 0 {
+		t.Errorf("all drained: %d bytes still charged", got)
 	}
 }

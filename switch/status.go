@@ -15,6 +15,10 @@ type Status struct {
 	Ports  []PortStatus  `json:"ports"`
 	// Trunk is nil when no trunk is attached.
 	Trunk *TrunkStatus `json:"trunk,omitempty"`
+	// QueuedBytes is the buffer bytes queued in all transmit queues
+	// together, bounded by MaxQueuedBytes (Config.MaxQueuedBytes).
+	QueuedBytes    int64 `json:"queued_bytes"`
+	MaxQueuedBytes int64 `json:"max_queued_bytes"`
 }
 
 // FenceStatus describes one fence.
@@ -92,7 +96,7 @@ type FDBEntry struct {
 
 // Status returns a snapshot of fences (by ID), ports (by ID) and the trunk.
 func (s *Switch) Status() Status {
-	var st Status
+	st := Status{QueuedBytes: s.budget.used.Load(), MaxQueuedBytes: s.budget.max}
 	fences := *s.fences.Load()
 	for _, f := range fences {
 		f.mu.RLock()
@@ -141,8 +145,9 @@ func (s *Switch) Status() Status {
 	return st
 }
 
-// FDB returns the bridge table of a fence, sorted by MAC (nil for an
-// unknown fence).
+// FDB returns the whole bridge table of a fence, sorted by MAC (nil for an
+// unknown fence). It copies the table at once: the admin API uses
+// [Switch.FDBPage].
 func (s *Switch) FDB(fence uint32) []FDBEntry {
 	f := s.fence(fence)
 	if f == nil {
@@ -171,4 +176,122 @@ func (s *Switch) FDB(fence uint32) []FDBEntry {
 		out = append(out, fe)
 	}
 	return out
+}
+
+// FDBPage returns up to limit entries of a fence's bridge table, those
+// with MACs above *after (from the first when after is nil), sorted by
+// MAC, and whether entries above the last one remain. ok is false for an
+// unknown fence.
+//
+// It never copies the whole table, and never holds the fence's lock for
+// more than tableChunk entries: it walks the table place by place in
+// chunks and keeps the limit lowest MACs above after in a heap. A page is
+// therefore not one instant's table: an entry that moves while the page
+// is taken may be missing from it. A listing of n entries in pages of
+// limit costs n/limit walks of the table.
+func (s *Switch) FDBPage(fence uint32, after *MAC, limit int) (entries []FDBEntry, more, ok bool) {
+	f := s.fence(fence)
+	if f == nil {
+		return nil, false, false
+	}
+	limit = max(limit, 1)
+	var lo uint64
+	if after != nil {
+		lo = macKey(*after)
+	}
+	h := fdbHeap{rows: make([]fdbRow, 0, min(limit, 1024))}
+	f.mu.RLock()
+	places := make([]place, 0, len(f.places))
+	for pl := range f.places {
+		places = append(places, pl)
+	}
+	f.mu.RUnlock()
+	for _, pl := range places {
+		for i, done := 0, false; !done; {
+			f.mu.RLock()
+			l := f.places[pl]
+			end := min(len(l), i+tableChunk)
+			for ; i < end; i++ {
+				k := macKey(l[i])
+				if after != nil && k <= lo {
+					continue
+				}
+				if len(h.rows) == limit {
+					more = true
+					if k >= h.rows[0].key {
+						continue
+					}
+				}
+				e := f.table[l[i]]
+				h.push(fdbRow{key: k, mac: l[i], port: e.port, host: e.host, seen: e.seen.Load()}, limit)
+			}
+			done = i >= len(l)
+			f.mu.RUnlock()
+		}
+	}
+	rows := h.rows
+	slices.SortFunc(rows, func(a, b fdbRow) int { return cmp.Compare(a.key, b.key) })
+	rows = slices.CompactFunc(rows, func(a, b fdbRow) bool { return a.key == b.key }) // moved during the walk
+	now := s.nowNanos()
+	entries = make([]FDBEntry, 0, len(rows))
+	for _, r := range rows {
+		fe := FDBEntry{MAC: r.mac.String(), Age: max(0, time.Duration(now-r.seen).Seconds())}
+		if r.port != nil {
+			fe.Port, fe.PortName = r.port.id, r.port.name
+		} else {
+			fe.Host = r.host.String()
+		}
+		entries = append(entries, fe)
+	}
+	return entries, more, true
+}
+
+// macKey orders MACs as their bytes do.
+func macKey(m MAC) uint64 {
+	return uint64(m[0])<<40 | uint64(m[1])<<32 | uint64(m[2])<<24 | uint64(m[3])<<16 | uint64(m[4])<<8 | uint64(m[5])
+}
+
+// fdbRow is one entry copied for a page.
+type fdbRow struct {
+	key  uint64
+	mac  MAC
+	port *port
+	host MAC
+	seen int64
+}
+
+// fdbHeap is a max-heap of rows by key: the page's candidates, the
+// highest on top, to be replaced by a lower one once the page is full.
+type fdbHeap struct{ rows []fdbRow }
+
+// push adds r, or replaces the top when the heap holds limit rows (the
+// caller checked that r is below the top).
+func (h *fdbHeap) push(r fdbRow, limit int) {
+	if len(h.rows) < limit {
+		h.rows = append(h.rows, r)
+		for i := len(h.rows) - 1; i > 0; {
+			p := (i - 1) / 2
+			if h.rows[p].key >= h.rows[i].key {
+				break
+			}
+			h.rows[p], h.rows[i] = h.rows[i], h.rows[p]
+			i = p
+		}
+		return
+	}
+	h.rows[0] = r
+	for i, n := 0, len(h.rows); ; {
+		c := 2*i + 1
+		if c >= n {
+			break
+		}
+		if c+1 < n && h.rows[c+1].key > h.rows[c].key {
+			c++
+		}
+		if h.rows[i].key >= h.rows[c].key {
+			break
+		}
+		h.rows[i], h.rows[c] = h.rows[c], h.rows[i]
+		i = c
+	}
 }

@@ -30,11 +30,22 @@ func (fakeSwitch) Status() vswitch.Status {
 	}
 }
 
-func (fakeSwitch) FDB(fence uint32) []vswitch.FDBEntry {
+// FDBPage pages fence 1's table of three entries.
+func (fakeSwitch) FDBPage(fence uint32, after *vswitch.MAC, limit int) ([]vswitch.FDBEntry, bool, bool) {
 	if fence != 1 {
-		return nil
+		return nil, false, false
 	}
-	return []vswitch.FDBEntry{{MAC: "00:00:5e:00:53:01", Port: 3, PortName: "unix:///run/x.sock#0", Age: 2}}
+	var out []vswitch.FDBEntry
+	for i := byte(1); i <= 3; i++ {
+		m := vswitch.MAC{0, 0, 0x5e, 0, 0x53, i}
+		if after == nil || m[5] > after[5] {
+			out = append(out, vswitch.FDBEntry{MAC: m.String(), Port: 3, PortName: "unix:///run/x.sock#0", Age: 2})
+		}
+	}
+	if len(out) > limit {
+		return out[:limit], true, true
+	}
+	return out, false, true
 }
 
 func (fakeSwitch) Capture(vswitch.CaptureSelector, int) (*vswitch.Capture, error) {
@@ -97,6 +108,9 @@ func TestClientCommands(t *testing.T) {
 		{"ports", []string{"ports", "--admin", sock}, 0, []string{"PORT", "unix:///run/x.sock#0", "1/16"}},
 		{"fdb all", []string{"fdb", "--admin", sock}, 0, []string{"00:00:5e:00:53:01", "lab"}},
 		{"fdb by name", []string{"fdb", "lab", "--admin", sock}, 0, []string{"00:00:5e:00:53:01"}},
+		{"fdb pages", []string{"fdb", "lab", "--limit", "1", "--admin", sock}, 0, []string{"lab (1)  00:00:5e:00:53:01", "00:00:5e:00:53:02", "00:00:5e:00:53:03"}},
+		{"fdb pages json", []string{"fdb", "--limit", "2", "--json", "--admin", sock}, 0, []string{`"mac": "00:00:5e:00:53:03"`}},
+		{"fdb bad limit", []string{"fdb", "--limit", "0", "--admin", sock}, 2, []string{"--limit"}},
 		{"fdb unknown", []string{"fdb", "nope", "--admin", sock}, 1, []string{`admin: no fence "nope"`}},
 		{"fdb two args", []string{"fdb", "a", "b", "--admin", sock}, 2, []string{"at most one FENCE"}},
 		{"no server", []string{"status", "--admin", filepath.Join(shortDir(t), "none.sock")}, 1, []string{"no corral running at"}},

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -67,14 +69,98 @@ func (c *cli) newPortsCmd() *cobra.Command {
 }
 
 func (c *cli) newFDBCmd() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "fdb [FENCE]",
 		Short: "Show the bridge table of one fence (ID or name) or of all",
-		Args:  optionalFence,
+		Long: "Show the bridge table of one fence (ID or name) or of all, by fence ID and MAC.\n" +
+			"The admin API answers in pages (GET /v1/fdb?fence=&limit=&after=); fdb follows\n" +
+			"them, printing each page as it arrives, so a table of any size is listed in\n" +
+			"bounded memory on both sides.",
+		Args: optionalFence,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return callAdmin(c, cmd, withFence((*admin.Client).FDB, args), printFDB)
+			limit, _ := cmd.Flags().GetInt("limit")
+			if limit < 1 || limit > admin.MaxFDBLimit {
+				return usageError{fmt.Errorf("--limit %d: want 1 … %d", limit, admin.MaxFDBLimit)}
+			}
+			fence := ""
+			if len(args) == 1 {
+				fence = args[0]
+			}
+			ac, err := c.adminClient(cmd)
+			if err != nil {
+				return err
+			}
+			if asJSON, _ := cmd.Flags().GetBool("json"); asJSON {
+				return streamFDBJSON(c.stdout, func(fn func(admin.FDBPage) error) error {
+					return ac.FDBPages(cmd.Context(), fence, limit, fn)
+				})
+			}
+			header := true
+			return ac.FDBPages(cmd.Context(), fence, limit, func(p admin.FDBPage) error {
+				tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+				printFDB(tw, p.Fences, header)
+				header = false
+				return tw.Flush()
+			})
 		},
 	}
+	cmd.Flags().Int("limit", admin.DefaultFDBLimit, fmt.Sprintf("entries per page asked of the admin API (1 … %d); every page is shown", admin.MaxFDBLimit))
+	return cmd
+}
+
+// streamFDBJSON writes the pages that each calls fn with as one JSON
+// array of admin.FenceFDB, one element per fence (the pages of a fence
+// joined), as each page arrives: the listing is never held whole.
+func streamFDBJSON(w io.Writer, each func(fn func(admin.FDBPage) error) error) error {
+	bw := bufio.NewWriter(w)
+	var cur uint32
+	nf, ne := 0, 0 // fences begun, entries of the current one
+	closeFence := func() {
+		if ne > 0 {
+			bw.WriteString("\n    ]\n  }")
+		} else {
+			bw.WriteString("]\n  }")
+		}
+	}
+	err := each(func(p admin.FDBPage) error {
+		for _, f := range p.Fences {
+			if nf == 0 || f.Fence != cur {
+				if nf > 0 {
+					closeFence()
+					bw.WriteByte(',')
+				} else {
+					bw.WriteByte('[')
+				}
+				name, _ := json.Marshal(f.Name)
+				fmt.Fprintf(bw, "\n  {\n    \"fence\": %d,\n    \"name\": %s,\n    \"entries\": [", f.Fence, name)
+				cur, ne = f.Fence, 0
+				nf++
+			}
+			for _, e := range f.Entries {
+				b, err := json.MarshalIndent(e, "      ", "  ")
+				if err != nil {
+					return err
+				}
+				if ne > 0 {
+					bw.WriteByte(',')
+				}
+				bw.WriteString("\n      ")
+				bw.Write(b)
+				ne++
+			}
+		}
+		return bw.Flush()
+	})
+	if err != nil {
+		return err
+	}
+	if nf == 0 {
+		bw.WriteString("[]\n")
+	} else {
+		closeFence()
+		bw.WriteString("\n]\n")
+	}
+	return bw.Flush()
 }
 
 // withFence binds the optional FENCE argument of a command to a client
@@ -167,22 +253,38 @@ func printFences(w io.Writer, fs []admin.FenceStatus) {
 func printPorts(w io.Writer, ps []admin.PortStatus) {
 	fmt.Fprintln(w, "PORT\tID\tFENCE\tMACS\tRX FRAMES\tRX BYTES\tTX FRAMES\tTX BYTES\tQUEUED\tDROPS")
 	for _, p := range ps {
-		fmt.Fprintf(w, "%s\t%d\t%d\t%d/%d\t%d\t%d\t%d\t%d\t%d/%d\t%s\n", p.Name, p.ID, p.Fence, p.MACs, p.MaxMACs,
+		fmt.Fprintf(w, "%s\t%d\t%s\t%d/%d\t%d\t%d\t%d\t%d\t%d/%d\t%s\n", p.Name, p.ID, fenceLabel(p.FenceName, p.Fence), p.MACs, p.MaxMACs,
 			p.RxFrames, p.RxBytes, p.TxFrames, p.TxBytes, p.Queued, p.QueueLen, dropsOrDash(p.Drops))
 	}
 }
 
-func printFDB(w io.Writer, fdbs []admin.FenceFDB) {
-	fmt.Fprintln(w, "FENCE\tMAC\tPORT\tHOST\tAGE")
+// printFDB prints the entries of fdbs, the header first when header.
+func printFDB(w io.Writer, fdbs []admin.FenceFDB, header bool) {
+	if header {
+		fmt.Fprintln(w, "FENCE\tMAC\tPORT\tHOST\tAGE")
+	}
 	for _, f := range fdbs {
 		for _, e := range f.Entries {
 			where := e.PortName
 			if where == "" && e.Port != 0 {
 				where = fmt.Sprint(e.Port)
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%.0fs\n", f.Name, e.MAC, orDash(where), orDash(e.Host), e.Age)
+			host := e.Host
+			if e.HostName != "" {
+				host = e.HostName + " (" + e.Host + ")"
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%.0fs\n", fenceLabel(f.Name, f.Fence), e.MAC, orDash(where), orDash(host), e.Age)
 		}
 	}
+}
+
+// fenceLabel names a fence in tables: "name (ID)", the ID alone when the
+// name is unknown.
+func fenceLabel(name string, id uint32) string {
+	if name == "" {
+		return fmt.Sprint(id)
+	}
+	return fmt.Sprintf("%s (%d)", name, id)
 }
 
 func orDash(s string) string {

@@ -240,6 +240,10 @@ func TestBadConfig(t *testing.T) {
 		{"fence id missing", "fences: [{name: a}]\n", nil, nil, "config: fences[0].id: missing"},
 		{"fence id not a number", "fences: [{name: a, id: abc}]\n", nil, nil, "config: fences[0].id:"},
 		{"no fences", "fences: []\n", nil, nil, "config: fences: no fence configured"},
+		{"bum_rate negative", "fences: [{name: a, id: 1, bum_rate: -1}]\n", nil, nil, "config: fences[0].bum_rate: -1: want 0 (off)"},
+		{"bum_rate too big", "fences: [{name: a, id: 1, bum_rate: 2000000000}]\n", nil, nil, "config: fences[0].bum_rate: 2000000000: want 0 (off)"},
+		{"max_queued_bytes small", fence + "limits: {max_queued_bytes: 1000}\n", nil, nil, "config: limits.max_queued_bytes: 1000: want 1048576 (1 MiB)"},
+		{"ports_per_fence pending", fence + "limits: {max_queued_bytes: 67108864, ports_per_fence: 10}\n", nil, nil, "config: limits.ports_per_fence: not supported yet"},
 		{"duplicate id", "fences: [{name: a, id: 5}, {name: b, id: 5}]\n", nil, nil, "config: fences[1].id: 5 already used by fences[0]"},
 		{"duplicate name", "fences: [{name: a, id: 5}, {name: a, id: 6}]\n", nil, nil, `config: fences[1].name: "a" already used by fences[0]`},
 		{"name missing", "fences: [{id: 5}]\n", nil, nil, "config: fences[0].name: missing"},
@@ -391,6 +395,19 @@ func TestGoodConfigs(t *testing.T) {
 			a, b := c.Fences[0].Forwards, c.Fences[1].Forwards
 			if len(a) != 2 || a[0].SNI != "lab-a.test" || a[0].Fence != 1 || a[1].SNI != "" || len(b) != 2 || b[1].Host != "lab-b.test" || b[1].Fence != 2 {
 				t.Errorf("forwards: a %+v, b %+v", a, b)
+			}
+		}},
+		{"storm control and queue bound", `fences:
+  - {name: a, id: 1, bum_rate: 5000}
+  - {name: b, id: 2, bum_rate: 0}
+  - {name: c, id: 3}
+limits: {max_queued_bytes: 67108864}
+`, func(t *testing.T, c *Config) {
+			if r := []int{c.Fences[0].BUMRate, c.Fences[1].BUMRate, c.Fences[2].BUMRate}; r[0] != 5000 || r[1] != -1 || r[2] != 0 {
+				t.Errorf("bum_rate 5000, 0, unset: got %v, want 5000, -1 (off), 0 (default)", r)
+			}
+			if c.Switch.MaxQueuedBytes != 64<<20 {
+				t.Errorf("max_queued_bytes: got %d", c.Switch.MaxQueuedBytes)
 			}
 		}},
 		{"largest fence id", "fences: [{name: a, id: 0xFFFFFE}]\n", func(t *testing.T, c *Config) {

@@ -129,8 +129,8 @@ var keyDocs = []keyDoc{
 		"Bridge table entries of the fence; a full table refuses new MACs (counted) without evicting live ones."},
 	{"fences[].port_max_macs", "integer", fmt.Sprintf("`0`: %d", vswitch.DefaultMaxPortMACs), `1`,
 		"MACs one port may use; 1 pins a port to its first MAC."},
-	{"fences[].bum_rate", "integer (frames/s)", "`20000`", `5000`,
-		"Per port, the broadcast, multicast and unknown-unicast frames per second flooded; the excess is dropped and counted (storm control)."},
+	{"fences[].bum_rate", "integer (frames/s)", fmt.Sprintf("`%d`", vswitch.DefaultBUMRate), `5000`,
+		"Storm control: per port, the broadcast, multicast and unknown-unicast frames per second it may send (a token bucket; bursts of a tenth of a second's worth, at least 64 frames); the excess is dropped and counted (drop reason `storm`). `0` turns it off. Frames from the uplink are not limited here: each host limits its own ports."},
 	{"fences[].key_file", "string (path)", "`\"\"`: derived from the installation secret", `"/etc/corral/lab.key"`,
 		"With a sealed uplink, this fence's own key instead of the derived one: a host given only some fences' keys can neither read nor inject the others."},
 	{"fences[].previous_key_file", "string (path)", "`\"\"`: none", `"/etc/corral/lab.key.old"`,
@@ -217,8 +217,8 @@ var keyDocs = []keyDoc{
 		"A stream port that has begun a frame (part of a length header or of a frame) and does not complete it within this time is closed. An idle VM is never closed."},
 	{"limits.datagram_idle_timeout", "duration", "`5m`", `1m`,
 		"A datagram peer (`udp://`, `unixgram://`) silent this long is forgotten and its port closed."},
-	{"limits.max_queued_bytes", "integer (bytes)", "`268435456` (256 MiB)", `67108864`,
-		"Bytes queued for all ports together, enforced before each port's own queue bound."},
+	{"limits.max_queued_bytes", "integer (bytes, 1 MiB … 1 TiB)", fmt.Sprintf("`%d` (256 MiB)", vswitch.DefaultMaxQueuedBytes), `67108864`,
+		"Buffer bytes queued for all ports and the uplink together (each queued frame counts the buffer it sits in), enforced before each port's own queue bound; a frame beyond it is dropped and counted (drop reason `global_queue_full`)."},
 }
 
 // configReference renders docs/configuration.md from keyDocs.

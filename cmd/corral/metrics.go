@@ -58,6 +58,8 @@ var (
 	mFenceRefused   = desc("fence_learn_refused_total", "New MACs not learned because the table was full.", "fence")
 	mFenceDrops     = desc("fence_drops_total", "Frames dropped in the fence, by reason.", "fence", "reason")
 	mFenceMACs      = desc("fence_macs", "Bridge table entries (local and remote).", "fence")
+	mQueuedBytes    = desc("switch_queued_bytes", "Buffer bytes queued for all ports and the trunk together.")
+	mMaxQueuedBytes = desc("switch_max_queued_bytes", "Bound of switch_queued_bytes (limits.max_queued_bytes); frames beyond it are dropped as global_queue_full.")
 	mFenceMaxMACs   = desc("fence_max_macs", "Bridge table limit.", "fence")
 	mFencePorts     = desc("fence_ports", "Local ports attached.", "fence")
 
@@ -112,7 +114,7 @@ var (
 
 	allDescs = []*prometheus.Desc{
 		mFenceFramesIn, mFenceBytesIn, mFenceFramesOut, mFenceBytesOut, mFenceFloods, mFenceMoves, mFenceRefused,
-		mFenceDrops, mFenceMACs, mFenceMaxMACs, mFencePorts,
+		mFenceDrops, mFenceMACs, mFenceMaxMACs, mFencePorts, mQueuedBytes, mMaxQueuedBytes,
 		mPortRxFrames, mPortRxBytes, mPortTxFrames, mPortTxBytes, mPortDrops, mPortMACs, mPortQueued, mPortQueueLen,
 		mTrunkRxFrames, mTrunkRxBytes, mTrunkTxFrames, mTrunkTxBytes, mTrunkQueued, mTrunkDrops,
 		mUplinkCounter, mUplinkPeers, mUplinkRxByFence, mUplinkConflicts,
@@ -141,6 +143,8 @@ func (c *corralCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.src.switchStatus != nil {
 		st := c.src.switchStatus()
+		gauge(mQueuedBytes, float64(st.QueuedBytes))
+		gauge(mMaxQueuedBytes, float64(st.MaxQueuedBytes))
 		fenceName := make(map[uint32]string, len(st.Fences))
 		for _, f := range st.Fences {
 			fenceName[f.ID] = f.Name

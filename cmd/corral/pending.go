@@ -1,7 +1,5 @@
 package main
 
-import "fmt"
-
 // pending refuses the configuration keys that are declared (fileConfig)
 // but not wired yet: each open issue removes its keys from here as it
 // implements them, so that no key is ever accepted and ignored.
@@ -13,12 +11,12 @@ func (v *validator) pending() error {
 			keys = append(keys, key)
 		}
 	}
-	// Issue 8: bounded ports, memory, NAT fairness, storm control.
-	add(r.Limits != (fileLimits{}), "limits")
-	for i, f := range r.Fences {
-		k := fmt.Sprintf("fences[%d]", i)
-		add(f.BUMRate != nil, k+".bum_rate")
-	}
+	// Issue 8: bounded ports (limits.max_queued_bytes and
+	// fences[].bum_rate are wired).
+	add(r.Limits.PortsPerListener != nil, "limits.ports_per_listener")
+	add(r.Limits.PortsPerFence != nil, "limits.ports_per_fence")
+	add(r.Limits.FrameTimeout != "", "limits.frame_timeout")
+	add(r.Limits.DatagramIdleTimeout != "", "limits.datagram_idle_timeout")
 	// Issue 10: gossip.
 	add(r.Uplink.Gossip.Listen != "" || len(r.Uplink.Gossip.Join) > 0 || r.Uplink.Gossip.Profile != "", "uplink.gossip")
 	if len(keys) > 0 {

@@ -76,6 +76,7 @@ func validate(raw *fileConfig) (*Config, error) {
 	for _, step := range []func() error{
 		v.pending,
 		v.log,
+		v.queueLimit,
 		v.fences,
 		v.admin,
 		v.metrics,
@@ -95,6 +96,27 @@ type validator struct {
 	raw  *fileConfig
 	cfg  *Config
 	used map[string]string // address key (addrKey) → the key that binds it, "fences[i].listen[j]"
+}
+
+// Bounds of limits.max_queued_bytes: at least a few maximum frames, at
+// most 1 TiB.
+const (
+	minQueuedBytes = 1 << 20
+	maxQueuedBytes = 1 << 40
+)
+
+// queueLimit checks limits.max_queued_bytes, the switch's bound on the
+// bytes queued for all ports together.
+func (v *validator) queueLimit() error {
+	n := v.raw.Limits.MaxQueuedBytes
+	if n == nil {
+		return nil // vswitch.DefaultMaxQueuedBytes
+	}
+	if *n < minQueuedBytes || *n > maxQueuedBytes {
+		return cfgErr("limits.max_queued_bytes", "%d: want %d (1 MiB) … %d (1 TiB)", *n, minQueuedBytes, int64(maxQueuedBytes))
+	}
+	v.cfg.Switch.MaxQueuedBytes = *n
+	return nil
 }
 
 // log checks log.format and log.level.
@@ -185,6 +207,16 @@ func fenceIdentity(key string, rf fileFence, ids map[uint32]int, names map[strin
 		return f, cfgErr(key+".port_max_macs", "%d: must not be negative", rf.PortMACs)
 	}
 	f.PortMaxMACs = int(rf.PortMACs)
+	if r := rf.BUMRate; r != nil { // nil: vswitch.DefaultBUMRate
+		switch {
+		case *r < 0 || *r > vswitch.MaxBUMRate:
+			return f, cfgErr(key+".bum_rate", "%d: want 0 (off) … %d frames/s", *r, vswitch.MaxBUMRate)
+		case *r == 0:
+			f.BUMRate = -1 // storm control off
+		default:
+			f.BUMRate = int(*r)
+		}
+	}
 	return f, nil
 }
 

@@ -11,7 +11,7 @@
 #
 # Environment:
 #   BENCH_ROUNDS  rounds (default 3)
-#   BENCH_SETS    which benchmarks, in order (default "Switch Uplink Gateway")
+#   BENCH_SETS    which benchmarks, in order (default "Switch Uplink Gateway Storm")
 #   BENCH_SUB     sub-benchmark filter, e.g. 'corral|gvproxy' (default: all)
 #   GVPROXY_VERSION  gvproxy version to try first (default v0.8.9)
 #   CORRAL_BIN    a prebuilt corral binary (default: built from ./cmd/corral)
@@ -20,7 +20,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 ROOT=$PWD
 ROUNDS=${BENCH_ROUNDS:-3}
-SETS=${BENCH_SETS:-Switch Uplink Gateway}
+SETS=${BENCH_SETS:-Switch Uplink Gateway Storm}
 SUB=${BENCH_SUB:-}
 CACHE=$ROOT/.cache
 BIN=$CACHE/bin

@@ -206,6 +206,36 @@ END {
 			print ""
 		}
 	}
+	# Storm: fence B while fence A is quiet or under attack (issue 8).
+	ns = 0
+	for (i = 1; i <= norder; i++) {
+		split(order[i], parts, "/")
+		if (parts[1] == "BenchmarkStorm" && parts[2] != "" && !(parts[2] in sseen)) { sseen[parts[2]] = 1; smodes[++ns] = parts[2] }
+	}
+	if (ns) {
+		print "### One fence under attack, another measured (unix stream sockets, 64-byte frames)"
+		print ""
+		print "| fence A | fence B round trip p50 / p99 | fence B 64-byte frames | attacker's frames sent |"
+		print "|---|---|---|---|"
+		for (i = 1; i <= ns; i++) {
+			s = "BenchmarkStorm/" smodes[i]
+			lbl = smodes[i]
+			if (lbl == "storm") lbl = "broadcast storm, storm control on (bum_rate 20,000)"
+			else if (lbl == "storm-unlimited") lbl = "broadcast storm, storm control off (bum_rate 0)"
+			else if (lbl == "macflood") lbl = "MAC flood (random source and destination MACs)"
+			a = get(s "/rtt-64B", "attack-Mpps")
+			printf "| %s | %s | %s | %s |\n", lbl, rtt(s "/rtt-64B"), tput(s "/tput-64B"), (a == "" ? "—" : fmtnum(a) " Mpps")
+		}
+		print ""
+		q = get("BenchmarkStorm/quiet/rtt-64B", "p99-us"); st = get("BenchmarkStorm/storm/rtt-64B", "p99-us")
+		if (q != "" && st != "") {
+			printf "Against the target of issue 8 (a storm keeps another fence's p99 within 3× of quiet): %s×", ratio(st, q)
+			su = get("BenchmarkStorm/storm-unlimited/rtt-64B", "p99-us")
+			if (su != "") printf " (%s× with storm control off)", ratio(su, q)
+			print "."
+			print ""
+		}
+	}
 	nf = 0
 	for (i = 1; i <= norder; i++)
 		if ((order[i] in failed) && split(order[i], parts, "/") >= 3) fl = fl (nf++ ? ", " : "") order[i]
