@@ -610,8 +610,8 @@ func (p *peerPort) sendFn(fd uintptr) bool {
 		case e == 0:
 			p.wsent += r
 		case e == unix.EINTR:
-		case e == unix.EAGAIN && p.l.isUnix:
-			p.werrno = e
+		case (e == unix.EAGAIN || e == unix.ENOBUFS) && p.l.isUnix: // a full peer: EAGAIN on Linux, ENOBUFS on macOS
+			p.werrno = unix.EAGAIN
 			return true
 		case e == unix.EAGAIN:
 			return false

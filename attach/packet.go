@@ -241,7 +241,7 @@ func (p *packetPort) sendFn(fd uintptr) bool {
 		case unix.EINTR:
 		case unix.EAGAIN:
 			return false
-		case unix.EMSGSIZE:
+		case unix.EMSGSIZE, unix.ENOBUFS: // ENOBUFS: a full datagram peer on macOS
 			if p.seqpkt {
 				p.werrno = e
 				return true

@@ -6,7 +6,7 @@
 # Engineers: append the apt packages your tests need to PACKAGES.
 set -eu
 
-PACKAGES="qemu-system-x86 iproute2 busybox-static cpio xz-utils kmod iperf3 tcpdump iputils-ping tshark curl openssl"
+PACKAGES="qemu-system-x86 iproute2 busybox-static cpio xz-utils kmod iperf3 tcpdump iputils-ping tshark curl openssl socat openssh-client openssh-server user-mode-linux passt"
 # Kernel modules the tests use when the kernel has them (not fatal if not).
 MODULES="tun veth vsock_loopback"
 
@@ -27,6 +27,10 @@ why() {
 	tshark) echo "decoding captures with the Wireshark dissector of contrib/wireshark" ;;
 	curl) echo "a real SOCKS5 client (--socks5-hostname) and name resolution inside namespaces" ;;
 	openssl) echo "TLS servers in namespaces behind SNI port forwards" ;;
+	socat) echo "the ssh cable example (contrib/examples/ssh-cable.sh)" ;;
+	openssh-client | openssh-server) echo "the ssh cable example, through a throwaway sshd on loopback" ;;
+	user-mode-linux) echo "the User Mode Linux example (contrib/examples/uml-guest.sh)" ;;
+	passt) echo "passt as a fence's outside gateway (contrib/examples/passt-gateway.sh)" ;;
 	*) echo "needed by the tests" ;;
 	esac
 }

@@ -152,17 +152,61 @@ admin: {listen: "unix://%s"}
 		}
 	})
 
-	t.Run("plug ends when the switch goes", func(t *testing.T) {
-		if err := corral.Stop(); err != nil {
-			t.Fatalf("corral after SIGTERM: %v", err)
+	t.Run("plug re-dials when the switch comes back", func(t *testing.T) {
+		// A plug with --once exits instead, with status 1 and a reason.
+		p4 := harness.NewNS(t, "p4")
+		plugOnce := harness.Start(t, nil, harness.CorralBinary(t), "plug", "unix://"+sa, "--tap", "tap0", "--netns", p4.Name, "--once")
+		if err := plugOnce.WaitLog("plugged", 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		corral.Kill() // not a clean stop: the socket file stays behind
+		var ee *exec.ExitError
+		done := make(chan error, 1)
+		go func() { done <- plugOnce.Wait() }()
+		select {
+		case err := <-done:
+			if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(plugOnce.Log(), "went away") {
+				t.Errorf("plug --once after the switch died: %v, want exit status 1 saying the switch went away:\n%s", err, plugOnce.Log())
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("plug --once still running 30 s after the switch died")
 		}
 		for _, p := range []*harness.Proc{plug1, plug2} {
-			done := make(chan error, 1)
-			go func() { done <- p.Wait() }()
-			select {
-			case <-done:
-			case <-time.After(30 * time.Second):
-				t.Errorf("%s still running 30 s after corral exited", p.Name)
+			if err := p.WaitLog("switch went away, re-dialing", 30*time.Second); err != nil {
+				t.Fatalf("%v\n%s", err, p.Log())
+			}
+		}
+		// Let them fail a few dials (backoff) before the switch returns.
+		harness.WaitFor(t, 30*time.Second, "a failed re-dial", func() bool {
+			return strings.Contains(plug1.Log(), "dial failed, retrying")
+		})
+		corral = harness.StartCorral(t, nil, cfg)
+		for _, p := range []*harness.Proc{plug1, plug2} {
+			if err := p.WaitLog("plugged again", 30*time.Second); err != nil {
+				t.Fatalf("%v\n%s", err, p.Log())
+			}
+			if p.Exited() {
+				t.Fatalf("%s exited: %v\n%s", p.Name, p.Wait(), p.Log())
+			}
+		}
+		// The TAPs stayed; traffic flows through the new switch.
+		var out string
+		var err error
+		for i := 0; i < 10; i++ {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			out, err = p1.Exec(ctx, "ping", "-c", "2", "-i", "0.2", "-W", "2", "192.0.2.2")
+			cancel()
+			if err == nil {
+				break
+			}
+		}
+		if err != nil {
+			t.Fatalf("ping 192.0.2.2 from p1 after the switch restarted: %v\n%s\ncorral:\n%s\nplug1:\n%s", err, out, corral.Log(), plug1.Log())
+		}
+		// SIGTERM still ends a plug with status 0.
+		for _, p := range []*harness.Proc{plug1, plug2} {
+			if err := p.Stop(); err != nil {
+				t.Errorf("%s after SIGTERM: %v\n%s", p.Name, err, p.Log())
 			}
 		}
 	})

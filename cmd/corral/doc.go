@@ -1,7 +1,7 @@
 // Command corral is a user-mode Ethernet switch for VMs (DESIGN.md).
 //
 //	corral [run] [--config FILE] [--log-level L] [--log-format F]
-//	corral plug ADDRESS (--tap NAME [--netns NS] [--mtu N] | --stdio)
+//	corral plug ADDRESS (--tap NAME [--netns NS] [--mtu N] | --stdio) [--once]
 //	corral status | fences | ports | fdb [FENCE] | peers | gateways [FENCE]   [--admin ADDR] [--json]
 //	corral forward add FENCE PROTO LISTEN TARGET [--sni N | --host N] | ls [FENCE] | rm FENCE PROTO LISTEN [--sni N | --host N]
 //	corral capture (--fence FENCE | --port PORT) [-c N] [--seconds S] [-s SNAPLEN] [-w FILE|-]
