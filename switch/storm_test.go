@@ -182,7 +182,7 @@ func (p *stormPort) Read(bufs [][]byte, sizes []int, off int) (int, error) {
 }
 
 func (p *stormPort) Write(bufs [][]byte, off int) (int, error) { return len(bufs), nil }
-func (p *stormPort) BatchSize() int                             { return 64 }
+func (p *stormPort) BatchSize() int                            { return 64 }
 func (p *stormPort) Close() error {
 	p.once.Do(func() { close(p.closed) })
 	return nil
