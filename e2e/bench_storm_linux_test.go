@@ -100,7 +100,7 @@ func benchStormSetup(b *testing.B, attack, fenceA string) (benchPair, func() flo
 admin:
   listen: "unix://%s"
 log:
-  level: warn
+  level: info
 `, sockA, fenceA, sockB, admin)
 	harness.StartCorral(b, nil, cfg)
 	p := benchPair{

@@ -43,7 +43,9 @@ func (s *Switch) AttachStatic(pc PortConfig, batch int) (*StaticPort, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &StaticPort{p: p, r: newReader(s, p.batch), frames: make([]txFrame, 0, p.batch)}, nil
+	r := newReader(s, p.batch)
+	r.noPause = true // the test's clock is not time.Sleep's
+	return &StaticPort{p: p, r: r, frames: make([]txFrame, 0, p.batch)}, nil
 }
 
 // AttachStaticDirect attaches a static port whose frames the reader writes

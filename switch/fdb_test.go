@@ -1,6 +1,7 @@
 package vswitch_test
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"sync/atomic"
 	"testing"
@@ -235,5 +236,46 @@ func TestFDBPage(t *testing.T) {
 	}
 	if page, more, ok := s.FDBPage(2, nil, 10); !ok || more || len(page) != 0 {
 		t.Errorf("empty fence: %v %v %v", page, more, ok)
+	}
+}
+
+// BenchmarkFDBList1M lists a table of 1,000,000 MACs in pages of 1,000
+// and 10,000 entries (as GET /v1/fdb and corral fdb do): ms per listing
+// (listing-ms), the longest page (max-page-ms) and the memory of a page
+// (B/op is of the whole listing; it is garbage page by page).
+//
+//	go test -run '^$' -bench FDBList1M -benchtime 1x ./switch/
+func BenchmarkFDBList1M(b *testing.B) {
+	const n = 1_000_000
+	s := newSwitch(b, vswitch.Config{MaxPortMACs: n, MaxFenceMACs: n})
+	l := newLab(b, s)
+	for i, p := range []string{"p0", "p1", "p2", "p3"} {
+		l.port(p, vswitch.PortConfig{Fence: 1}).LearnMany(n/4, uint32(i*n/4))
+	}
+	for _, limit := range []int{1000, 10000} {
+		b.Run(fmt.Sprint(limit), func(b *testing.B) {
+			b.ReportAllocs()
+			var longest time.Duration
+			for i := 0; i < b.N; i++ {
+				var after *vswitch.MAC
+				total := 0
+				for {
+					t0 := time.Now()
+					page, more, _ := s.FDBPage(1, after, limit)
+					longest = max(longest, time.Since(t0))
+					total += len(page)
+					if !more {
+						break
+					}
+					m, _ := vswitch.ParseMAC(page[len(page)-1].MAC)
+					after = &m
+				}
+				if total != n {
+					b.Fatalf("listed %d of %d", total, n)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "listing-ms")
+			b.ReportMetric(float64(longest)/1e6, "max-page-ms")
+		})
 	}
 }

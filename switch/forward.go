@@ -44,6 +44,8 @@ type reader struct {
 	// bum is the storm control of the port this reader reads (unused by
 	// the trunk's reader).
 	bum bumBucket
+	// noPause: a storm never pauses this reader (tests' static ports).
+	noPause bool
 }
 
 // bumBucket is one port's storm control: a token bucket of the
@@ -67,6 +69,22 @@ const MaxBUMRate = 1_000_000_000
 // quiet period: a tenth of a second's worth, at least one read batch (64)
 // or the rate itself when that is lower.
 func bumBurst(rate int64) int64 { return max(rate/10, min(rate, maxReadBatch)) }
+
+// maxStormPause bounds how long a storming port goes unread.
+const maxStormPause = 100 * time.Millisecond
+
+// pause is how long a port whose floods were just dropped goes unread:
+// until its bucket holds half a burst again (at least 1 ms, at most
+// maxStormPause). Not reading is storm control's backpressure: the
+// storming VM's socket fills and its writes block, so a storm costs the
+// switch a read per pause instead of a read and a drop per frame, and
+// other fences keep the CPU. Only the storming port waits (its unicast
+// frames too: it is the one exceeding its rate).
+func (b *bumBucket) pause(rate int64) time.Duration {
+	need := bumBurst(rate) / 2 * bumUnit
+	d := time.Duration((need - b.credit) / rate)
+	return min(max(d, time.Millisecond), maxStormPause)
+}
 
 // allow reports whether one more flooded frame passes at now (Unix ns)
 // for rate frames per second, and takes its credit.
@@ -396,6 +414,7 @@ func (r *reader) processPort(p *port, n int) {
 	var newMACs int64
 	pinned := !p.pin.IsZero()
 	bumRate := f.bumRate
+	stormed := false
 	// Bulk traffic repeats the same source and destination frame after
 	// frame: remember the last lookups (the table does not change while
 	// the read lock is held). knownSrc is set only for a source already
@@ -450,6 +469,7 @@ func (r *reader) processPort(p *port, n int) {
 		}
 		if d == nil && bumRate > 0 && !r.bum.allow(bumRate, now) {
 			p.dropIn(DropStorm) // a flood beyond the port's rate
+			stormed = true
 			continue
 		}
 		r.in++
@@ -475,6 +495,9 @@ func (r *reader) processPort(p *port, n int) {
 	r.flushFence(f)
 	r.deliver()
 	r.applyLearns(now)
+	if stormed && !r.noPause {
+		time.Sleep(r.bum.pause(bumRate))
+	}
 }
 
 // processTrunk switches the n frames in r.bufs/r.sizes/r.fences/r.hosts

@@ -1,6 +1,9 @@
 package vswitch_test
 
 import (
+	"net"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -154,4 +157,59 @@ func TestStormNoAllocs(t *testing.T) {
 	if portStatus(t, l.s, "a1").Drops["storm"] == 0 {
 		t.Error("no storm drops")
 	}
+}
+
+// stormPort is a VM that floods: every Read returns a full batch of
+// broadcasts.
+type stormPort struct {
+	reads  atomic.Int64
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (p *stormPort) Read(bufs [][]byte, sizes []int, off int) (int, error) {
+	select {
+	case <-p.closed:
+		return 0, net.ErrClosed
+	default:
+	}
+	p.reads.Add(1)
+	f := frame(vswitch.Broadcast, mac(1), 0)
+	for i := range bufs {
+		sizes[i] = copy(bufs[i][off:], f)
+	}
+	return len(bufs), nil
+}
+
+func (p *stormPort) Write(bufs [][]byte, off int) (int, error) { return len(bufs), nil }
+func (p *stormPort) BatchSize() int                            { return 64 }
+func (p *stormPort) Close() error {
+	p.once.Do(func() { close(p.closed) })
+	return nil
+}
+
+// TestStormPausesReader: a port over its rate is not read until its
+// credit returns, so a storm costs a few reads per pause rather than a
+// read and a drop per frame. The bound on reads is an upper bound: a
+// loaded machine only makes fewer.
+func TestStormPausesReader(t *testing.T) {
+	goroutineLeakCheck(t)
+	s := newSwitch(t, vswitch.Config{}) // default bum_rate 20,000: bursts of 2,000
+	sp := &stormPort{closed: make(chan struct{})}
+	h, err := s.Attach(sp, vswitch.PortConfig{Name: "storm", Fence: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "storm drops", func() bool { return portStatus(t, s, "storm").Drops["storm"] > 0 })
+	r0, t0 := sp.reads.Load(), time.Now()
+	time.Sleep(500 * time.Millisecond)
+	reads, el := sp.reads.Load()-r0, time.Since(t0)
+	// At 20,000 frames/s, 500 ms pass 10,000 frames, 157 reads of 64,
+	// plus one dropped read per pause (of at least 1 ms).
+	limit := int64(el.Seconds()*vswitch.DefaultBUMRate/64) + int64(el/time.Millisecond) + 40
+	t.Logf("%d reads of 64 broadcasts in %v (%.0f frames/s read)", reads, el, float64(reads*64)/el.Seconds())
+	if reads > limit {
+		t.Errorf("%d reads in %v: the storming port was not paused (want at most %d)", reads, el, limit)
+	}
+	h.Close()
 }

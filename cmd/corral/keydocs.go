@@ -130,7 +130,7 @@ var keyDocs = []keyDoc{
 	{"fences[].port_max_macs", "integer", fmt.Sprintf("`0`: %d", vswitch.DefaultMaxPortMACs), `1`,
 		"MACs one port may use; 1 pins a port to its first MAC."},
 	{"fences[].bum_rate", "integer (frames/s)", fmt.Sprintf("`%d`", vswitch.DefaultBUMRate), `5000`,
-		"Storm control: per port, the broadcast, multicast and unknown-unicast frames per second it may send (a token bucket; bursts of a tenth of a second's worth, at least 64 frames); the excess is dropped and counted (drop reason `storm`). `0` turns it off. Frames from the uplink are not limited here: each host limits its own ports."},
+		"Storm control: per port, the broadcast, multicast and unknown-unicast frames per second it may send (a token bucket; bursts of a tenth of a second's worth, at least 64 frames or the rate); the excess is dropped and counted (drop reason `storm`), and the port is not read again until half a burst of credit has returned (1–100 ms), so its writes block instead of costing the switch CPU. `0` turns it off. Frames from the uplink are not limited here: each host limits its own ports."},
 	{"fences[].key_file", "string (path)", "`\"\"`: derived from the installation secret", `"/etc/corral/lab.key"`,
 		"With a sealed uplink, this fence's own key instead of the derived one: a host given only some fences' keys can neither read nor inject the others."},
 	{"fences[].previous_key_file", "string (path)", "`\"\"`: none", `"/etc/corral/lab.key.old"`,
