@@ -30,7 +30,29 @@ var (
 	ErrTrunkAttached = errors.New("vswitch: a trunk is already attached")
 	// ErrBadBatchSize is returned by Attach and AttachTrunk when BatchSize() < 1.
 	ErrBadBatchSize = errors.New("vswitch: batch size must be at least 1")
+	// ErrPortLimit is wrapped by the [*PortLimitError] Attach returns when
+	// the fence already has Config.MaxFencePorts ports.
+	ErrPortLimit = errors.New("vswitch: fence port limit reached")
 )
+
+// DefaultMaxFencePorts is how many local ports one fence may have
+// (limits.ports_per_fence).
+const DefaultMaxFencePorts = 4096
+
+// PortLimitError is the error of an Attach refused because the fence has
+// its maximum number of ports. It wraps [ErrPortLimit].
+type PortLimitError struct {
+	Fence uint32
+	Max   int
+}
+
+// Error implements error.
+func (e *PortLimitError) Error() string {
+	return fmt.Sprintf("vswitch: fence %d has its maximum of %d ports", e.Fence, e.Max)
+}
+
+// Unwrap returns [ErrPortLimit].
+func (e *PortLimitError) Unwrap() error { return ErrPortLimit }
 
 // maxBatch bounds the batch a port may ask for: the most frames the switch
 // passes to one Write (IOV_MAX, the most one writev takes).
@@ -69,7 +91,10 @@ type Config struct {
 	MaxHostMACs  int           // entries per fence pointing at one remote host; 0: DefaultMaxHostMACs
 	QueueLen     int           // transmit queue bound in frames; 0: DefaultQueueFrames
 	QueueBytes   int           // transmit queue bound in buffer bytes; 0: DefaultQueueBytes
-	Logger       *slog.Logger  // nil: discard
+	// MaxFencePorts bounds the local ports of one fence; 0:
+	// DefaultMaxFencePorts. Attach refuses more with a *PortLimitError.
+	MaxFencePorts int
+	Logger        *slog.Logger // nil: discard
 	// Now is the clock used for learning and aging (nil: time.Now). Tests
 	// inject a fake clock here. It is called once per batch, not per frame.
 	Now func() time.Time
@@ -113,6 +138,10 @@ type Switch struct {
 	nextID uint64
 	// +checklocks:mu
 	closed bool
+	// portsRefused counts, per fence ID, the ports Attach refused because
+	// the fence was full (MaxFencePorts).
+	// +checklocks:mu
+	portsRefused map[uint32]uint64
 
 	stop chan struct{}  // closed by Close; stops the janitor
 	wg   sync.WaitGroup // every goroutine the switch started
@@ -121,7 +150,7 @@ type Switch struct {
 // New returns a switch with no fences. It starts the aging janitor;
 // [Switch.Close] stops it.
 func New(cfg Config) (*Switch, error) {
-	if cfg.AgingTime < 0 || cfg.MaxPortMACs < 0 || cfg.MaxFenceMACs < 0 || cfg.MaxHostMACs < 0 || cfg.QueueLen < 0 || cfg.QueueBytes < 0 {
+	if cfg.AgingTime < 0 || cfg.MaxPortMACs < 0 || cfg.MaxFenceMACs < 0 || cfg.MaxHostMACs < 0 || cfg.QueueLen < 0 || cfg.QueueBytes < 0 || cfg.MaxFencePorts < 0 {
 		return nil, fmt.Errorf("vswitch: negative value in Config")
 	}
 	if cfg.AgingTime == 0 {
@@ -142,13 +171,17 @@ func New(cfg Config) (*Switch, error) {
 	if cfg.QueueBytes == 0 {
 		cfg.QueueBytes = DefaultQueueBytes
 	}
+	if cfg.MaxFencePorts == 0 {
+		cfg.MaxFencePorts = DefaultMaxFencePorts
+	}
 	s := &Switch{
-		cfg:   cfg,
-		log:   cfg.Logger,
-		clock: cfg.Now,
-		pool:  &sharedPool,
-		ports: make(map[uint64]*port),
-		stop:  make(chan struct{}),
+		cfg:          cfg,
+		log:          cfg.Logger,
+		clock:        cfg.Now,
+		pool:         &sharedPool,
+		ports:        make(map[uint64]*port),
+		portsRefused: make(map[uint32]uint64),
+		stop:         make(chan struct{}),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -264,6 +297,14 @@ func (s *Switch) attach(p Port, pc PortConfig, start bool) (*port, error) {
 	f := s.fence(pc.Fence)
 	if f == nil {
 		return nil, fmt.Errorf("%w: %d", ErrUnknownFence, pc.Fence)
+	}
+	// f.ports changes only under s.mu, so this count is exact.
+	if len(*f.ports.Load()) >= s.cfg.MaxFencePorts {
+		s.portsRefused[f.id]++
+		if n := s.portsRefused[f.id]; n&(n-1) == 0 { // 1, 2, 4, 8 …: rate-limited
+			s.log.Warn("port refused: fence full", "name", pc.Name, "fence", f.id, "max_ports", s.cfg.MaxFencePorts, "refused", n)
+		}
+		return nil, &PortLimitError{Fence: f.id, Max: s.cfg.MaxFencePorts}
 	}
 	s.nextID++
 	ps := &port{

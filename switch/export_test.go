@@ -146,3 +146,8 @@ func (s *Switch) Expire(now time.Time) int {
 	n, _ := s.expire(now, nil)
 	return n
 }
+
+// SetWaitHook sets the hook a ReadWaiter port's reader calls before each
+// WaitRead with the number of frame buffers it holds (nil: none). Call it
+// before attaching ports and reset it with t.Cleanup.
+func SetWaitHook(f func(held int)) { waitHook = f }

@@ -26,8 +26,12 @@ type txQueue struct {
 	txMu sync.Mutex
 
 	mu sync.Mutex // mu guards the following fields
+	// ring grows on demand up to maxLen slots (see grow) and is dropped
+	// when the queue drains, so an idle port holds no ring.
 	// +checklocks:mu
 	ring []txFrame
+	// maxLen bounds the frames queued (the ring's largest size).
+	maxLen int
 	// +checklocks:mu
 	head int
 	// +checklocks:mu
@@ -61,7 +65,7 @@ type txQueue struct {
 }
 
 func (q *txQueue) init(n, maxBytes int, drops *dropCounters) {
-	q.ring = make([]txFrame, n)
+	q.maxLen = n
 	q.maxBytes = maxBytes
 	q.wake = make(chan struct{}, 1)
 	q.drops = drops
@@ -78,7 +82,7 @@ func bufCharge(size int) int {
 
 // room returns a hint of how many frames and bytes the queue takes now.
 func (q *txQueue) room() (frames, bytes int) {
-	return len(q.ring) - int(q.queued.Load()), q.maxBytes - int(q.queuedBytes.Load())
+	return q.maxLen - int(q.queued.Load()), q.maxBytes - int(q.queuedBytes.Load())
 }
 
 // pushBatch appends frames in order until the queue is full. It returns
@@ -92,10 +96,13 @@ func (q *txQueue) pushBatch(frames []txFrame) (n int, closed, wake bool) {
 		return 0, true, false
 	}
 	wake = q.n == 0
-	for n < len(frames) && q.n < len(q.ring) {
+	for n < len(frames) && q.n < q.maxLen {
 		size := cap(frames[n].b)
 		if q.n > 0 && q.bytes+size > q.maxBytes {
 			break
+		}
+		if q.n == len(q.ring) {
+			q.grow(len(frames) - n)
 		}
 		i := q.head + q.n
 		if i >= len(q.ring) {
@@ -132,6 +139,9 @@ func (q *txQueue) pop(dst []txFrame) (_ []txFrame, closed bool) {
 			q.head = 0
 		}
 		q.n--
+	}
+	if q.n == 0 && len(q.ring) > keepRing {
+		q.ring, q.head = nil, 0 // drained after a burst: give the ring back
 	}
 	q.queued.Store(int64(q.n))
 	q.queuedBytes.Store(int64(q.bytes))
@@ -175,4 +185,31 @@ func (q *txQueue) close(pool *bufPool) {
 	}
 	q.mu.Unlock()
 	q.signal()
+}
+
+// keepRing is the largest ring a drained queue keeps (2.5 KiB), so a port
+// that sends small bursts does not allocate a ring per burst.
+const keepRing = 64
+
+// grow makes room for at least one more frame, and for want more if the
+// bound allows: the ring doubles (from keepRing) up to maxLen, keeping
+// its frames in order. It allocates only while a queue grows past what
+// it held before. q.mu is held.
+//
+// +checklocks:q.mu
+func (q *txQueue) grow(want int) {
+	size := max(keepRing, 2*len(q.ring))
+	for size < q.n+want && size < q.maxLen {
+		size *= 2
+	}
+	size = min(size, q.maxLen)
+	ring := make([]txFrame, size)
+	for i := 0; i < q.n; i++ {
+		j := q.head + i
+		if j >= len(q.ring) {
+			j -= len(q.ring)
+		}
+		ring[i] = q.ring[j]
+	}
+	q.ring, q.head = ring, 0
 }

@@ -68,10 +68,27 @@ func (p *port) fail(err error) {
 func (p *port) readLoop() {
 	defer p.s.wg.Done()
 	r := newReader(p.s, p.readBatch())
+	w, _ := p.p.(ReadWaiter)
+	if w != nil {
+		r.release() // buffers are taken per batch, after WaitRead
+	}
 	for {
+		if w != nil {
+			if waitHook != nil {
+				waitHook(r.held())
+			}
+			if err := w.WaitRead(); err != nil {
+				p.fail(err)
+				break
+			}
+			r.refill()
+		}
 		n, err := p.p.Read(r.bufs, r.sizes, Headroom)
 		if n > 0 {
 			r.processPort(p, min(n, len(r.bufs)))
+		}
+		if w != nil {
+			r.release() // an idle port holds no frame buffers
 		}
 		if err != nil {
 			p.fail(err)
@@ -81,6 +98,32 @@ func (p *port) readLoop() {
 	r.release()
 	<-p.writerDone
 	close(p.done)
+}
+
+// waitHook, when set (by tests, before ports are attached), is called by
+// a ReadWaiter port's reader before each WaitRead with the number of frame
+// buffers the reader holds.
+var waitHook func(held int)
+
+// held is how many frame buffers r holds (its batch and its stash).
+func (r *reader) held() int {
+	n := len(r.cache.large) + len(r.cache.small)
+	for _, b := range r.bufs {
+		if b != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// refill gives every empty slot of r.bufs a large buffer from r's stash
+// (taken from the shared pool, one lock per 32 buffers).
+func (r *reader) refill() {
+	for i, b := range r.bufs {
+		if b == nil {
+			r.bufs[i] = r.cache.getLarge()
+		}
+	}
 }
 
 // readBatch is how many buffers the reader passes to Read: the port's
