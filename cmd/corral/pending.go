@@ -14,7 +14,7 @@ func (v *validator) pending() error {
 		}
 	}
 	// Issue 8: bounded ports, memory, NAT fairness, storm control.
-	add(r.Limits != (fileLimits{}), "limits")
+	add(r.Limits.MaxQueuedBytes != nil, "limits.max_queued_bytes")
 	for i, f := range r.Fences {
 		k := fmt.Sprintf("fences[%d]", i)
 		add(f.BUMRate != nil, k+".bum_rate")

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"time"
+
+	"github.com/corralnet/corral/admin"
+	"github.com/corralnet/corral/attach"
+)
+
+// PortLimits are the port bounds of limits.* (issue 8) that the listeners
+// and dialers apply; ports_per_fence is in Config.Switch.MaxFencePorts.
+type PortLimits struct {
+	PerListener  int           // limits.ports_per_listener
+	FrameTimeout time.Duration // limits.frame_timeout
+	DatagramIdle time.Duration // limits.datagram_idle_timeout
+}
+
+// maxPortsLimit bounds ports_per_listener and ports_per_fence: far above
+// what a process's descriptors allow, low enough to catch a typo.
+const maxPortsLimit = 1 << 20
+
+// portLimits checks limits.ports_per_listener, ports_per_fence,
+// frame_timeout and datagram_idle_timeout.
+func (v *validator) portLimits() error {
+	l := v.raw.Limits
+	count := func(key string, p *int64, def int) (int, error) {
+		if p == nil {
+			return def, nil
+		}
+		if *p < 1 || *p > maxPortsLimit {
+			return 0, cfgErr(key, "%d: want 1..%d", *p, maxPortsLimit)
+		}
+		return int(*p), nil
+	}
+	dur := func(key, s string, def time.Duration) (time.Duration, error) {
+		if s == "" {
+			return def, nil
+		}
+		d, err := time.ParseDuration(s)
+		if err != nil || d < 10*time.Millisecond {
+			return 0, cfgErr(key, "%q: want a duration of at least 10ms, such as %v (the default)", s, def)
+		}
+		return d, nil
+	}
+	var err error
+	pl := &v.cfg.Ports
+	if pl.PerListener, err = count("limits.ports_per_listener", l.PortsPerListener, attach.DefaultMaxPorts); err != nil {
+		return err
+	}
+	if v.cfg.Switch.MaxFencePorts, err = count("limits.ports_per_fence", l.PortsPerFence, 0); err != nil {
+		return err
+	}
+	if pl.FrameTimeout, err = dur("limits.frame_timeout", l.FrameTimeout, attach.DefaultFrameTimeout); err != nil {
+		return err
+	}
+	if pl.DatagramIdle, err = dur("limits.datagram_idle_timeout", l.DatagramIdleTimeout, attach.DefaultPeerIdle); err != nil {
+		return err
+	}
+	return nil
+}
+
+// listenerStatus returns every fence listener's port count and limit
+// counters (GET /v1/status, /metrics).
+func (rt *instance) listenerStatus() []admin.ListenerStatus {
+	out := make([]admin.ListenerStatus, 0, len(rt.listeners))
+	for i, ln := range rt.listeners {
+		st := ln.PortStats()
+		out = append(out, admin.ListenerStatus{
+			Fence: rt.listenerFences[i], Addr: ln.Addr().String(), Ports: st.Ports,
+			Refused: st.Refused, FrameTimeouts: st.FrameTimeouts, Expired: st.Expired,
+		})
+	}
+	return out
+}
