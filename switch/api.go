@@ -392,6 +392,13 @@ func (s *Switch) FlushHost(host MAC) int {
 	return n
 }
 
+// NumPorts returns how many ports are attached (all fences).
+func (s *Switch) NumPorts() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.ports)
+}
+
 // LocalFences returns the IDs of fences that have at least one local port,
 // ascending (for hellos).
 func (s *Switch) LocalFences() []uint32 {

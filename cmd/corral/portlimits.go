@@ -1,6 +1,9 @@
 package main
 
 import (
+	"context"
+	"log/slog"
+	"runtime/debug"
 	"time"
 
 	"github.com/corralnet/corral/admin"
@@ -71,4 +74,43 @@ func (rt *instance) listenerStatus() []admin.ListenerStatus {
 		})
 	}
 	return out
+}
+
+// Returning a surge's memory. When many ports leave at once (a surge of
+// datagram peers expiring, a host's VMs stopping), their memory is garbage
+// but an idle corral allocates too little to start a collection, and the
+// runtime returns freed pages to the OS only gradually: RSS would stay at
+// the surge's height for minutes. reclaimer watches the port count and,
+// after a wave of detaches, runs debug.FreeOSMemory (a collection that
+// returns every free page), at most once per reclaimMinGap.
+const (
+	reclaimEvery  = time.Second
+	reclaimMinGap = 5 * time.Second
+	// reclaimWave is how many ports must have left since the last peak.
+	reclaimWave = 256
+)
+
+// reclaimer runs until ctx is done; ports returns the current port count.
+func reclaimer(ctx context.Context, ports func() int, log *slog.Logger) {
+	t := time.NewTicker(reclaimEvery)
+	defer t.Stop()
+	peak := ports()
+	var last time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n := ports()
+		peak = max(peak, n)
+		if peak-n < reclaimWave || time.Since(last) < reclaimMinGap {
+			continue
+		}
+		start := time.Now()
+		debug.FreeOSMemory()
+		last = time.Now()
+		log.Debug("memory returned after ports left", "ports_left", peak-n, "ports", n, "took", last.Sub(start))
+		peak = n
+	}
 }

@@ -164,6 +164,7 @@ func runSwitchWith(ctx context.Context, cfg *Config, log *slog.Logger, opts runO
 		}
 	}
 	log.Debug("gateways refuse NAT to corral's own sockets", "addrs", rt.self.entries())
+	rt.group.Go(func() error { reclaimer(rt.ctx, rt.sw.NumPorts, log.With("component", "memory")); return nil })
 	rt.announceAttach(opts.attachOut)
 	log.Info("corral ready", "fences", len(cfg.Fences), "version", version())
 	return rt.wait(ctx)
