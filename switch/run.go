@@ -136,9 +136,16 @@ func (p *port) readBatch() int { return min(p.batch, maxReadBatch) }
 func (p *port) writeLoop() {
 	defer p.s.wg.Done()
 	defer close(p.writerDone)
-	frames := make([]txFrame, 0, p.batch)
-	bufs := make([][]byte, p.batch)
+	// The scratch slices start small and grow to the port's batch only
+	// when the queue fills them: a stream port's batch is 1024 frames
+	// (56 KiB of scratch), which an idle or quiet port never needs.
+	frames := make([]txFrame, 0, min(p.batch, writeScratch))
+	bufs := make([][]byte, cap(frames))
 	for {
+		if len(frames) == cap(frames) && cap(frames) < p.batch {
+			frames = make([]txFrame, 0, min(2*cap(frames), p.batch))
+			bufs = make([][]byte, cap(frames))
+		}
 		// txMu is held from pop to the end of Write, so a reader never
 		// writes directly while older frames are still on their way.
 		p.q.txMu.Lock()
@@ -158,13 +165,16 @@ func (p *port) writeLoop() {
 		err := p.write(bufs[:len(frames)])
 		p.q.txMu.Unlock()
 		clear(bufs)
-		p.s.pool.putFrames(frames)
+		p.s.pool.putFrames(frames) // clears the frames, keeps the length
 		if err != nil {
 			p.fail(err)
 			return
 		}
 	}
 }
+
+// writeScratch is the batch a port's writer starts with (see writeLoop).
+const writeScratch = 64
 
 // write hands bufs to Write until all are taken, Write fails, or it makes
 // no progress (the rest are dropped and counted).

@@ -86,16 +86,34 @@ func (rt *instance) listenerStatus() []admin.ListenerStatus {
 const (
 	reclaimEvery  = time.Second
 	reclaimMinGap = 5 * time.Second
+	// reclaimMaxWait bounds the wait for a long wave to end.
+	reclaimMaxWait = 30 * time.Second
 	// reclaimWave is how many ports must have left since the last peak.
 	reclaimWave = 256
 )
 
+// reclaim is the policy of reclaimer; defaultReclaim is corral's.
+type reclaim struct {
+	every, minGap, maxWait time.Duration
+	wave                   int
+	free                   func()
+}
+
+var defaultReclaim = reclaim{every: reclaimEvery, minGap: reclaimMinGap, maxWait: reclaimMaxWait, wave: reclaimWave, free: debug.FreeOSMemory}
+
 // reclaimer runs until ctx is done; ports returns the current port count.
+// It frees once the wave has ended (the count stopped falling), or every
+// maxWait while it goes on.
 func reclaimer(ctx context.Context, ports func() int, log *slog.Logger) {
-	t := time.NewTicker(reclaimEvery)
+	defaultReclaim.run(ctx, ports, log)
+}
+
+func (rc reclaim) run(ctx context.Context, ports func() int, log *slog.Logger) {
+	t := time.NewTicker(rc.every)
 	defer t.Stop()
 	peak := ports()
-	var last time.Time
+	prev := peak
+	var last, fallingSince time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -104,11 +122,19 @@ func reclaimer(ctx context.Context, ports func() int, log *slog.Logger) {
 		}
 		n := ports()
 		peak = max(peak, n)
-		if peak-n < reclaimWave || time.Since(last) < reclaimMinGap {
+		falling := n < prev
+		prev = n
+		switch {
+		case !falling:
+			fallingSince = time.Time{}
+		case fallingSince.IsZero():
+			fallingSince = time.Now()
+		}
+		if peak-n < rc.wave || time.Since(last) < rc.minGap || (falling && time.Since(fallingSince) < rc.maxWait) {
 			continue
 		}
 		start := time.Now()
-		debug.FreeOSMemory()
+		rc.free()
 		last = time.Now()
 		log.Debug("memory returned after ports left", "ports_left", peak-n, "ports", n, "took", last.Sub(start))
 		peak = n

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
+	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -42,4 +45,46 @@ func TestPortLimitsConfig(t *testing.T) {
 			t.Errorf("%s: got %v, want %q", tc.yaml, err, tc.want)
 		}
 	}
+}
+
+// TestReclaimer: memory is returned once after a wave of detaches has
+// ended, not while ports come, not for a small wave, and not again
+// within minGap.
+func TestReclaimer(t *testing.T) {
+	var ports atomic.Int64
+	frees := make(chan int, 16)
+	rc := reclaim{every: 5 * time.Millisecond, minGap: 200 * time.Millisecond, maxWait: time.Hour, wave: 100,
+		free: func() { frees <- int(ports.Load()) }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		rc.run(ctx, func() int { return int(ports.Load()) }, slog.New(slog.DiscardHandler))
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	noFree := func(what string) {
+		t.Helper()
+		select {
+		case n := <-frees:
+			t.Fatalf("%s: memory freed at %d ports", what, n)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	for i := 0; i < 500; i += 50 { // ports arrive
+		ports.Store(int64(i))
+		time.Sleep(time.Millisecond)
+	}
+	noFree("ports arriving")
+	ports.Store(450) // a small wave
+	noFree("50 ports leaving")
+	ports.Store(100) // a big one, then quiet
+	select {
+	case n := <-frees:
+		if n != 100 {
+			t.Fatalf("freed at %d ports, want 100", n)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("memory not freed after 350 ports left")
+	}
+	noFree("quiet after the wave")
 }
