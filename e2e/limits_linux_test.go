@@ -418,3 +418,44 @@ func TestLimitsIdlePortMemory(t *testing.T) {
 		t.Logf("RSS below %d MiB %v after the ports left", target>>20, returned.Round(100*time.Millisecond))
 	}
 }
+
+// TestLimitsDatagramSurgeMemory logs corral's RSS when 10,000 UDP sources
+// each send one datagram within about a second (default
+// ports_per_listener, 1,024), and after the peers expire
+// (datagram_idle_timeout 2s here). Before the bound, this surge cost
+// 5.2 GB.
+func TestLimitsDatagramSurgeMemory(t *testing.T) {
+	harness.SkipShort(t, "starts corral and 10,000 UDP sources")
+	const sources = 10000
+	raiseNofile(t, sources+1024)
+	udp := fmt.Sprintf("127.0.0.1:%d", harness.FreeUDPPort(t))
+	c := startLimCorral(t, fmt.Sprintf(`  - {name: a, id: 1, listen: ["udp://%s"], gateway: {enabled: false}}
+`, udp), "{datagram_idle_timeout: 2s}")
+	server, _ := net.ResolveUDPAddr("udp", udp)
+	base := c.rss()
+	start := time.Now()
+	for i := 0; i < sources; i++ {
+		cl, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl.WriteTo([]byte("runt"), server)
+		cl.Close() // the datagram is queued; the source need not live on
+	}
+	sent := time.Since(start)
+	harness.WaitFor(t, limitsTimeout, "the listener to settle", func() bool {
+		p, r, _, _ := c.listener(udp)
+		return p == 1024 && r > 0
+	})
+	peak := c.rss()
+	p, r, _, _ := c.listener(udp)
+	t.Logf("%d sources in %v: %d peers, %d refused (socket-buffer losses are neither); RSS %d MiB idle, %d MiB with the peers",
+		sources, sent.Round(10*time.Millisecond), p, r, base>>20, peak>>20)
+	harness.WaitFor(t, limitsTimeout, "the peers to expire", func() bool { p, _, _, _ := c.listener(udp); return p == 0 })
+	expired := time.Now()
+	harness.WaitFor(t, limitsTimeout, "the memory to return", func() bool { return c.rss() < base+(peak-base)/4 })
+	t.Logf("RSS %d MiB %v after the peers expired", c.rss()>>20, time.Since(expired).Round(100*time.Millisecond))
+	if peak >= 1<<30 {
+		t.Errorf("RSS with the surge: %d MiB, want under 1 GiB", peak>>20)
+	}
+}
