@@ -25,7 +25,7 @@ func richSwitch() *fakeSwitch {
 	return &fakeSwitch{
 		st: vswitch.Status{
 			Fences: []vswitch.FenceStatus{
-				{ID: 1, Name: "blue", Ports: 2, MACs: 3, MaxMACs: 65536, FramesIn: 10, BytesIn: 1000, FramesOut: 9, BytesOut: 900, Floods: 4, Moves: 1, LearnRefused: 2, Drops: map[string]uint64{"runt": 2, "pinned": 1}},
+				{ID: 1, Name: "blue", Ports: 2, MACs: 3, MaxMACs: 65536, MaxPorts: 4096, PortsRefused: 5, FramesIn: 10, BytesIn: 1000, FramesOut: 9, BytesOut: 900, Floods: 4, Moves: 1, LearnRefused: 2, Drops: map[string]uint64{"runt": 2, "pinned": 1}},
 				{ID: 0x20, Name: "red"},
 			},
 			Ports: []vswitch.PortStatus{

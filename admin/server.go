@@ -57,6 +57,10 @@ type Config struct {
 	// Attachments are the fences' addresses and their command lines
 	// (GET /v1/attach); nil: none.
 	Attachments Attachments
+
+	// Listeners returns the fences' listeners and their counters for GET
+	// /v1/status; nil: none.
+	Listeners func() []ListenerStatus
 }
 
 // Errors of [New] and [Listen].
@@ -72,6 +76,7 @@ type Server struct {
 	up       Uplink // nil: none
 	gws      Gateways
 	att      Attachments // nil: none
+	lns      func() []ListenerStatus
 	version  string
 	mux      *http.ServeMux
 	srv      *http.Server
@@ -92,7 +97,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Gateways = noGateways{}
 	}
 	s := &Server{
-		sw: cfg.Switch, up: cfg.Uplink, gws: cfg.Gateways, att: cfg.Attachments, version: cfg.Version,
+		sw: cfg.Switch, up: cfg.Uplink, gws: cfg.Gateways, att: cfg.Attachments, lns: cfg.Listeners, version: cfg.Version,
 		mux: http.NewServeMux(), started: time.Now(), stop: make(chan struct{}),
 	}
 	s.mux.HandleFunc("GET /v1/status", s.status)
@@ -169,6 +174,9 @@ func Listen(path string, mode fs.FileMode) (*net.UnixListener, error) {
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	st := statusOf(s.sw.Status())
 	st.Version, st.Started = s.version, s.started
+	if s.lns != nil {
+		st.Listeners = s.lns()
+	}
 	writeJSON(w, http.StatusOK, st)
 }
 

@@ -31,6 +31,25 @@ type StatusResponse struct {
 	MaxQueuedBytes int64     `json:"max_queued_bytes"`
 	Version        string    `json:"version,omitempty"`
 	Started        time.Time `json:"started"`
+	// Listeners are the fences' listen addresses with their port counts
+	// and limit counters (limits.ports_per_listener, frame_timeout,
+	// datagram_idle_timeout).
+	Listeners []ListenerStatus `json:"listeners,omitempty"`
+}
+
+// ListenerStatus is one listen address of a fence in GET /v1/status.
+type ListenerStatus struct {
+	Fence string `json:"fence"`
+	Addr  string `json:"addr"`
+	Ports int    `json:"ports"` // ports now (datagram: peers)
+	// Refused counts connections, or datagrams of new peers, refused
+	// because the listener had limits.ports_per_listener ports.
+	Refused uint64 `json:"refused"`
+	// FrameTimeouts counts stream ports closed for limits.frame_timeout.
+	FrameTimeouts uint64 `json:"frame_timeouts"`
+	// Expired counts datagram peers closed after
+	// limits.datagram_idle_timeout.
+	Expired uint64 `json:"expired"`
 }
 
 // FenceStatus is one fence in GET /v1/status and GET /v1/fences.
@@ -40,6 +59,10 @@ type FenceStatus struct {
 	Ports   int    `json:"ports"`    // local ports attached
 	MACs    int    `json:"macs"`     // bridge table entries (local and remote)
 	MaxMACs int    `json:"max_macs"` // table limit
+	// MaxPorts is limits.ports_per_fence; PortsRefused counts the ports
+	// refused because the fence had that many.
+	MaxPorts     int    `json:"max_ports"`
+	PortsRefused uint64 `json:"ports_refused"`
 
 	FramesIn  uint64 `json:"frames_in"`  // frames accepted from local ports and the trunk
 	BytesIn   uint64 `json:"bytes_in"`   //
@@ -371,6 +394,7 @@ func fencesOf(fs []vswitch.FenceStatus) []FenceStatus {
 	for _, f := range fs {
 		out = append(out, FenceStatus{
 			ID: f.ID, Name: f.Name, Ports: f.Ports, MACs: f.MACs, MaxMACs: f.MaxMACs,
+			MaxPorts: f.MaxPorts, PortsRefused: f.PortsRefused,
 			FramesIn: f.FramesIn, BytesIn: f.BytesIn, FramesOut: f.FramesOut, BytesOut: f.BytesOut,
 			Floods: f.Floods, Moves: f.Moves, LearnRefused: f.LearnRefused, Drops: f.Drops,
 		})

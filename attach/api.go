@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	vswitch "github.com/corralnet/corral/switch"
@@ -184,7 +185,22 @@ type Options struct {
 	// listener; 0 means [DefaultPeerQueue]. When it is full, further frames
 	// from that peer are dropped and counted.
 	QueueLen int
-	Logger   *slog.Logger
+	// MaxPorts bounds the ports one listener has at a time
+	// (limits.ports_per_listener): a stream listener closes connections
+	// beyond it at once, a datagram listener drops datagrams from new
+	// peers beyond it before making anything for them. 0 means
+	// [DefaultMaxPorts], negative means no bound.
+	MaxPorts int
+	// FrameTimeout is how long a stream port may hold a started frame
+	// (part of a length prefix or of a frame) before it is closed
+	// (limits.frame_timeout); an idle port is never closed. 0 means
+	// [DefaultFrameTimeout], negative means never.
+	FrameTimeout time.Duration
+	Logger       *slog.Logger
+
+	// frameTimeouts, when set (by a listener), counts the ports closed
+	// for FrameTimeout.
+	frameTimeouts *atomic.Uint64
 }
 
 const (
@@ -194,6 +210,8 @@ const (
 	DefaultPeerIdle = 5 * time.Minute
 	// DefaultPeerQueue is a datagram peer's receive queue in frames.
 	DefaultPeerQueue = 256
+	// DefaultMaxPorts is how many ports one listener has at most.
+	DefaultMaxPorts = 1024
 	// BatchSize is the BatchSize of every port this package makes.
 	BatchSize = 64
 )
@@ -208,6 +226,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.PeerIdle == 0 {
 		o.PeerIdle = DefaultPeerIdle
+	}
+	if o.MaxPorts == 0 {
+		o.MaxPorts = DefaultMaxPorts
+	}
+	if o.FrameTimeout == 0 {
+		o.FrameTimeout = DefaultFrameTimeout
 	}
 	if o.QueueLen <= 0 {
 		o.QueueLen = DefaultPeerQueue
@@ -232,6 +256,30 @@ type Listener interface {
 	// Close stops accepting, closes every port it made and removes the
 	// socket file it created.
 	Close() error
+	// PortStats returns the listener's port count and limit counters.
+	PortStats() PortStats
+}
+
+// PortStats counts a listener's ports and what its limits did.
+type PortStats struct {
+	Ports int `json:"ports"` // ports now (datagram: peers, refused ones included)
+	// Refused counts connections closed at once, and datagrams from new
+	// peers dropped, because the listener had Options.MaxPorts ports.
+	Refused uint64 `json:"refused"`
+	// FrameTimeouts counts stream ports closed because a started frame
+	// was not completed within Options.FrameTimeout.
+	FrameTimeouts uint64 `json:"frame_timeouts"`
+	// Expired counts datagram peers closed after Options.PeerIdle.
+	Expired uint64 `json:"expired"`
+}
+
+// limitLog logs a limit's refusal at warn level for the 1st, 2nd, 4th,
+// 8th … occurrence (n is the count after this one): a peer that keeps
+// hitting a limit cannot flood the log.
+func limitLog(log *slog.Logger, n uint64, msg string, args ...any) {
+	if n&(n-1) == 0 {
+		log.Warn(msg, append(args, "count", n)...)
+	}
 }
 
 // Listen binds addr and calls onPort for each new port from a goroutine the

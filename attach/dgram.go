@@ -61,6 +61,9 @@ type dgramListener struct {
 	seq    int                          // guarded by mu
 
 	queueFull, oversize, empty, unnamed, sendDrops, refused atomic.Uint64
+	// capRefused counts datagrams from new peers dropped at MaxPorts;
+	// expired counts peers closed after PeerIdle.
+	capRefused, expired atomic.Uint64
 
 	// Reader state, owned by the reader goroutine.
 	hdrs   []mmsghdr
@@ -134,6 +137,14 @@ func (l *dgramListener) Stats() DgramStats {
 		QueueFull: l.queueFull.Load(), Oversize: l.oversize.Load(), Empty: l.empty.Load(),
 		Unnamed: l.unnamed.Load(), SendDrops: l.sendDrops.Load(), Refused: l.refused.Load(), Peers: peers,
 	}
+}
+
+// PortStats implements Listener.PortStats.
+func (l *dgramListener) PortStats() PortStats {
+	l.mu.Lock()
+	peers := len(l.byAP) + len(l.byPath)
+	l.mu.Unlock()
+	return PortStats{Ports: peers, Refused: l.capRefused.Load(), Expired: l.expired.Load()}
 }
 
 // Close implements Listener.Close.
@@ -244,6 +255,12 @@ func (l *dgramListener) dispatch(now int64) {
 			continue
 		}
 		frame := l.bufs[i][:size]
+		if p == nil && l.opts.MaxPorts > 0 && len(l.byAP)+len(l.byPath) >= l.opts.MaxPorts {
+			// Dropped before anything is made for the new peer.
+			limitLog(l.log, l.capRefused.Add(1), "datagram peer refused: listener has its maximum of ports (limits.ports_per_listener)",
+				"max_ports", l.opts.MaxPorts)
+			continue
+		}
 		if p == nil {
 			l.mu.Unlock()
 			p = l.newPeer(&l.names[i], h.Hdr.Namelen)
@@ -335,8 +352,6 @@ func (l *dgramListener) newPeer(sa *unix.RawSockaddrAny, salen uint32) *peerPort
 		shut:  make(chan struct{}),
 		sa:    *sa,
 		salen: salen,
-		whdrs: make([]mmsghdr, BatchSize),
-		wiovs: make([]unix.Iovec, BatchSize),
 	}
 	p.wfn = p.sendFn
 	var peer string
@@ -413,6 +428,7 @@ func (l *dgramListener) expire() {
 		for _, p := range l.peers() {
 			if p.lastSeen.Load() < cutoff {
 				l.log.Debug("datagram peer idle, closing", "port", p.name)
+				l.expired.Add(1)
 				p.forget() // a tombstone may be closed already
 				p.Close()
 			}
@@ -440,8 +456,10 @@ type peerPort struct {
 	lastSeen atomic.Int64 // unix nanoseconds of the last datagram
 
 	// Read side, owned by the reader: the buffers one Read copied out,
-	// returned to the pool together (one pool lock per Read).
+	// returned to the pool together (one pool lock per Read), and the
+	// datagram WaitRead took from q (nil: none).
 	rdone [][]byte
+	head  []byte
 
 	// Write side, owned by the writer.
 	whdrs  []mmsghdr
@@ -487,16 +505,19 @@ func (p *peerPort) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	if len(bufs) == 0 {
 		return 0, errNoBuffers
 	}
-	var q []byte
-	select {
-	case <-p.shut:
-		return 0, net.ErrClosed
-	default:
-	}
-	select {
-	case q = <-p.q:
-	case <-p.shut:
-		return 0, net.ErrClosed
+	q := p.head
+	p.head = nil
+	if q == nil {
+		select {
+		case <-p.shut:
+			return 0, net.ErrClosed
+		default:
+		}
+		select {
+		case q = <-p.q:
+		case <-p.shut:
+			return 0, net.ErrClosed
+		}
 	}
 	defer p.releaseDone()
 	n := 0
@@ -556,6 +577,10 @@ func (p *peerPort) Write(bufs [][]byte, offset int) (int, error) {
 	}
 	if p.werr != nil {
 		return 0, p.werr
+	}
+	if p.whdrs == nil { // on the first Write: a peer that only sends has none
+		p.whdrs = make([]mmsghdr, BatchSize)
+		p.wiovs = make([]unix.Iovec, BatchSize)
 	}
 	return writeChunks(bufs, offset, len(p.whdrs), p.writeChunk)
 }

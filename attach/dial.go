@@ -202,6 +202,16 @@ func listenStdio(opts Options, onPort OnPort) (*stdioListener, error) {
 // Addr implements Listener.Addr.
 func (l *stdioListener) Addr() Addr { return Addr{Scheme: Stdio} }
 
+// PortStats implements Listener.PortStats: one port, until it closes.
+func (l *stdioListener) PortStats() PortStats {
+	select {
+	case <-l.done:
+		return PortStats{}
+	default:
+		return PortStats{Ports: 1}
+	}
+}
+
 // Close implements Listener.Close.
 func (l *stdioListener) Close() error {
 	l.once.Do(func() {

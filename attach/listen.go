@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -232,10 +233,13 @@ type streamListener struct {
 	wg     sync.WaitGroup
 	once   sync.Once
 	done   chan struct{}
+
+	refused, frameTimeouts atomic.Uint64
 }
 
 func listenStream(addr Addr, opts Options, onPort OnPort) (*streamListener, error) {
 	l := &streamListener{addr: addr, opts: opts, onPort: onPort, done: make(chan struct{})}
+	l.opts.frameTimeouts = &l.frameTimeouts
 	switch addr.Scheme {
 	case Unix, Unixpacket:
 		network := "unix"
@@ -308,6 +312,11 @@ func cidString(cid uint32) string {
 // Addr implements Listener.Addr.
 func (l *streamListener) Addr() Addr { return l.addr }
 
+// PortStats implements Listener.PortStats.
+func (l *streamListener) PortStats() PortStats {
+	return PortStats{Ports: l.ports.len(), Refused: l.refused.Load(), FrameTimeouts: l.frameTimeouts.Load()}
+}
+
 // Close implements Listener.Close.
 func (l *streamListener) Close() error {
 	var err error
@@ -353,6 +362,12 @@ func (l *streamListener) accept() {
 			continue
 		}
 		delay = 0
+		if limit := l.opts.MaxPorts; limit > 0 && l.ports.len() >= limit {
+			c.Close() // before anything is made for it
+			limitLog(l.log, l.refused.Add(1), "connection refused: listener has its maximum of ports (limits.ports_per_listener)",
+				"max_ports", limit, "remote", c.RemoteAddr())
+			continue
+		}
 		n++
 		name := fmt.Sprintf("%s#%d", l.addr, n)
 		if ra := c.RemoteAddr(); ra != nil && ra.String() != "" && ra.String() != "@" {

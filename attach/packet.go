@@ -38,6 +38,8 @@ type packetPort struct {
 	rerrno error
 	rfn    func(fd uintptr) bool
 	rerr   error // sticky
+	ready  readyCheck
+	waited bool // set by WaitRead: Read returns 0 frames rather than wait
 
 	// Write side, owned by the writer.
 	whdrs  []mmsghdr
@@ -84,6 +86,8 @@ func (p *packetPort) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	if len(bufs) > len(p.rhdrs) {
 		bufs = bufs[:len(p.rhdrs)]
 	}
+	waited := p.waited
+	p.waited = false
 	for {
 		if p.closed.Load() {
 			return 0, net.ErrClosed
@@ -136,8 +140,8 @@ func (p *packetPort) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 			out++
 		}
 		clear(p.riovs)
-		if out > 0 {
-			return out, nil
+		if out > 0 || waited {
+			return out, nil // waited: all dropped; the switch waits again
 		}
 	}
 }

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -80,10 +82,16 @@ type streamPort struct {
 	rwc      io.ReadWriteCloser
 	maxFrame int
 
-	// Read side, owned by the single reader.
-	rbuf []byte
-	r, w int   // unread bytes are rbuf[r:w]
-	rerr error // sticky read error, returned once the buffer is drained
+	// Read side, owned by the single reader. The unread bytes are
+	// rbuf[r:w]. rbuf is nil while the port is idle (no byte of a frame
+	// held), a staging buffer (staged, from stagePool) while Read reads,
+	// and between reads that left part of a frame, a pool buffer
+	// (vswitch.GetBuf) of the partial frame's size. See read.go.
+	rbuf   []byte
+	staged bool
+	r, w   int
+	rerr   error // sticky read error, returned once the buffer is drained
+	rs     readState
 
 	// Write side, owned by the single writer.
 	rc      syscall.RawConn // nil: copy into wbuf instead
@@ -113,19 +121,15 @@ func newStreamPort(rwc io.ReadWriteCloser, opts Options) *streamPort {
 	p := &streamPort{
 		rwc:      rwc,
 		maxFrame: opts.MaxFrame,
-		rbuf:     make([]byte, max(readBufSize, 2*(opts.MaxFrame+LengthSize))),
 	}
 	if sc, ok := rwc.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
 			p.rc = rc
-			p.iovs = make([]unix.Iovec, 0, maxIOV+1) // +1: a pending tail
 			p.wfn = p.writeFn
 			p.tfn = p.tryFn
 		}
 	}
-	if p.rc == nil {
-		p.wbuf = make([]byte, 0, readBufSize)
-	}
+	p.initRead(opts)
 	return p
 }
 
@@ -141,6 +145,8 @@ func (p *streamPort) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	if len(bufs) == 0 {
 		return 0, errNoBuffers
 	}
+	p.rs.didRead = false
+	defer p.settle()
 	for {
 		if p.closed.Load() {
 			return 0, net.ErrClosed
@@ -152,14 +158,17 @@ func (p *streamPort) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		if p.rerr != nil {
 			return 0, p.rerr
 		}
-		// Make room for the rest of the partial frame, if any.
-		if p.r > 0 {
-			copy(p.rbuf, p.rbuf[p.r:p.w])
-			p.w -= p.r
-			p.r = 0
+		if p.rs.waited && p.rs.didRead {
+			// After WaitRead: one read, and what came was part of a
+			// frame. Give the switch its buffers back and wait again.
+			return 0, nil
 		}
+		p.startClock()
+		p.armDeadline()
+		p.stage()
 		m, err := p.rwc.Read(p.rbuf[p.w:])
 		p.w += m
+		p.rs.didRead = true
 		if err != nil {
 			p.rerr = p.readErr(err)
 		}
@@ -170,6 +179,9 @@ func (p *streamPort) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 func (p *streamPort) readErr(err error) error {
 	if p.closed.Load() || errors.Is(err, net.ErrClosed) {
 		return net.ErrClosed
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) && !p.rs.since.IsZero() {
+		return p.frameTimedOut()
 	}
 	if err == io.EOF {
 		if p.w-p.r > 0 {
@@ -198,6 +210,9 @@ func (p *streamPort) parse(bufs [][]byte, sizes []int, offset int) (int, error) 
 		sizes[n] = copy(bufs[n][offset:], p.rbuf[p.r+LengthSize:end])
 		p.r = end
 		n++
+	}
+	if n > 0 {
+		p.rs.since = time.Time{} // a frame completed: the next one starts its own clock
 	}
 	if p.r == p.w {
 		p.r, p.w = 0, 0
@@ -249,7 +264,7 @@ func (p *streamPort) Write(bufs [][]byte, offset int) (int, error) {
 	}
 	clear(p.iovs) // drop references to the switch's buffers
 	p.wiov = nil
-	p.pend = p.pend[:0]
+	p.dropPend()
 	if err != nil {
 		p.werr = p.writeErr(err)
 		return 0, p.werr
@@ -309,6 +324,7 @@ func (p *streamPort) TryWrite(bufs [][]byte, offset int) (int, error) {
 		if n > 0 {
 			return 0, nil
 		}
+		p.dropPend()
 	}
 	p.iovs = p.iovs[:0]
 	nb := 0 // frames of bufs covered by iovs
@@ -344,7 +360,7 @@ func (p *streamPort) TryWrite(bufs [][]byte, offset int) (int, error) {
 		}
 		if m > 0 {
 			if p.pend == nil {
-				p.pend = make([]byte, 0, LengthSize+p.maxFrame)
+				p.pend = vswitch.GetBuf(LengthSize + p.maxFrame)[:0]
 			}
 			p.pend = append(p.pend[:0], b[offset-LengthSize+m:]...)
 			sent++
@@ -426,6 +442,9 @@ func (p *streamPort) writeFn(fd uintptr) bool {
 
 // writeCopy sends the batch through wbuf with as few writes as fit.
 func (p *streamPort) writeCopy(bufs [][]byte, offset int) (int, error) {
+	if p.wbuf == nil {
+		p.wbuf = make([]byte, 0, readBufSize)
+	}
 	for _, b := range bufs {
 		l := p.sendLen(b, offset)
 		if l == 0 {

@@ -30,7 +30,29 @@ var (
 	ErrTrunkAttached = errors.New("vswitch: a trunk is already attached")
 	// ErrBadBatchSize is returned by Attach and AttachTrunk when BatchSize() < 1.
 	ErrBadBatchSize = errors.New("vswitch: batch size must be at least 1")
+	// ErrPortLimit is wrapped by the [*PortLimitError] Attach returns when
+	// the fence already has Config.MaxFencePorts ports.
+	ErrPortLimit = errors.New("vswitch: fence port limit reached")
 )
+
+// DefaultMaxFencePorts is how many local ports one fence may have
+// (limits.ports_per_fence).
+const DefaultMaxFencePorts = 4096
+
+// PortLimitError is the error of an Attach refused because the fence has
+// its maximum number of ports. It wraps [ErrPortLimit].
+type PortLimitError struct {
+	Fence uint32
+	Max   int
+}
+
+// Error implements error.
+func (e *PortLimitError) Error() string {
+	return fmt.Sprintf("vswitch: fence %d has its maximum of %d ports", e.Fence, e.Max)
+}
+
+// Unwrap returns [ErrPortLimit].
+func (e *PortLimitError) Unwrap() error { return ErrPortLimit }
 
 // maxBatch bounds the batch a port may ask for: the most frames the switch
 // passes to one Write (IOV_MAX, the most one writev takes).
@@ -83,7 +105,10 @@ type Config struct {
 	// MaxQueuedBytes bounds the buffer bytes of all transmit queues
 	// together; 0: DefaultMaxQueuedBytes.
 	MaxQueuedBytes int64
-	Logger         *slog.Logger // nil: discard
+	// MaxFencePorts bounds the local ports of one fence; 0:
+	// DefaultMaxFencePorts. Attach refuses more with a *PortLimitError.
+	MaxFencePorts int
+	Logger        *slog.Logger // nil: discard
 	// Now is the clock used for learning and aging (nil: time.Now). Tests
 	// inject a fake clock here. It is called once per batch, not per frame.
 	Now func() time.Time
@@ -136,6 +161,10 @@ type Switch struct {
 	nextID uint64
 	// +checklocks:mu
 	closed bool
+	// portsRefused counts, per fence ID, the ports Attach refused because
+	// the fence was full (MaxFencePorts).
+	// +checklocks:mu
+	portsRefused map[uint32]uint64
 
 	stop chan struct{}  // closed by Close; stops the janitor
 	wg   sync.WaitGroup // every goroutine the switch started
@@ -144,7 +173,7 @@ type Switch struct {
 // New returns a switch with no fences. It starts the aging janitor;
 // [Switch.Close] stops it.
 func New(cfg Config) (*Switch, error) {
-	if cfg.AgingTime < 0 || cfg.MaxPortMACs < 0 || cfg.MaxFenceMACs < 0 || cfg.MaxHostMACs < 0 || cfg.QueueLen < 0 || cfg.QueueBytes < 0 || cfg.MaxQueuedBytes < 0 {
+	if cfg.AgingTime < 0 || cfg.MaxPortMACs < 0 || cfg.MaxFenceMACs < 0 || cfg.MaxHostMACs < 0 || cfg.QueueLen < 0 || cfg.QueueBytes < 0 || cfg.MaxQueuedBytes < 0 || cfg.MaxFencePorts < 0 {
 		return nil, fmt.Errorf("vswitch: negative value in Config")
 	}
 	if cfg.AgingTime == 0 {
@@ -168,13 +197,17 @@ func New(cfg Config) (*Switch, error) {
 	if cfg.MaxQueuedBytes == 0 {
 		cfg.MaxQueuedBytes = DefaultMaxQueuedBytes
 	}
+	if cfg.MaxFencePorts == 0 {
+		cfg.MaxFencePorts = DefaultMaxFencePorts
+	}
 	s := &Switch{
-		cfg:   cfg,
-		log:   cfg.Logger,
-		clock: cfg.Now,
-		pool:  &sharedPool,
-		ports: make(map[uint64]*port),
-		stop:  make(chan struct{}),
+		cfg:          cfg,
+		log:          cfg.Logger,
+		clock:        cfg.Now,
+		pool:         &sharedPool,
+		ports:        make(map[uint64]*port),
+		portsRefused: make(map[uint32]uint64),
+		stop:         make(chan struct{}),
 	}
 	s.budget.max = cfg.MaxQueuedBytes
 	if s.log == nil {
@@ -301,6 +334,14 @@ func (s *Switch) attach(p Port, pc PortConfig, start bool) (*port, error) {
 	if f == nil {
 		return nil, fmt.Errorf("%w: %d", ErrUnknownFence, pc.Fence)
 	}
+	// f.ports changes only under s.mu, so this count is exact.
+	if len(*f.ports.Load()) >= s.cfg.MaxFencePorts {
+		s.portsRefused[f.id]++
+		if n := s.portsRefused[f.id]; n&(n-1) == 0 { // 1, 2, 4, 8 …: rate-limited
+			s.log.Warn("port refused: fence full", "name", pc.Name, "fence", f.id, "max_ports", s.cfg.MaxFencePorts, "refused", n)
+		}
+		return nil, &PortLimitError{Fence: f.id, Max: s.cfg.MaxFencePorts}
+	}
 	s.nextID++
 	ps := &port{
 		s:          s,
@@ -385,6 +426,13 @@ func (s *Switch) FlushHost(host MAC) int {
 		s.log.Debug("flushed host", "host", host, "macs", n)
 	}
 	return n
+}
+
+// NumPorts returns how many ports are attached (all fences).
+func (s *Switch) NumPorts() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.ports)
 }
 
 // LocalFences returns the IDs of fences that have at least one local port,

@@ -79,13 +79,17 @@
 //
 // Costs: lookup is O(1) in the table size (a Go map per fence); a flood is
 // O(ports in the fence) copies plus one trunk frame (the trunk replicates
-// to hosts); one table entry is about 100 bytes. Memory per port: the
-// reader holds min(BatchSize, 64) buffers of [BufSize] bytes (64 × 65600 B
-// ≈ 4.2 MiB for the attach ports; the frozen Port contract requires every
-// Read buffer to hold a maximum frame, so reading small frames into 2 KiB
-// buffers is not possible), a stash of up to 32 small and 32 large free
-// buffers (≈ 2.1 MiB when full), the queue ring (40 B per slot, 160 KiB
-// by default) and its queued frames (at most QueueBytes, 8 MiB by default).
+// to hosts); one table entry is about 100 bytes. Memory per port: while
+// a batch is in flight, the reader holds min(BatchSize, 64) buffers of
+// [BufSize] bytes (64 × 65600 B ≈ 4.2 MiB; the frozen Port contract
+// requires every Read buffer to hold a maximum frame) and a stash of up
+// to 32 small and 32 large free buffers; a port that implements
+// [ReadWaiter] (every attach port) gives them all back to the shared pool
+// before it waits, so an idle port holds none (other ports and the trunk
+// keep their batch). The queue ring grows with use up to 40 B per slot
+// (160 KiB by default) and is dropped when the queue drains; its queued
+// frames take at most QueueBytes (8 MiB by default). An idle attach port
+// costs about 40 KiB in all (README, "Limits").
 // Locks: one fence read lock per batch, one queue lock (or one transmit
 // try-lock and direct write) per destination per batch, one pool lock per
 // batch or per 32 pooled buffers; none per frame. Steady-state forwarding

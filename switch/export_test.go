@@ -202,3 +202,8 @@ func (s *Switch) CheckTable() error {
 	}
 	return nil
 }
+
+// SetWaitHook sets the hook a ReadWaiter port's reader calls before each
+// WaitRead with the number of frame buffers it holds (nil: none). Call it
+// before attaching ports and reset it with t.Cleanup.
+func SetWaitHook(f func(held int)) { waitHook = f }

@@ -126,3 +126,26 @@ type trunkMeta struct {
 	fence uint32
 	host  MAC
 }
+
+// ReadWaiter is an optional interface of a [Port] (not part of the frozen
+// Port contract: ports without it work as before). It lets an idle port
+// hold no frame buffers: the switch calls WaitRead, and only once it
+// returns does it take a batch of buffers from the shared pool, call
+// Read, switch the frames and give the buffers back before it waits
+// again. Without it, the reader holds its batch (up to 64 buffers of
+// [BufSize]) while Read blocks.
+//
+// Rules, in addition to those of [Port.Read]:
+//   - WaitRead blocks until Read would not block: a frame, or part of one,
+//     or an error is ready. It holds no frame buffers while it waits. An
+//     error is final, like a Read error; after Close it returns
+//     [net.ErrClosed].
+//   - The switch calls WaitRead from the reader goroutine only, never at
+//     the same time as Read.
+//   - Read of a ReadWaiter may return 0 frames and a nil error when what
+//     was ready was only part of a frame (a stream's length prefix or the
+//     start of a frame); the switch then waits again. Read must not block
+//     for long after WaitRead returned.
+type ReadWaiter interface {
+	WaitRead() error
+}

@@ -69,8 +69,12 @@ type txQueue struct {
 	txMu sync.Mutex
 
 	mu sync.Mutex // mu guards the following fields
+	// ring grows on demand up to maxLen slots (see grow) and is dropped
+	// when the queue drains, so an idle port holds no ring.
 	// +checklocks:mu
 	ring []txFrame
+	// maxLen bounds the frames queued (the ring's largest size).
+	maxLen int
 	// +checklocks:mu
 	head int
 	// +checklocks:mu
@@ -107,7 +111,7 @@ type txQueue struct {
 }
 
 func (q *txQueue) init(n, maxBytes int, drops *dropCounters, budget *queueBudget) {
-	q.ring = make([]txFrame, n)
+	q.maxLen = n
 	q.maxBytes = maxBytes
 	q.budget = budget
 	q.wake = make(chan struct{}, 1)
@@ -126,7 +130,7 @@ func bufCharge(size int) int {
 // room returns a hint of how many frames and bytes the queue takes now
 // (the switch-wide budget included).
 func (q *txQueue) room() (frames, bytes int) {
-	frames, bytes = len(q.ring)-int(q.queued.Load()), q.maxBytes-int(q.queuedBytes.Load())
+	frames, bytes = q.maxLen-int(q.queued.Load()), q.maxBytes-int(q.queuedBytes.Load())
 	if q.budget != nil {
 		bytes = int(min(int64(bytes), q.budget.room()))
 	}
@@ -155,7 +159,7 @@ func (q *txQueue) pushBatch(frames []txFrame) (n, why int, wake bool) {
 	// The queue's own bounds first (they cost nothing to ask), then the
 	// switch-wide budget for what they allow.
 	fit, qn, qbytes := 0, q.n, q.bytes
-	for fit < len(frames) && qn < len(q.ring) {
+	for fit < len(frames) && qn < q.maxLen {
 		size := cap(frames[fit].b)
 		if qn > 0 && qbytes+size > q.maxBytes {
 			break
@@ -173,6 +177,9 @@ func (q *txQueue) pushBatch(frames []txFrame) (n, why int, wake bool) {
 	}
 	for n < fit {
 		size := cap(frames[n].b)
+		if q.n == len(q.ring) {
+			q.grow(fit - n)
+		}
 		i := q.head + q.n
 		if i >= len(q.ring) {
 			i -= len(q.ring)
@@ -211,6 +218,9 @@ func (q *txQueue) pop(dst []txFrame) (_ []txFrame, closed bool) {
 		q.n--
 	}
 	q.bytes -= popped
+	if q.n == 0 && len(q.ring) > keepRing {
+		q.ring, q.head = nil, 0 // drained after a burst: give the ring back
+	}
 	q.queued.Store(int64(q.n))
 	q.queuedBytes.Store(int64(q.bytes))
 	closed = q.closed
@@ -259,4 +269,31 @@ func (q *txQueue) close(pool *bufPool) {
 	}
 	q.mu.Unlock()
 	q.signal()
+}
+
+// keepRing is the largest ring a drained queue keeps (2.5 KiB), so a port
+// that sends small bursts does not allocate a ring per burst.
+const keepRing = 64
+
+// grow makes room for at least one more frame, and for want more if the
+// bound allows: the ring doubles (from keepRing) up to maxLen, keeping
+// its frames in order. It allocates only while a queue grows past what
+// it held before. q.mu is held.
+//
+// +checklocks:q.mu
+func (q *txQueue) grow(want int) {
+	size := max(keepRing, 2*len(q.ring))
+	for size < q.n+want && size < q.maxLen {
+		size *= 2
+	}
+	size = min(size, q.maxLen)
+	ring := make([]txFrame, size)
+	for i := 0; i < q.n; i++ {
+		j := q.head + i
+		if j >= len(q.ring) {
+			j -= len(q.ring)
+		}
+		ring[i] = q.ring[j]
+	}
+	q.ring, q.head = ring, 0
 }

@@ -68,10 +68,27 @@ func (p *port) fail(err error) {
 func (p *port) readLoop() {
 	defer p.s.wg.Done()
 	r := newReader(p.s, p.readBatch())
+	w, _ := p.p.(ReadWaiter)
+	if w != nil {
+		r.release() // buffers are taken per batch, after WaitRead
+	}
 	for {
+		if w != nil {
+			if waitHook != nil {
+				waitHook(r.held())
+			}
+			if err := w.WaitRead(); err != nil {
+				p.fail(err)
+				break
+			}
+			r.refill()
+		}
 		n, err := p.p.Read(r.bufs, r.sizes, Headroom)
 		if n > 0 {
 			r.processPort(p, min(n, len(r.bufs)))
+		}
+		if w != nil {
+			r.release() // an idle port holds no frame buffers
 		}
 		if err != nil {
 			p.fail(err)
@@ -81,6 +98,32 @@ func (p *port) readLoop() {
 	r.release()
 	<-p.writerDone
 	close(p.done)
+}
+
+// waitHook, when set (by tests, before ports are attached), is called by
+// a ReadWaiter port's reader before each WaitRead with the number of frame
+// buffers the reader holds.
+var waitHook func(held int)
+
+// held is how many frame buffers r holds (its batch and its stash).
+func (r *reader) held() int {
+	n := len(r.cache.large) + len(r.cache.small)
+	for _, b := range r.bufs {
+		if b != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// refill gives every empty slot of r.bufs a large buffer from r's stash
+// (taken from the shared pool, one lock per 32 buffers).
+func (r *reader) refill() {
+	for i, b := range r.bufs {
+		if b == nil {
+			r.bufs[i] = r.cache.getLarge()
+		}
+	}
 }
 
 // readBatch is how many buffers the reader passes to Read: the port's
@@ -93,9 +136,16 @@ func (p *port) readBatch() int { return min(p.batch, maxReadBatch) }
 func (p *port) writeLoop() {
 	defer p.s.wg.Done()
 	defer close(p.writerDone)
-	frames := make([]txFrame, 0, p.batch)
-	bufs := make([][]byte, p.batch)
+	// The scratch slices start small and grow to the port's batch only
+	// when the queue fills them: a stream port's batch is 1024 frames
+	// (56 KiB of scratch), which an idle or quiet port never needs.
+	frames := make([]txFrame, 0, min(p.batch, writeScratch))
+	bufs := make([][]byte, cap(frames))
 	for {
+		if len(frames) == cap(frames) && cap(frames) < p.batch {
+			frames = make([]txFrame, 0, min(2*cap(frames), p.batch))
+			bufs = make([][]byte, cap(frames))
+		}
 		// txMu is held from pop to the end of Write, so a reader never
 		// writes directly while older frames are still on their way.
 		p.q.txMu.Lock()
@@ -115,13 +165,16 @@ func (p *port) writeLoop() {
 		err := p.write(bufs[:len(frames)])
 		p.q.txMu.Unlock()
 		clear(bufs)
-		p.s.pool.putFrames(frames)
+		p.s.pool.putFrames(frames) // clears the frames, keeps the length
 		if err != nil {
 			p.fail(err)
 			return
 		}
 	}
 }
+
+// writeScratch is the batch a port's writer starts with (see writeLoop).
+const writeScratch = 64
 
 // write hands bufs to Write until all are taken, Write fails, or it makes
 // no progress (the rest are dropped and counted).

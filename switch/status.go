@@ -28,6 +28,10 @@ type FenceStatus struct {
 	Ports   int    `json:"ports"`    // local ports attached
 	MACs    int    `json:"macs"`     // bridge table entries (local and remote)
 	MaxMACs int    `json:"max_macs"` // table limit
+	// MaxPorts is the fence's port limit (Config.MaxFencePorts) and
+	// PortsRefused counts the ports refused because it was reached.
+	MaxPorts     int    `json:"max_ports"`
+	PortsRefused uint64 `json:"ports_refused"`
 
 	FramesIn  uint64 `json:"frames_in"`  // frames accepted from local ports and the trunk
 	BytesIn   uint64 `json:"bytes_in"`   //
@@ -113,6 +117,10 @@ func (s *Switch) Status() Status {
 	}
 	slices.SortFunc(st.Fences, func(a, b FenceStatus) int { return cmp.Compare(a.ID, b.ID) })
 	s.mu.Lock()
+	for i := range st.Fences {
+		st.Fences[i].MaxPorts = s.cfg.MaxFencePorts
+		st.Fences[i].PortsRefused = s.portsRefused[st.Fences[i].ID]
+	}
 	ports := make([]*port, 0, len(s.ports))
 	for _, p := range s.ports {
 		ports = append(ports, p)
@@ -123,7 +131,7 @@ func (s *Switch) Status() Status {
 		queued, queuedBytes := p.q.len()
 		ps := PortStatus{
 			ID: p.id, Name: p.name, Fence: p.fence.id, MACs: int(p.macs.Load()), MaxMACs: int(p.maxMACs),
-			QueueLen: len(p.q.ring), Queued: queued, QueueBytes: p.q.maxBytes, QueuedBytes: queuedBytes,
+			QueueLen: p.q.maxLen, Queued: queued, QueueBytes: p.q.maxBytes, QueuedBytes: queuedBytes,
 			RxFrames: p.rxFrames.Load(), RxBytes: p.rxBytes.Load(),
 			TxFrames: p.txFrames.Load(), TxBytes: p.txBytes.Load(),
 			Drops: p.drops.snapshot(),
@@ -138,7 +146,7 @@ func (s *Switch) Status() Status {
 		st.Trunk = &TrunkStatus{
 			RxFrames: t.rxFrames.Load(), RxBytes: t.rxBytes.Load(),
 			TxFrames: t.txFrames.Load(), TxBytes: t.txBytes.Load(),
-			QueueLen: len(t.q.ring), Queued: queued, QueueBytes: t.q.maxBytes, QueuedBytes: queuedBytes,
+			QueueLen: t.q.maxLen, Queued: queued, QueueBytes: t.q.maxBytes, QueuedBytes: queuedBytes,
 			Drops: t.drops.snapshot(),
 		}
 	}

@@ -37,6 +37,10 @@ func (c *cli) newStatusCmd() *cobra.Command {
 				printFences(w, st.Fences)
 				fmt.Fprintln(w)
 				printPorts(w, st.Ports)
+				if len(st.Listeners) > 0 {
+					fmt.Fprintln(w)
+					printListeners(w, st.Listeners)
+				}
 				if t := st.Trunk; t != nil {
 					fmt.Fprintf(w, "\ntrunk: rx %d frames %d bytes, tx %d frames %d bytes, queued %d/%d%s\n",
 						t.RxFrames, t.RxBytes, t.TxFrames, t.TxBytes, t.Queued, t.QueueLen, fmtDrops(t.Drops))
@@ -243,10 +247,18 @@ func (c *cli) adminClient(cmd *cobra.Command) (*admin.Client, error) {
 }
 
 func printFences(w io.Writer, fs []admin.FenceStatus) {
-	fmt.Fprintln(w, "FENCE\tID\tPORTS\tMACS\tFRAMES IN\tFRAMES OUT\tBYTES IN\tBYTES OUT\tFLOODS\tDROPS")
+	fmt.Fprintln(w, "FENCE\tID\tPORTS\tPORTS REFUSED\tMACS\tFRAMES IN\tFRAMES OUT\tBYTES IN\tBYTES OUT\tFLOODS\tDROPS")
 	for _, f := range fs {
-		fmt.Fprintf(w, "%s\t%d\t%d\t%d/%d\t%d\t%d\t%d\t%d\t%d\t%s\n", f.Name, f.ID, f.Ports, f.MACs, f.MaxMACs,
-			f.FramesIn, f.FramesOut, f.BytesIn, f.BytesOut, f.Floods, dropsOrDash(f.Drops))
+		fmt.Fprintf(w, "%s\t%d\t%d/%d\t%d\t%d/%d\t%d\t%d\t%d\t%d\t%d\t%s\n", f.Name, f.ID, f.Ports, f.MaxPorts, f.PortsRefused,
+			f.MACs, f.MaxMACs, f.FramesIn, f.FramesOut, f.BytesIn, f.BytesOut, f.Floods, dropsOrDash(f.Drops))
+	}
+}
+
+// printListeners prints the listeners' ports and limit counters.
+func printListeners(w io.Writer, ls []admin.ListenerStatus) {
+	fmt.Fprintln(w, "LISTENER\tFENCE\tPORTS\tREFUSED\tFRAME TIMEOUTS\tEXPIRED")
+	for _, l := range ls {
+		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%d\n", l.Addr, l.Fence, l.Ports, l.Refused, l.FrameTimeouts, l.Expired)
 	}
 }
 

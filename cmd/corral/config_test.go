@@ -243,7 +243,6 @@ func TestBadConfig(t *testing.T) {
 		{"bum_rate negative", "fences: [{name: a, id: 1, bum_rate: -1}]\n", nil, nil, "config: fences[0].bum_rate: -1: want 0 (off)"},
 		{"bum_rate too big", "fences: [{name: a, id: 1, bum_rate: 2000000000}]\n", nil, nil, "config: fences[0].bum_rate: 2000000000: want 0 (off)"},
 		{"max_queued_bytes small", fence + "limits: {max_queued_bytes: 1000}\n", nil, nil, "config: limits.max_queued_bytes: 1000: want 1048576 (1 MiB)"},
-		{"ports_per_fence pending", fence + "limits: {max_queued_bytes: 67108864, ports_per_fence: 10}\n", nil, nil, "config: limits.ports_per_fence: not supported yet"},
 		{"duplicate id", "fences: [{name: a, id: 5}, {name: b, id: 5}]\n", nil, nil, "config: fences[1].id: 5 already used by fences[0]"},
 		{"duplicate name", "fences: [{name: a, id: 5}, {name: a, id: 6}]\n", nil, nil, `config: fences[1].name: "a" already used by fences[0]`},
 		{"name missing", "fences: [{id: 5}]\n", nil, nil, "config: fences[0].name: missing"},

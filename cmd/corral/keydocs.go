@@ -210,13 +210,13 @@ var keyDocs = []keyDoc{
 
 	// limits
 	{"limits.ports_per_listener", "integer", "`1024`", `256`,
-		"Ports (connections, or datagram peers) one listen address may hold; more are refused before any per-port allocation, counted and logged (rate-limited)."},
+		"Ports (connections, or datagram peers) one listen address may hold; a connection beyond it is closed at once and a datagram from a new peer beyond it dropped, before any per-port allocation. Counted (`corral status` LISTENERS, `corral_listener_refused_total`) and logged (rate-limited)."},
 	{"limits.ports_per_fence", "integer", "`4096`", `1024`,
-		"Ports one fence may hold, over all its listeners and dials."},
+		"Ports one fence may hold, over all its listeners and dials (the gateway counts as one). Refusals are counted (`ports_refused` of the fence, `corral_fence_ports_refused_total`) and logged (rate-limited)."},
 	{"limits.frame_timeout", "duration", "`30s`", `10s`,
-		"A stream port that has begun a frame (part of a length header or of a frame) and does not complete it within this time is closed. An idle VM is never closed."},
+		"A stream port that has begun a frame (part of a length header or of a frame) and does not complete it within this time is closed and counted (`frame_timeouts` of its listener, `corral_listener_frame_timeouts_total`). An idle VM is never closed."},
 	{"limits.datagram_idle_timeout", "duration", "`5m`", `1m`,
-		"A datagram peer (`udp://`, `unixgram://`) silent this long is forgotten and its port closed."},
+		"A datagram peer (`udp://`, `unixgram://`) silent this long is forgotten and its port closed; counted (`expired` of its listener, `corral_listener_expired_total`)."},
 	{"limits.max_queued_bytes", "integer (bytes, 1 MiB … 1 TiB)", fmt.Sprintf("`%d` (256 MiB)", vswitch.DefaultMaxQueuedBytes), `67108864`,
 		"Buffer bytes queued for all ports and the uplink together (each queued frame counts the buffer it sits in), enforced before each port's own queue bound; a frame beyond it is dropped and counted (drop reason `global_queue_full`)."},
 }

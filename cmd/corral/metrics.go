@@ -31,6 +31,7 @@ type metricsSources struct {
 	uplinkStatus func() (uplink.Status, bool) // false: no uplink
 	gateways     func() []gatewayMetrics
 	forwards     func() forward.Stats
+	listeners    func() []admin.ListenerStatus
 	// localGateways lists the fences whose gateway runs here (for
 	// conflicts with peers).
 	localGateways func() []uint32
@@ -62,6 +63,12 @@ var (
 	mMaxQueuedBytes = desc("switch_max_queued_bytes", "Bound of switch_queued_bytes (limits.max_queued_bytes); frames beyond it are dropped as global_queue_full.")
 	mFenceMaxMACs   = desc("fence_max_macs", "Bridge table limit.", "fence")
 	mFencePorts     = desc("fence_ports", "Local ports attached.", "fence")
+	mFencePortsRef  = desc("fence_ports_refused_total", "Ports refused because the fence had limits.ports_per_fence ports.", "fence")
+
+	mListenerPorts    = desc("listener_ports", "Ports (connections, datagram peers) a listen address holds.", "fence", "listener")
+	mListenerRefused  = desc("listener_refused_total", "Connections, or datagrams of new peers, refused because the listener had limits.ports_per_listener ports.", "fence", "listener")
+	mListenerTimeouts = desc("listener_frame_timeouts_total", "Stream ports closed because a started frame was not completed within limits.frame_timeout.", "fence", "listener")
+	mListenerExpired  = desc("listener_expired_total", "Datagram peers closed after limits.datagram_idle_timeout.", "fence", "listener")
 
 	mPortRxFrames = desc("port_rx_frames_total", "Frames read from the port.", "fence", "port", "port_id")
 	mPortRxBytes  = desc("port_rx_bytes_total", "Bytes read from the port.", "fence", "port", "port_id")
@@ -114,7 +121,8 @@ var (
 
 	allDescs = []*prometheus.Desc{
 		mFenceFramesIn, mFenceBytesIn, mFenceFramesOut, mFenceBytesOut, mFenceFloods, mFenceMoves, mFenceRefused,
-		mFenceDrops, mFenceMACs, mFenceMaxMACs, mFencePorts, mQueuedBytes, mMaxQueuedBytes,
+		mFenceDrops, mFenceMACs, mFenceMaxMACs, mFencePorts, mFencePortsRef, mQueuedBytes, mMaxQueuedBytes,
+		mListenerPorts, mListenerRefused, mListenerTimeouts, mListenerExpired,
 		mPortRxFrames, mPortRxBytes, mPortTxFrames, mPortTxBytes, mPortDrops, mPortMACs, mPortQueued, mPortQueueLen,
 		mTrunkRxFrames, mTrunkRxBytes, mTrunkTxFrames, mTrunkTxBytes, mTrunkQueued, mTrunkDrops,
 		mUplinkCounter, mUplinkPeers, mUplinkRxByFence, mUplinkConflicts,
@@ -161,6 +169,7 @@ func (c *corralCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(mFenceMACs, float64(f.MACs), f.Name)
 			gauge(mFenceMaxMACs, float64(f.MaxMACs), f.Name)
 			gauge(mFencePorts, float64(f.Ports), f.Name)
+			counter(mFencePortsRef, f.PortsRefused, f.Name)
 		}
 		for _, p := range st.Ports {
 			fn, ok := fenceName[p.Fence]
@@ -188,6 +197,14 @@ func (c *corralCollector) Collect(ch chan<- prometheus.Metric) {
 			for r, v := range t.Drops {
 				counter(mTrunkDrops, v, r)
 			}
+		}
+	}
+	if c.src.listeners != nil {
+		for _, l := range c.src.listeners() {
+			gauge(mListenerPorts, float64(l.Ports), l.Fence, l.Addr)
+			counter(mListenerRefused, l.Refused, l.Fence, l.Addr)
+			counter(mListenerTimeouts, l.FrameTimeouts, l.Fence, l.Addr)
+			counter(mListenerExpired, l.Expired, l.Fence, l.Addr)
 		}
 	}
 	if c.src.uplinkStatus != nil {
@@ -295,6 +312,7 @@ func rtMetricsSources(rt *instance) metricsSources {
 		return out
 	}
 	src.forwards = fwd.Stats
+	src.listeners = rt.listenerStatus
 	return src
 }
 

@@ -11,12 +11,6 @@ func (v *validator) pending() error {
 			keys = append(keys, key)
 		}
 	}
-	// Issue 8: bounded ports (limits.max_queued_bytes and
-	// fences[].bum_rate are wired).
-	add(r.Limits.PortsPerListener != nil, "limits.ports_per_listener")
-	add(r.Limits.PortsPerFence != nil, "limits.ports_per_fence")
-	add(r.Limits.FrameTimeout != "", "limits.frame_timeout")
-	add(r.Limits.DatagramIdleTimeout != "", "limits.datagram_idle_timeout")
 	// Issue 10: gossip.
 	add(r.Uplink.Gossip.Listen != "" || len(r.Uplink.Gossip.Join) > 0 || r.Uplink.Gossip.Profile != "", "uplink.gossip")
 	if len(keys) > 0 {

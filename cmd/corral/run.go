@@ -104,10 +104,12 @@ type instance struct {
 	self      *selfSockets
 	uplink    *uplink.Uplink
 	listeners []attach.Listener
-	admin     *admin.Server // nil until it serves, and without an admin socket
-	group     *errgroup.Group
-	ctx       context.Context // cancelled at shutdown
-	cancel    context.CancelFunc
+	// listenerFences names the fence of each of listeners.
+	listenerFences []string
+	admin          *admin.Server // nil until it serves, and without an admin socket
+	group          *errgroup.Group
+	ctx            context.Context // cancelled at shutdown
+	cancel         context.CancelFunc
 	// closers run in reverse order at shutdown, after the listeners and
 	// the admin server and before the switch closes.
 	closers      []func() error
@@ -162,6 +164,7 @@ func runSwitchWith(ctx context.Context, cfg *Config, log *slog.Logger, opts runO
 		}
 	}
 	log.Debug("gateways refuse NAT to corral's own sockets", "addrs", rt.self.entries())
+	rt.group.Go(func() error { reclaimer(rt.ctx, rt.sw.NumPorts, log.With("component", "memory")); return nil })
 	rt.announceAttach(opts.attachOut)
 	log.Info("corral ready", "fences", len(cfg.Fences), "version", version())
 	return rt.wait(ctx)
@@ -207,7 +210,12 @@ func (rt *instance) addFences() error {
 
 // attachOptions are the attach options of fence f.
 func (rt *instance) attachOptions(f Fence) attach.Options {
-	return attach.Options{Logger: rt.log.With("fence", f.Name, "component", "attach")}
+	return attach.Options{
+		MaxPorts:     rt.cfg.Ports.PerListener,
+		FrameTimeout: rt.cfg.Ports.FrameTimeout,
+		PeerIdle:     rt.cfg.Ports.DatagramIdle,
+		Logger:       rt.log.With("fence", f.Name, "component", "attach"),
+	}
 }
 
 // listen opens every fence's listen addresses.
@@ -220,6 +228,7 @@ func (rt *instance) listen() error {
 				return fmt.Errorf("fence %s: listen %s: %w", f.Name, a, err)
 			}
 			rt.listeners = append(rt.listeners, ln)
+			rt.listenerFences = append(rt.listenerFences, f.Name)
 			rt.points.add(f.ID, ln.Addr(), false)
 			rt.registerListener(ln.Addr())
 			rt.log.Info("listening", "fence", f.Name, "addr", ln.Addr().String())
@@ -341,6 +350,7 @@ func (rt *instance) serveAdmin() error {
 		Logger:   rt.log.With("component", "admin"),
 
 		Attachments: rt.points,
+		Listeners:   rt.listenerStatus,
 	}
 	if rt.uplink != nil {
 		ac.Uplink = rt.uplink

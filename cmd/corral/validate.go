@@ -28,6 +28,7 @@ import (
 // Config is the validated, typed configuration of a corral process.
 type Config struct {
 	Switch  vswitch.Config
+	Ports   PortLimits // limits.* of listeners and ports (portlimits.go)
 	Fences  []Fence
 	Admin   attach.Addr // Scheme "" when there is no admin socket
 	Metrics string      // host:port, "" for none
@@ -75,6 +76,7 @@ func validate(raw *fileConfig) (*Config, error) {
 	v := &validator{raw: raw, cfg: &Config{}, used: map[string]string{}}
 	for _, step := range []func() error{
 		v.pending,
+		v.portLimits,
 		v.log,
 		v.queueLimit,
 		v.fences,

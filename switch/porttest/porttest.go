@@ -294,3 +294,56 @@ func (p *TryPort) Queued() uint64 { return p.queued.Load() }
 
 // Violations returns how many times Write and TryWrite overlapped.
 func (p *TryPort) Violations() uint64 { return p.violations.Load() }
+
+// WaitPort is a [Port] that also implements [vswitch.ReadWaiter]: the
+// switch takes its read buffers only once a frame is on In.
+type WaitPort struct {
+	*Port
+	head []byte // a frame WaitRead took from In; nil: none
+}
+
+var _ vswitch.ReadWaiter = (*WaitPort)(nil)
+
+// NewWaitPort returns a WaitPort, as [NewPort].
+func NewWaitPort(batch, outCap int) *WaitPort { return &WaitPort{Port: NewPort(batch, outCap)} }
+
+// WaitRead implements [vswitch.ReadWaiter]: it blocks until a frame is on
+// In, an error was set with FailRead, or the port is closed.
+func (p *WaitPort) WaitRead() error {
+	if p.head != nil {
+		return nil
+	}
+	select {
+	case <-p.closed:
+		return net.ErrClosed
+	case err := <-p.readErr:
+		return err
+	case p.head = <-p.In:
+		return nil
+	}
+}
+
+// Read implements [vswitch.Port.Read]: the frame WaitRead took first.
+func (p *WaitPort) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	if p.head == nil {
+		return p.Port.Read(bufs, sizes, offset)
+	}
+	f := p.head
+	p.head = nil
+	n := 0
+	for {
+		if len(f) > len(bufs[n])-offset {
+			return 0, ErrFrameTooLong
+		}
+		sizes[n] = copy(bufs[n][offset:], f)
+		n++
+		if n == len(bufs) {
+			return n, nil
+		}
+		select {
+		case f = <-p.In:
+		default:
+			return n, nil
+		}
+	}
+}
