@@ -48,7 +48,7 @@ func (u *Uplink) control(buf []byte, lastFences, lastGW []uint32, lastHello time
 	tick := time.NewTicker(min(pollInterval, u.cfg.HelloInterval))
 	defer tick.Stop()
 	lastSummary, lastDrops := time.Now(), u.ctr.drops()
-	kicked := false
+	kicked, dirChanged := false, false
 	for {
 		now := time.Now()
 		if now.Sub(lastSummary) >= dropSummaryInterval {
@@ -64,20 +64,31 @@ func (u *Uplink) control(buf []byte, lastFences, lastGW []uint32, lastHello time
 		u.gw.recheck(u.hosts.load())
 		u.runGatewayEvents()
 		fences, gws := sortedSet(u.cfg.LocalFences), u.gw.served()
-		if now.Sub(lastHello) >= u.cfg.HelloInterval || !slices.Equal(fences, lastFences) || !slices.Equal(gws, lastGW) {
-			buf = u.sendHello(buf[:0], fences, gws, nil)
-			lastHello, lastFences, lastGW = now, fences, gws
+		if u.cfg.Directory {
+			// No hellos, no expiry by silence: the directory's view
+			// decides, applied on change and when the local fences do.
+			if d := u.loadDirectory(); d != nil && (dirChanged || !slices.Equal(fences, lastFences)) {
+				u.applyDirectory(d, now)
+			}
+			dirChanged, lastFences, lastGW = false, fences, gws
+		} else {
+			if now.Sub(lastHello) >= u.cfg.HelloInterval || !slices.Equal(fences, lastFences) || !slices.Equal(gws, lastGW) {
+				buf = u.sendHello(buf[:0], fences, gws, nil)
+				lastHello, lastFences, lastGW = now, fences, gws
+			}
+			u.expire(now)
 		}
-		u.expire(now)
 		u.rx.reasm.Expire(now)
 		select {
 		case <-u.done:
 			return
+		case <-u.dir.changed:
+			dirChanged = true
 		case <-tick.C:
 		case <-u.ctl.kick:
 			kicked = true
 		case ap := <-u.ctl.dupReply:
-			if u.link.udp != nil {
+			if u.link.udp != nil && !u.cfg.Directory {
 				buf = u.sendHello(buf[:0], lastFences, lastGW, u.link.udp.udpAddr(ap))
 			}
 		case mac := <-u.ctl.down:
