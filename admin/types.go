@@ -122,6 +122,9 @@ type PeersResponse struct {
 	GRO           bool         `json:"gro"` // UDP receive offload in use
 	StaticPeers   []string     `json:"static_peers,omitempty"`
 	Peers         []PeerStatus `json:"peers"`
+	// Gossip is the membership and fence state of uplink.gossip (nil:
+	// hellos).
+	Gossip *GossipStatus `json:"gossip,omitempty"`
 	// Counters are the uplink's counters by name (rx_frames, drop_*,
 	// gateway_conflict …).
 	Counters map[string]uint64 `json:"counters"`
@@ -290,10 +293,10 @@ type GatewayStats struct {
 	SocksOverLimit  uint64 `json:"socks_over_limit,omitempty"`  // clients closed at once: connection limit
 	SocksBad        uint64 `json:"socks_bad,omitempty"`         // malformed or unsupported requests, handshake timeouts
 	SocksUDPDropped uint64 `json:"socks_udp_dropped,omitempty"` // UDP datagrams dropped
-	InBadChecksum uint64 `json:"in_bad_checksum"` // inbound packets with a bad IPv4, TCP, UDP or ICMP checksum, dropped
-	OutWaits      uint64 `json:"out_waits"`       // times the gateway waited for the switch to read (backpressure; nothing is dropped)
-	OutQueued     int64  `json:"out_queued"`      // outbound packets queued now
-	NATGuests     int    `json:"nat_guests"`      // guests (source MACs) holding NAT connections or flows
+	InBadChecksum   uint64 `json:"in_bad_checksum"`             // inbound packets with a bad IPv4, TCP, UDP or ICMP checksum, dropped
+	OutWaits        uint64 `json:"out_waits"`                   // times the gateway waited for the switch to read (backpressure; nothing is dropped)
+	OutQueued       int64  `json:"out_queued"`                  // outbound packets queued now
+	NATGuests       int    `json:"nat_guests"`                  // guests (source MACs) holding NAT connections or flows
 	// TCPRefusals, UDPRefusals and ICMPRefusals count the refused flows
 	// (a SYN, a new flow's datagram, an echo request) by reason, every
 	// reason present: limit_fence, limit_guest, syn_backlog, policy, self,
@@ -421,4 +424,45 @@ func peersOf(st uplink.Status) PeersResponse {
 		out.GatewayYields = append(out.GatewayYields, GatewayYield{Fence: y.Fence, Peer: y.Peer, PeerName: y.PeerName, Since: y.Since})
 	}
 	return out
+}
+
+// GossipStatus is uplink.gossip's view in GET /v1/peers.
+type GossipStatus struct {
+	Name      string   `json:"name"`
+	Addr      string   `json:"addr"`
+	Profile   string   `json:"profile"`
+	Encrypted bool     `json:"encrypted"`
+	Join      []string `json:"join"`
+	// Members are every known member, this host included, sorted by name.
+	Members []GossipMember `json:"members"`
+	// Fences are this host's fences as gossip sees them.
+	Fences             []GossipFence `json:"fences"`
+	DuplicateOuterMACs []string      `json:"duplicate_outer_macs,omitempty"`
+	// Counters: bytes_in, bytes_out, updates_sent, updates_received,
+	// macs_sent, macs_received, macs_refused, …
+	Counters map[string]uint64 `json:"counters"`
+}
+
+// GossipMember is one member of the gossip cluster.
+type GossipMember struct {
+	Name      string    `json:"name"`
+	Self      bool      `json:"self,omitempty"`
+	State     string    `json:"state"` // alive, suspect, dead, left
+	Since     time.Time `json:"since,omitzero"`
+	Addr      string    `json:"addr"`
+	Valid     bool      `json:"valid"` // metadata decoded, same installation
+	OuterMAC  string    `json:"outer_mac,omitempty"`
+	DataAddrs []string  `json:"data_addrs,omitempty"`
+	Fences    []uint32  `json:"fences"`
+	Gateways  []uint32  `json:"gateways"`
+}
+
+// GossipFence is one local fence in GossipStatus.
+type GossipFence struct {
+	ID            uint32   `json:"id"`
+	Hosts         []string `json:"hosts"` // the other hosts that have it
+	LocalMACs     int      `json:"local_macs"`
+	RemoteMACs    int      `json:"remote_macs"`
+	Gateway       string   `json:"gateway,omitempty"`
+	GatewayClaims []string `json:"gateway_claims,omitempty"`
 }

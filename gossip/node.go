@@ -144,6 +144,13 @@ func New(cfg Config) (*Node, error) {
 	mc.LogOutput = nil
 	if cfg.SecretKey != nil {
 		mc.SecretKey = slices.Clone(cfg.SecretKey)
+		if len(cfg.PreviousKeys) > 0 {
+			kr, err := memberlist.NewKeyring(cfg.PreviousKeys, mc.SecretKey)
+			if err != nil {
+				return nil, fmt.Errorf("gossip: keyring: %w", err)
+			}
+			mc.Keyring = kr
+		}
 	}
 	var inner memberlist.NodeAwareTransport
 	if cfg.Transport != nil {
@@ -181,6 +188,13 @@ func New(cfg Config) (*Node, error) {
 	ln := ml.LocalNode()
 	ip, _ := netip.AddrFromSlice(ln.Addr)
 	n.addr = netip.AddrPortFrom(ip.Unmap(), ln.Port)
+	if n.resolveDataAddrs() {
+		// Before any join: the others learn the resolved addresses.
+		if err := n.storeMeta(nil, nil, false); err == nil {
+			_ = ml.UpdateNode(0)
+		}
+		n.publish(time.Now())
+	}
 	n.wg.Add(3)
 	go n.loop()
 	go n.send(n.outBE, false)
@@ -193,6 +207,31 @@ func New(cfg Config) (*Node, error) {
 		"encrypted", cfg.SecretKey != nil, "join", cfg.Join)
 	return n, nil
 }
+
+// resolveDataAddrs replaces the unspecified IP of a data address (an
+// uplink listening on 0.0.0.0) with the advertised gossip address's IP,
+// of the same family; it reports whether it changed one. (Before the
+// node's goroutines start.)
+func (n *Node) resolveDataAddrs() bool {
+	changed := false
+	addrs := slices.Clone(n.cfg.DataAddrs)
+	for i, a := range addrs {
+		if !a.Addr().IsUnspecified() {
+			continue
+		}
+		ip := n.addr.Addr()
+		if a.Addr().Is4() && !ip.Is4() {
+			continue
+		}
+		addrs[i] = netip.AddrPortFrom(ip, a.Port())
+		changed = true
+	}
+	n.cfg.DataAddrs = addrs
+	return changed
+}
+
+// MaxMACsPerHost is the most MACs SetLocalMACs takes for one fence.
+func (n *Node) MaxMACsPerHost() int { return n.cfg.MaxMACsPerHost }
 
 // LocalAddr returns the gossip address this node advertises.
 func (n *Node) LocalAddr() netip.AddrPort { return n.addr }

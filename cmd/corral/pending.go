@@ -19,8 +19,6 @@ func (v *validator) pending() error {
 		k := fmt.Sprintf("fences[%d]", i)
 		add(f.BUMRate != nil, k+".bum_rate")
 	}
-	// Issue 10: gossip.
-	add(r.Uplink.Gossip.Listen != "" || len(r.Uplink.Gossip.Join) > 0 || r.Uplink.Gossip.Profile != "", "uplink.gossip")
 	if len(keys) > 0 {
 		return cfgErr(keys[0], "not supported yet by this build")
 	}

@@ -43,7 +43,9 @@ type Config struct {
 	// Seal is where a sealed uplink's keys come from (nil: unsealed);
 	// Uplink.Seal holds the keys read at start.
 	Seal *SealSettings
-	Log  LogConfig
+	// Gossip is uplink.gossip (gossip.go); nil: hellos.
+	Gossip *GossipSettings
+	Log    LogConfig
 }
 
 // Fence is one fence with its attachments and gateway.
