@@ -109,6 +109,9 @@ type Config struct {
 
 	// noOffload turns UDP GSO/GRO off (tests of the plain path).
 	noOffload bool
+	// trustLearned skips the return-routability check of learned
+	// addresses (tests that hand-make datagrams from a plain socket).
+	trustLearned bool
 }
 
 // Config errors, each wrapped with the field's name by Validate.

@@ -261,6 +261,10 @@ func (b *rxBatch) directoryPeer(u *Uplink, src fence.OuterMAC, from netip.AddrPo
 // fragment) is put at dst.
 func (u *Uplink) plain(b *rxBatch, fr fence.Frame, from netip.AddrPort, dst []byte, moved bool) (int, bool) {
 	src := fr.Src()
+	if u.confirm != nil && !b.confirmed(u, src, from) {
+		u.unconfirmed(b, fr, src, from, len(fr))
+		return 0, false
+	}
 	b.sender(u, src, from, !u.cfg.Directory)
 	if fr.Header().Fence() == fence.ControlFence {
 		u.rxHello(src, fr.Inner(), from, b.now)
@@ -492,6 +496,18 @@ func (u *Uplink) rxHello(src fence.OuterMAC, payload []byte, from netip.AddrPort
 		return
 	}
 	u.ctr.add(ctrRxHellos, 1)
+	if h.IsProbe() {
+		// Return routability: a probe announces nothing; its cookie is
+		// echoed (the sender is a peer here: at most one probe back per
+		// probe, of the same size).
+		if h.Cookie != 0 && u.link.udp != nil && u.seal == nil {
+			select {
+			case u.ctl.echo <- probeReq{ap: from, echo: h.Cookie}:
+			default:
+			}
+		}
+		return
+	}
 	p, restarted, changed := u.hosts.hello(src, h, now)
 	if p == nil { // table full
 		return

@@ -56,6 +56,9 @@ type Uplink struct {
 	// peerAddrs is the unsealed UDP uplink's address filter (nil: every
 	// address is accepted: sealed, raw, LearnPeers or a group).
 	peerAddrs map[netip.AddrPort]bool
+	// confirm checks the return routability of learned addresses
+	// (confirm.go); nil when addresses are not learned unsealed.
+	confirm *confirmer
 
 	taps atomic.Pointer[tapSet] // captures of the outer frames (capture.go)
 	plog rateLog                // peer events a remote host can cause (learned, moved, hello)
@@ -126,6 +129,9 @@ func New(cfg Config) (*Uplink, error) {
 		}
 		if u.cfg.Group.IsValid() {
 			l.group = ut.udpAddr(u.cfg.Group)
+		}
+		if u.seal == nil && !u.cfg.Directory && (u.cfg.LearnPeers || u.cfg.Group.IsValid()) && !u.cfg.trustLearned {
+			u.confirm = newConfirmer(l.statics)
 		}
 	}
 	u.start(batch)
