@@ -47,6 +47,7 @@ type Node struct {
 	log      *slog.Logger
 	ml       *memberlist.Memberlist
 	tr       *countingTransport
+	keyring  *memberlist.Keyring // nil: gossip unencrypted
 	instance uint64
 	addr     netip.AddrPort         // advertised gossip address, set once by New
 	meta     atomic.Pointer[[]byte] // encoded local metadata
@@ -185,6 +186,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("gossip: start memberlist %q: %w", cfg.Name, err)
 	}
 	n.ml = ml
+	n.keyring = mc.Keyring // memberlist made one from SecretKey; nil unencrypted
 	ln := ml.LocalNode()
 	ip, _ := netip.AddrFromSlice(ln.Addr)
 	n.addr = netip.AddrPortFrom(ip.Unmap(), ln.Port)
@@ -228,6 +230,37 @@ func (n *Node) resolveDataAddrs() bool {
 	}
 	n.cfg.DataAddrs = addrs
 	return changed
+}
+
+// SetKeys replaces the gossip keys at run time (a rotation of the
+// installation secret): key becomes the one gossip is sent with, previous
+// keys are accepted on receive, every other key is dropped. Only a node
+// started with a SecretKey has keys to replace.
+func (n *Node) SetKeys(key []byte, previous [][]byte) error {
+	if n.keyring == nil {
+		return errors.New("gossip: not encrypted: no keys to replace")
+	}
+	for _, k := range append([][]byte{key}, previous...) {
+		if len(k) != SecretKeyLen {
+			return fmt.Errorf("gossip: key is %d bytes, want %d", len(k), SecretKeyLen)
+		}
+	}
+	for _, k := range append(slices.Clone(previous), key) {
+		if err := n.keyring.AddKey(k); err != nil {
+			return fmt.Errorf("gossip: add key: %w", err)
+		}
+	}
+	if err := n.keyring.UseKey(key); err != nil {
+		return fmt.Errorf("gossip: use key: %w", err)
+	}
+	for _, k := range n.keyring.GetKeys() {
+		if !bytes.Equal(k, key) && !slices.ContainsFunc(previous, func(p []byte) bool { return bytes.Equal(p, k) }) {
+			if err := n.keyring.RemoveKey(k); err != nil {
+				return fmt.Errorf("gossip: remove key: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 // MaxMACsPerHost is the most MACs SetLocalMACs takes for one fence.

@@ -331,3 +331,17 @@ func orEmpty(l []uint32) []uint32 {
 	}
 	return l
 }
+
+// reloadGossipKeys re-derives the gossip keys from the key files (SIGHUP,
+// after the uplink's keys): gossip follows a rotation of the
+// installation secret in the same three rounds.
+func reloadGossipKeys(rt *instance) error {
+	if rt.gossip == nil || rt.cfg.Seal == nil {
+		return nil
+	}
+	key, prev, err := gossipKeys(rt.cfg.Seal)
+	if err != nil {
+		return err
+	}
+	return rt.gossip.SetKeys(key, prev)
+}
