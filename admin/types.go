@@ -145,8 +145,10 @@ type PeersResponse struct {
 	GatewayConflicts []GatewayConflict `json:"gateway_conflicts"`
 	// Accept says which sources the uplink accepts: "peers" (unsealed
 	// UDP: the configured uplink.udp.peers), "any" (unsealed UDP with
-	// learn_peers or a group), "sealed" (any source whose frames open),
-	// "segment" (unsealed raw uplink).
+	// learn_peers or a group: addresses that echoed a cookie),
+	// "directory" (unsealed with gossip: the members' announced
+	// addresses), "sealed" (any source whose frames open), "segment"
+	// (unsealed raw uplink).
 	Accept string `json:"accept"`
 	// Seal is the sealed uplink's state; absent when unsealed. It holds
 	// key IDs only, never a key.

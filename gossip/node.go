@@ -58,9 +58,11 @@ type Node struct {
 	outBE  chan outMsg // best effort (packet)
 	outRel chan outMsg // reliable (stream)
 	dirty  chan struct{}
-	stop   chan struct{}
-	wg     sync.WaitGroup
-	closed atomic.Bool
+	// announce asks the announcer to broadcast the metadata.
+	announce chan struct{}
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	closed   atomic.Bool
 
 	mu sync.Mutex // mu guards the following fields; never held while calling memberlist
 	// +checklocks:mu
@@ -122,6 +124,7 @@ func New(cfg Config) (*Node, error) {
 		outBE:    make(chan outMsg, outboxLen),
 		outRel:   make(chan outMsg, outboxLen/8),
 		dirty:    make(chan struct{}, 1),
+		announce: make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 		peers:    map[string]*peer{},
 		byOuter:  map[[6]byte]*peer{},
@@ -197,7 +200,8 @@ func New(cfg Config) (*Node, error) {
 		}
 		n.publish(time.Now())
 	}
-	n.wg.Add(3)
+	n.wg.Add(4)
+	go n.announcer()
 	go n.loop()
 	go n.send(n.outBE, false)
 	go n.send(n.outRel, true)
@@ -354,10 +358,34 @@ func (n *Node) SetLocalFences(fences, gateways []uint32) error {
 	}
 	n.markDirty()
 	n.mu.Unlock()
-	if err := n.ml.UpdateNode(0); err != nil {
-		return fmt.Errorf("gossip: announce fences: %w", err)
+	// Announced by the announcer goroutine: memberlist's UpdateNode waits
+	// for its broadcast to go out, which may be never while a member that
+	// is gone is not declared dead yet.
+	select {
+	case n.announce <- struct{}{}:
+	default:
 	}
 	return nil
+}
+
+// announceTimeout bounds how long the announcer waits for one metadata
+// broadcast to go out.
+const announceTimeout = 2 * time.Second
+
+// announcer announces the metadata after each change (SetLocalFences),
+// one change at a time, until Close.
+func (n *Node) announcer() {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.announce:
+			if err := n.ml.UpdateNode(announceTimeout); err != nil && !n.closed.Load() {
+				n.log.Debug("metadata broadcast not complete", "err", err)
+			}
+		case <-n.stop:
+			return
+		}
+	}
 }
 
 // storeMeta encodes the local metadata with fences and gateways.

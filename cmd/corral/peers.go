@@ -72,7 +72,9 @@ func printSeal(w io.Writer, st admin.PeersResponse) {
 		case "peers":
 			fmt.Fprintln(w, "not sealed: frames are accepted from the configured peers only (uplink.udp.peers)")
 		case "any":
-			fmt.Fprintln(w, "not sealed: frames are accepted from any address (uplink.udp.learn_peers or a group): anyone on the network can inject them")
+			fmt.Fprintln(w, "not sealed: frames are accepted from any address that echoed a cookie (uplink.udp.learn_peers or a group): anyone on the network who receives at an address can inject them")
+		case "directory":
+			fmt.Fprintln(w, "not sealed: frames are accepted from the gossip members' announced addresses only: anyone who can spoof them can inject frames")
 		case "segment":
 			fmt.Fprintln(w, "not sealed: frames are accepted from anyone on the segment")
 		}
