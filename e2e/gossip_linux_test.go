@@ -188,14 +188,28 @@ func TestIntegrationGossip16(t *testing.T) {
 	}
 	p4b := newACClient(t, "g4/lab-b", "lab", acMAC(0x40), c, true)
 	hello := acFrame(p4b.mac, g4.port.mac, "4a to 4b (flood)")
-	g4.port.send(t, hello)
-	p4b.expect(t, hello, "4a's frame")
+	// The new port is attached shortly after the dial returns: send until
+	// it gets the frame.
+	harness.WaitFor(t, gsWait, "4b attached and reached by 4a's flood", func() bool {
+		g4.port.send(t, hello)
+		select {
+		case got := <-p4b.rx:
+			return string(got) == string(hello)
+		case <-time.After(500 * time.Millisecond):
+			return false
+		}
+	})
 	for _, h := range []*gsHost{lab[0], lab[1], lab[2], lab[4]} {
-		h.port.expect(t, hello, "4a's flood")
+		drainUntil(t, h.port, hello)
 	}
 	answer := acFrame(g4.port.mac, p4b.mac, "4b to 4a (local)")
+	p4b.drain()
 	p4b.send(t, answer)
-	g4.port.expect(t, answer, "4b's answer")
+	drainUntil(t, g4.port, answer)
+	time.Sleep(acQuietWait) // copies of 4a's flood still on their way
+	for _, h := range lab {
+		h.port.drain()
+	}
 	harness.WaitFor(t, gsWait, "g1 learns 4b's MAC through gossip", func() bool {
 		g, _ := lab[0].gossip(t)
 		for _, f := range g.Fences {
