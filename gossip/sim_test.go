@@ -82,7 +82,13 @@ func simulate(b *testing.B, nh int) {
 	wait := func(what string, cond func() bool) time.Duration {
 		d, ok := waitFor(*simTimeout, cond)
 		if !ok {
-			b.Fatalf("%d members: %s not reached after %v", nh, what, d)
+			var sum Counters
+			for _, s := range c.running() {
+				x := s.n.Counters()
+				sum.Alive, sum.Suspect, sum.Dead, sum.Left = sum.Alive+x.Alive, sum.Suspect+x.Suspect, sum.Dead+x.Dead, sum.Left+x.Left
+			}
+			b.Fatalf("%d members: %s not reached after %v; member states summed over the hosts: %d alive, %d suspect, %d dead, %d left; memnet dropped %d",
+				nh, what, d, sum.Alive, sum.Suspect, sum.Dead, sum.Left, c.net.Dropped.Load())
 		}
 		return d
 	}
