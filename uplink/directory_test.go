@@ -144,3 +144,30 @@ func TestDirectoryExcludesHellos(t *testing.T) {
 		t.Fatal("Directory with LearnPeers accepted")
 	}
 }
+
+// TestDirectoryWriteAllocs: a flood whose inner destination the
+// directory knows goes straight to its host without allocating.
+func TestDirectoryWriteAllocs(t *testing.T) {
+	a := dirHost(t, 1, []uint32{1})
+	b := dirHost(t, 2, []uint32{1})
+	vm := [6]byte{0, 0, 0x5e, 0, 0x53, 2}
+	a.u.SetDirectory(&fakeDir{hosts: map[uint32][][6]byte{1: {b.u.OuterMAC()}},
+		addrs: map[[6]byte][]netip.AddrPort{b.u.OuterMAC(): {b.u.LocalAddr()}},
+		macs:  map[[2]uint64][6]byte{macKey(1, vm): b.u.OuterMAC()}})
+	waitFor(t, "b from the directory", func() bool { _, ok := a.peer(b.u.OuterMAC()); return ok })
+	f := frame(200, 2, 1, 1)
+	buf := make([]byte, vswitch.Headroom+len(f), vswitch.Headroom+len(f)+64)
+	copy(buf[vswitch.Headroom:], f)
+	bufs, fences, hosts := [][]byte{buf}, []uint32{1}, [][6]byte{vswitch.Broadcast}
+	n := testing.AllocsPerRun(200, func() {
+		if _, err := a.u.WriteTrunk(bufs, fences, hosts, vswitch.Headroom); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if n != 0 && !raceEnabled { // the race detector changes allocation counts
+		t.Fatalf("WriteTrunk with a directory lookup: %v allocations per call", n)
+	}
+	if got := a.u.Status().Counters["tx_directory_unicast"]; got < 200 {
+		t.Fatalf("tx_directory_unicast = %d", got)
+	}
+}
