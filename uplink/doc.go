@@ -118,6 +118,17 @@
 // On the raw uplink a flood is one broadcast when every known peer wants
 // it, else unicast copies.
 //
+// Directory (gossip, DESIGN.md 4.7): with Config.Directory the uplink
+// sends no hellos and expires nobody by silence; [Uplink.SetDirectory]
+// hands it each new view (cmd/corral wires *gossip.Snapshot, which
+// satisfies [Directory]). The host table is rebuilt from the view: the
+// hosts of the local fences, at their announced data addresses, with their
+// fences and gateway claims (the gateway rule below applies to them); a
+// host that leaves the view is removed and Config.OnPeerDown called. A
+// flood whose inner destination is a unicast MAC the view places on a
+// host goes to that host only (tx_directory_unicast). The last view stays
+// in force while the control plane is partitioned.
+//
 // Control channel (fence 0): every HelloInterval, and at once when the
 // local fence list changes or a new peer appears, the uplink sends a
 // fence.Hello (version, host ID, host name, fences with local ports,
