@@ -17,6 +17,10 @@ func (s *Server) peers(w http.ResponseWriter, r *http.Request) {
 	st := s.up.Status()
 	resp := peersOf(st)
 	resp.GatewayConflicts = GatewayConflicts(s.gws.Served(), st.Peers)
+	if s.gossip != nil {
+		g := s.gossip.Status()
+		resp.Gossip = &g
+	}
 	writeJSON(w, http.StatusOK, resp)
 }
 

@@ -44,11 +44,19 @@ type Uplink interface {
 	Capture(snaplen int) (*uplink.Capture, error)
 }
 
+// Gossip is the gossip control plane as the server reads it (GET
+// /v1/peers); cmd adapts *gossip.Node.
+type Gossip interface {
+	Status() GossipStatus
+}
+
 // Config configures a [Server].
 type Config struct {
 	Switch Switch // required
 	// Uplink is nil without an uplink: GET /v1/peers answers 404.
 	Uplink Uplink
+	// Gossip is nil without uplink.gossip.
+	Gossip Gossip
 	// Gateways are the fences' gateways; nil: no fence has one.
 	Gateways Gateways
 	Version  string       // shown in GET /v1/status
@@ -74,6 +82,7 @@ var (
 type Server struct {
 	sw       Switch
 	up       Uplink // nil: none
+	gossip   Gossip // nil: none
 	gws      Gateways
 	att      Attachments // nil: none
 	lns      func() []ListenerStatus
@@ -97,7 +106,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Gateways = noGateways{}
 	}
 	s := &Server{
-		sw: cfg.Switch, up: cfg.Uplink, gws: cfg.Gateways, att: cfg.Attachments, lns: cfg.Listeners, version: cfg.Version,
+		sw: cfg.Switch, up: cfg.Uplink, gossip: cfg.Gossip, gws: cfg.Gateways, att: cfg.Attachments, lns: cfg.Listeners, version: cfg.Version,
 		mux: http.NewServeMux(), started: time.Now(), stop: make(chan struct{}),
 	}
 	s.mux.HandleFunc("GET /v1/status", s.status)

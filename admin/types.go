@@ -164,6 +164,9 @@ type PeersResponse struct {
 	GRO           bool         `json:"gro"` // UDP receive offload in use
 	StaticPeers   []string     `json:"static_peers,omitempty"`
 	Peers         []PeerStatus `json:"peers"`
+	// Gossip is the membership and fence state of uplink.gossip (nil:
+	// hellos).
+	Gossip *GossipStatus `json:"gossip,omitempty"`
 	// Counters are the uplink's counters by name (rx_frames, drop_*,
 	// gateway_conflict …).
 	Counters map[string]uint64 `json:"counters"`
@@ -184,8 +187,10 @@ type PeersResponse struct {
 	GatewayConflicts []GatewayConflict `json:"gateway_conflicts"`
 	// Accept says which sources the uplink accepts: "peers" (unsealed
 	// UDP: the configured uplink.udp.peers), "any" (unsealed UDP with
-	// learn_peers or a group), "sealed" (any source whose frames open),
-	// "segment" (unsealed raw uplink).
+	// learn_peers or a group: addresses that echoed a cookie),
+	// "directory" (unsealed with gossip: the members' announced
+	// addresses), "sealed" (any source whose frames open), "segment"
+	// (unsealed raw uplink).
 	Accept string `json:"accept"`
 	// Seal is the sealed uplink's state; absent when unsealed. It holds
 	// key IDs only, never a key.
@@ -470,4 +475,45 @@ func peersOf(st uplink.Status) PeersResponse {
 		out.GatewayYields = append(out.GatewayYields, GatewayYield{Fence: y.Fence, Peer: y.Peer, PeerName: y.PeerName, Since: y.Since})
 	}
 	return out
+}
+
+// GossipStatus is uplink.gossip's view in GET /v1/peers.
+type GossipStatus struct {
+	Name      string   `json:"name"`
+	Addr      string   `json:"addr"`
+	Profile   string   `json:"profile"`
+	Encrypted bool     `json:"encrypted"`
+	Join      []string `json:"join"`
+	// Members are every known member, this host included, sorted by name.
+	Members []GossipMember `json:"members"`
+	// Fences are this host's fences as gossip sees them.
+	Fences             []GossipFence `json:"fences"`
+	DuplicateOuterMACs []string      `json:"duplicate_outer_macs,omitempty"`
+	// Counters: bytes_in, bytes_out, updates_sent, updates_received,
+	// macs_sent, macs_received, macs_refused, …
+	Counters map[string]uint64 `json:"counters"`
+}
+
+// GossipMember is one member of the gossip cluster.
+type GossipMember struct {
+	Name      string    `json:"name"`
+	Self      bool      `json:"self,omitempty"`
+	State     string    `json:"state"` // alive, suspect, dead, left
+	Since     time.Time `json:"since,omitzero"`
+	Addr      string    `json:"addr"`
+	Valid     bool      `json:"valid"` // metadata decoded, same installation
+	OuterMAC  string    `json:"outer_mac,omitempty"`
+	DataAddrs []string  `json:"data_addrs,omitempty"`
+	Fences    []uint32  `json:"fences"`
+	Gateways  []uint32  `json:"gateways"`
+}
+
+// GossipFence is one local fence in GossipStatus.
+type GossipFence struct {
+	ID            uint32   `json:"id"`
+	Hosts         []string `json:"hosts"` // the other hosts that have it
+	LocalMACs     int      `json:"local_macs"`
+	RemoteMACs    int      `json:"remote_macs"`
+	Gateway       string   `json:"gateway,omitempty"`
+	GatewayClaims []string `json:"gateway_claims,omitempty"`
 }

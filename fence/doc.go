@@ -185,6 +185,16 @@
 //   - Host ID: the sender's host ID. Instance: random per process start,
 //     tells two hosts claiming one outer MAC apart, and a restart.
 //   - Flags: 0 on send, ignored on receive.
+//   - Version 2 (a probe, [HelloProbeVersion]) appends Cookie (64 bits)
+//     and Echo (64 bits) after the gateway list. An unsealed uplink that
+//     learns peers answers a datagram from an address it has not
+//     confirmed with a probe (no name, no fences) whose Cookie is bound
+//     to that address and sender; the address becomes a peer only when a
+//     probe from it echoes the cookie (return routability). A probe with
+//     a Cookie is answered with a probe that echoes it. Probes announce
+//     nothing (their lists are empty). Regular hellos stay version 1,
+//     padded with zeros to at least [HelloProbeLen] bytes so that a probe
+//     is never larger than the datagram it answers.
 //   - Bounds: N <= 64 ([MaxHelloName]), F <= 256 ([MaxHelloFences]), G <=
 //     64 ([MaxHelloGateways]); fence IDs 1…0xFFFFFE. A hello is at least
 //     18 bytes (not a runt) and at most 1042 ([MaxHelloLen]), so it always

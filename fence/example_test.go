@@ -53,5 +53,5 @@ func ExampleHello() {
 	fmt.Printf("% x\n%v %+v\n", b, err, got)
 	// Output:
 	// 01 01 02 c2 00 00 00 00 00 00 00 2a 04 00 00 02 00 01 6c 61 62 31 00 00 01 00 00 02 00 00 01
-	// <nil> {Version:1 HostID:706 Instance:42 Name:lab1 Fences:[1 2] Gateways:[1]}
+	// <nil> {Version:1 HostID:706 Instance:42 Name:lab1 Fences:[1 2] Gateways:[1] Cookie:0 Echo:0}
 }

@@ -29,6 +29,14 @@ const (
 	// whole: 18 + 1042 fits UDP over IPv6 at its minimum MTU, 1280.
 	MaxHelloLen = HelloHeaderLen + MaxHelloName + 3*(MaxHelloFences+MaxHelloGateways)
 
+	// HelloProbeVersion is the version of a probe: a hello that appends
+	// a cookie and an echo (8 bytes each) after the gateway list, used to
+	// confirm that an address is reachable before it is trusted.
+	HelloProbeVersion = 2
+	// HelloProbeLen is the length of a probe without name and fences.
+	HelloProbeLen = HelloHeaderLen + helloProbeTrailer
+
+	helloProbeTrailer   = 16
 	helloOffsetType     = 0
 	helloOffsetVersion  = 1
 	helloOffsetHostID   = 2
@@ -79,7 +87,16 @@ type Hello struct {
 	// Gateways are the fence IDs the sender serves a gateway on, at most
 	// [MaxHelloGateways], each 1…[MaxFenceID].
 	Gateways []uint32
+	// Cookie and Echo (version >= 2 only; zero: none) make a probe: a
+	// host that receives a datagram from an address it has not confirmed
+	// answers with a probe carrying a Cookie bound to that address; the
+	// address is confirmed when a probe from it echoes the cookie (Echo).
+	Cookie, Echo uint64
 }
+
+// IsProbe reports whether h is a probe (a cookie or an echo): not an
+// announcement of fences.
+func (h *Hello) IsProbe() bool { return h.Cookie != 0 || h.Echo != 0 }
 
 // Validate reports whether h is within the bounds of the format.
 func (h *Hello) Validate() error {
@@ -101,8 +118,12 @@ func (h *Hello) Validate() error {
 
 // Len returns the encoded length of h.
 func (h *Hello) Len() int {
-	return HelloHeaderLen + min(len(h.Name), MaxHelloName) +
+	n := HelloHeaderLen + min(len(h.Name), MaxHelloName) +
 		helloFenceIDLen*(min(len(h.Fences), MaxHelloFences)+min(len(h.Gateways), MaxHelloGateways))
+	if h.IsProbe() {
+		n += helloProbeTrailer
+	}
+	return n
 }
 
 // AppendTo appends the encoded hello to b and returns the extended slice.
@@ -119,6 +140,9 @@ func (h *Hello) AppendTo(b []byte) []byte {
 	if v == 0 {
 		v = HelloVersion
 	}
+	if h.IsProbe() {
+		v = max(v, HelloProbeVersion) // the trailer needs version 2
+	}
 	b = append(b, ControlHello, v)
 	b = binary.BigEndian.AppendUint16(b, h.HostID)
 	b = binary.BigEndian.AppendUint64(b, h.Instance)
@@ -130,6 +154,10 @@ func (h *Hello) AppendTo(b []byte) []byte {
 		for _, f := range list {
 			b = append(b, byte(f>>16), byte(f>>8), byte(f))
 		}
+	}
+	if h.IsProbe() {
+		b = binary.BigEndian.AppendUint64(b, h.Cookie)
+		b = binary.BigEndian.AppendUint64(b, h.Echo)
 	}
 	return b
 }
@@ -182,8 +210,15 @@ func (h *Hello) decode(b []byte) error {
 	if h.Fences, p, err = decodeFenceIDs(h.Fences[:0], p, nf); err != nil {
 		return err
 	}
-	h.Gateways, _, err = decodeFenceIDs(h.Gateways[:0], p, ng)
-	return err
+	if h.Gateways, p, err = decodeFenceIDs(h.Gateways[:0], p, ng); err != nil {
+		return err
+	}
+	h.Cookie, h.Echo = 0, 0
+	if h.Version >= HelloProbeVersion && len(p) >= helloProbeTrailer {
+		h.Cookie = binary.BigEndian.Uint64(p)
+		h.Echo = binary.BigEndian.Uint64(p[8:])
+	}
+	return nil
 }
 
 func decodeFenceIDs(dst []uint32, p []byte, n int) ([]uint32, []byte, error) {

@@ -60,8 +60,9 @@ type Config struct {
 	// are refused (the memberlist label is "corral/<installation>").
 	Installation uint8
 	// DataAddrs are where this host's uplink receives frames, at most
-	// MaxDataAddrs; empty: peers use the gossip address's IP and no port
-	// is announced.
+	// MaxDataAddrs; an unspecified IP (an uplink on 0.0.0.0) is announced
+	// as the advertised gossip address's IP. Empty: none announced (raw
+	// uplink: hosts are reached by outer MAC).
 	DataAddrs []netip.AddrPort
 	// BindAddr is the gossip address, TCP and UDP, e.g. 0.0.0.0:7946.
 	// Ignored when Transport is set. Port 0 picks a free port.
@@ -84,6 +85,10 @@ type Config struct {
 	// host without it can neither join, read nor forge membership. nil:
 	// no encryption.
 	SecretKey []byte
+	// PreviousKeys are accepted on receive besides SecretKey (a rotation
+	// of the installation secret: hosts switch one by one), never used to
+	// send. Each SecretKeyLen bytes; only with SecretKey.
+	PreviousKeys [][]byte
 	// Transport, if set, replaces memberlist's UDP+TCP transport (tests
 	// use package memnet). The Node counts its bytes either way.
 	Transport memberlist.NodeAwareTransport
@@ -131,6 +136,11 @@ func (c *Config) Validate() error {
 	}
 	if c.SecretKey != nil && len(c.SecretKey) != SecretKeyLen {
 		return fmt.Errorf("gossip: secret key is %d bytes, want %d", len(c.SecretKey), SecretKeyLen)
+	}
+	for _, k := range c.PreviousKeys {
+		if c.SecretKey == nil || len(k) != SecretKeyLen {
+			return fmt.Errorf("gossip: a previous key needs a secret key and %d bytes", SecretKeyLen)
+		}
 	}
 	if c.MaxMACsPerHost < 0 || c.MaxMACs < 0 || c.SyncInterval < 0 || c.DeadRetention < 0 ||
 		c.JoinBackoff < 0 || c.JoinMaxBackoff < 0 {

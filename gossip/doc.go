@@ -153,4 +153,19 @@
 // failure times, gossip kbit/s per host at steady state and heap per host:
 //
 //	go test -run '^$' -bench BenchmarkScale -benchtime 1x -timeout 60m ./gossip/ -args -sim.window 60s
+//
+// make bench (contrib/bench/run.sh) runs it for the sizes in BENCH_GOSSIP
+// (default 300 and 1,000) and prints the figures with the other tables.
+//
+// # Use by corral
+//
+// cmd/corral starts a Node for uplink.gossip and hands every snapshot to
+// the uplink (uplink.Uplink.SetDirectory; *Snapshot satisfies
+// uplink.Directory), which then sends no hellos. Once a second it sets
+// the local fences (the switch's fences with ports), the gateways served
+// and, per fence, the MACs of the local ports (from the switch's bridge
+// table). With a sealed uplink, SecretKey is HKDF-SHA256 of the
+// installation secret with the info "corral gossip key v1" and the
+// installation ID, and SIGHUP replaces it (Node.SetKeys) with the
+// uplink's keys.
 package gossip

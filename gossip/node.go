@@ -47,6 +47,7 @@ type Node struct {
 	log      *slog.Logger
 	ml       *memberlist.Memberlist
 	tr       *countingTransport
+	keyring  *memberlist.Keyring // nil: gossip unencrypted
 	instance uint64
 	addr     netip.AddrPort         // advertised gossip address, set once by New
 	meta     atomic.Pointer[[]byte] // encoded local metadata
@@ -57,9 +58,11 @@ type Node struct {
 	outBE  chan outMsg // best effort (packet)
 	outRel chan outMsg // reliable (stream)
 	dirty  chan struct{}
-	stop   chan struct{}
-	wg     sync.WaitGroup
-	closed atomic.Bool
+	// announce asks the announcer to broadcast the metadata.
+	announce chan struct{}
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	closed   atomic.Bool
 
 	mu sync.Mutex // mu guards the following fields; never held while calling memberlist
 	// +checklocks:mu
@@ -121,6 +124,7 @@ func New(cfg Config) (*Node, error) {
 		outBE:    make(chan outMsg, outboxLen),
 		outRel:   make(chan outMsg, outboxLen/8),
 		dirty:    make(chan struct{}, 1),
+		announce: make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 		peers:    map[string]*peer{},
 		byOuter:  map[[6]byte]*peer{},
@@ -144,6 +148,13 @@ func New(cfg Config) (*Node, error) {
 	mc.LogOutput = nil
 	if cfg.SecretKey != nil {
 		mc.SecretKey = slices.Clone(cfg.SecretKey)
+		if len(cfg.PreviousKeys) > 0 {
+			kr, err := memberlist.NewKeyring(cfg.PreviousKeys, mc.SecretKey)
+			if err != nil {
+				return nil, fmt.Errorf("gossip: keyring: %w", err)
+			}
+			mc.Keyring = kr
+		}
 	}
 	var inner memberlist.NodeAwareTransport
 	if cfg.Transport != nil {
@@ -178,10 +189,19 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("gossip: start memberlist %q: %w", cfg.Name, err)
 	}
 	n.ml = ml
+	n.keyring = mc.Keyring // memberlist made one from SecretKey; nil unencrypted
 	ln := ml.LocalNode()
 	ip, _ := netip.AddrFromSlice(ln.Addr)
 	n.addr = netip.AddrPortFrom(ip.Unmap(), ln.Port)
-	n.wg.Add(3)
+	if n.resolveDataAddrs() {
+		// Before any join: the others learn the resolved addresses.
+		if err := n.storeMeta(nil, nil, false); err == nil {
+			_ = ml.UpdateNode(0)
+		}
+		n.publish(time.Now())
+	}
+	n.wg.Add(4)
+	go n.announcer()
 	go n.loop()
 	go n.send(n.outBE, false)
 	go n.send(n.outRel, true)
@@ -193,6 +213,62 @@ func New(cfg Config) (*Node, error) {
 		"encrypted", cfg.SecretKey != nil, "join", cfg.Join)
 	return n, nil
 }
+
+// resolveDataAddrs replaces the unspecified IP of a data address (an
+// uplink listening on 0.0.0.0) with the advertised gossip address's IP,
+// of the same family; it reports whether it changed one. (Before the
+// node's goroutines start.)
+func (n *Node) resolveDataAddrs() bool {
+	changed := false
+	addrs := slices.Clone(n.cfg.DataAddrs)
+	for i, a := range addrs {
+		if !a.Addr().IsUnspecified() {
+			continue
+		}
+		ip := n.addr.Addr()
+		if a.Addr().Is4() && !ip.Is4() {
+			continue
+		}
+		addrs[i] = netip.AddrPortFrom(ip, a.Port())
+		changed = true
+	}
+	n.cfg.DataAddrs = addrs
+	return changed
+}
+
+// SetKeys replaces the gossip keys at run time (a rotation of the
+// installation secret): key becomes the one gossip is sent with, previous
+// keys are accepted on receive, every other key is dropped. Only a node
+// started with a SecretKey has keys to replace.
+func (n *Node) SetKeys(key []byte, previous [][]byte) error {
+	if n.keyring == nil {
+		return errors.New("gossip: not encrypted: no keys to replace")
+	}
+	for _, k := range append([][]byte{key}, previous...) {
+		if len(k) != SecretKeyLen {
+			return fmt.Errorf("gossip: key is %d bytes, want %d", len(k), SecretKeyLen)
+		}
+	}
+	for _, k := range append(slices.Clone(previous), key) {
+		if err := n.keyring.AddKey(k); err != nil {
+			return fmt.Errorf("gossip: add key: %w", err)
+		}
+	}
+	if err := n.keyring.UseKey(key); err != nil {
+		return fmt.Errorf("gossip: use key: %w", err)
+	}
+	for _, k := range n.keyring.GetKeys() {
+		if !bytes.Equal(k, key) && !slices.ContainsFunc(previous, func(p []byte) bool { return bytes.Equal(p, k) }) {
+			if err := n.keyring.RemoveKey(k); err != nil {
+				return fmt.Errorf("gossip: remove key: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// MaxMACsPerHost is the most MACs SetLocalMACs takes for one fence.
+func (n *Node) MaxMACsPerHost() int { return n.cfg.MaxMACsPerHost }
 
 // LocalAddr returns the gossip address this node advertises.
 func (n *Node) LocalAddr() netip.AddrPort { return n.addr }
@@ -282,10 +358,34 @@ func (n *Node) SetLocalFences(fences, gateways []uint32) error {
 	}
 	n.markDirty()
 	n.mu.Unlock()
-	if err := n.ml.UpdateNode(0); err != nil {
-		return fmt.Errorf("gossip: announce fences: %w", err)
+	// Announced by the announcer goroutine: memberlist's UpdateNode waits
+	// for its broadcast to go out, which may be never while a member that
+	// is gone is not declared dead yet.
+	select {
+	case n.announce <- struct{}{}:
+	default:
 	}
 	return nil
+}
+
+// announceTimeout bounds how long the announcer waits for one metadata
+// broadcast to go out.
+const announceTimeout = 2 * time.Second
+
+// announcer announces the metadata after each change (SetLocalFences),
+// one change at a time, until Close.
+func (n *Node) announcer() {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.announce:
+			if err := n.ml.UpdateNode(announceTimeout); err != nil && !n.closed.Load() {
+				n.log.Debug("metadata broadcast not complete", "err", err)
+			}
+		case <-n.stop:
+			return
+		}
+	}
 }
 
 // storeMeta encodes the local metadata with fences and gateways.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -457,4 +458,50 @@ func testNode(t testing.TB) *Node {
 	s := c.add()
 	c.start(s, nil)
 	return s.n
+}
+
+// TestDataAddrResolvedAndPreviousKey: a data address on 0.0.0.0 is
+// announced with the gossip address's IP (real UDP+TCP transport on
+// loopback), and a host whose key is another's previous key still joins
+// it (a rotation of the installation secret).
+func TestDataAddrResolvedAndPreviousKey(t *testing.T) {
+	oldKey, newKey := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
+	mk := func(name string, i int, key []byte, prev [][]byte, join []string) *Node {
+		n, err := New(Config{Name: name, OuterMAC: outerMAC(i), Installation: 1,
+			BindAddr: netip.MustParseAddrPort("127.0.0.1:0"), Join: join, SecretKey: key, PreviousKeys: prev,
+			DataAddrs: []netip.AddrPort{netip.MustParseAddrPort("0.0.0.0:7407")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		return n
+	}
+	a := mk("a", 1, newKey, [][]byte{oldKey}, nil)
+	b := mk("b", 2, oldKey, [][]byte{newKey}, []string{a.LocalAddr().String()}) // round 2 of a rotation: a switched, b not yet
+	want := netip.MustParseAddrPort("127.0.0.1:7407")
+	if d, ok := waitFor(20*time.Second, func() bool {
+		l := b.Snapshot().DataAddrs(outerMAC(1))
+		return len(l) == 1 && l[0] == want
+	}); !ok {
+		t.Fatalf("b does not see a's data address %v after %v: %v", want, d, b.Snapshot().DataAddrs(outerMAC(1)))
+	}
+	if got := a.Snapshot().HostName(outerMAC(2)); got != "b" {
+		t.Fatalf("HostName = %q", got)
+	}
+	// Round 3: both retire the old key; a third host with only the old
+	// key cannot join any more, one with the new key can.
+	if err := a.SetKeys(newKey, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.SetKeys(newKey, nil); err != nil {
+		t.Fatal(err)
+	}
+	old := mk("old", 3, oldKey, nil, []string{a.LocalAddr().String()})
+	fresh := mk("fresh", 4, newKey, nil, []string{b.LocalAddr().String()})
+	if d, ok := waitFor(20*time.Second, func() bool { return len(fresh.Snapshot().Members()) == 3 }); !ok {
+		t.Fatalf("a host with the new key did not join after %v", d)
+	}
+	if n := len(old.Snapshot().Members()); n != 1 {
+		t.Fatalf("a host with the retired key sees %d members", n)
+	}
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -14,6 +16,7 @@ var (
 	simFences  = flag.Int("sim.fences", 1000, "BenchmarkScale: fences in the mix")
 	simMACs    = flag.Int("sim.macs", 2, "BenchmarkScale: MACs per host per fence")
 	simTimeout = flag.Duration("sim.timeout", 10*time.Minute, "BenchmarkScale: bound on each wait")
+	simSizes   = flag.String("sim.sizes", "50,100,300,1000", "BenchmarkScale: member counts, comma-separated")
 )
 
 // BenchmarkScale is the scale simulation (issue 10, item 5): N memberlist
@@ -36,9 +39,13 @@ var (
 //   - MiB/host: live heap after GC divided by the members.
 //
 // Run: go test -run '^$' -bench 'BenchmarkScale' -benchtime 1x -timeout 60m ./gossip/
-// (one size: -bench 'BenchmarkScale/members=300$').
+// (other sizes: -args -sim.sizes 200,500).
 func BenchmarkScale(b *testing.B) {
-	for _, n := range []int{50, 100, 300, 1000} {
+	for _, f := range strings.Split(*simSizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 2 {
+			b.Fatalf("-sim.sizes: %q is not a member count", f)
+		}
 		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
 			for b.Loop() {
 				simulate(b, n)
@@ -82,7 +89,13 @@ func simulate(b *testing.B, nh int) {
 	wait := func(what string, cond func() bool) time.Duration {
 		d, ok := waitFor(*simTimeout, cond)
 		if !ok {
-			b.Fatalf("%d members: %s not reached after %v", nh, what, d)
+			var sum Counters
+			for _, s := range c.running() {
+				x := s.n.Counters()
+				sum.Alive, sum.Suspect, sum.Dead, sum.Left = sum.Alive+x.Alive, sum.Suspect+x.Suspect, sum.Dead+x.Dead, sum.Left+x.Left
+			}
+			b.Fatalf("%d members: %s not reached after %v; member states summed over the hosts: %d alive, %d suspect, %d dead, %d left; memnet dropped %d",
+				nh, what, d, sum.Alive, sum.Suspect, sum.Dead, sum.Left, c.net.Dropped.Load())
 		}
 		return d
 	}

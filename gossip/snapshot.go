@@ -128,6 +128,16 @@ func (s *Snapshot) DataAddrs(outer [6]byte) []netip.AddrPort {
 	return s.members[i].DataAddrs
 }
 
+// HostName returns the name of the member with outer MAC outer ("" when
+// none has it).
+func (s *Snapshot) HostName(outer [6]byte) string {
+	i, ok := s.byOuter[outer]
+	if !ok {
+		return ""
+	}
+	return s.members[i].Name
+}
+
 // Gateway returns the host that serves fence id's gateway: of the hosts
 // (alive or suspect, this one included) that claim it, the one with the
 // lowest outer MAC, the rule of the hello protocol, so every host

@@ -74,12 +74,12 @@ func TestReadTrunkAllocs(t *testing.T) {
 	for _, noOff := range []bool{false, true} {
 		for _, size := range []int{200, 1514} {
 			t.Run(fmt.Sprintf("offload=%v/%d", !noOff, size), func(t *testing.T) {
-				ua, err := New(Config{HostID: 1, UDPListen: mustAP("127.0.0.1:0"), LearnPeers: true, HelloInterval: time.Hour, noOffload: noOff})
+				ua, err := New(Config{HostID: 1, UDPListen: mustAP("127.0.0.1:0"), LearnPeers: true, trustLearned: true, HelloInterval: time.Hour, noOffload: noOff})
 				if err != nil {
 					t.Fatal(err)
 				}
 				defer ua.Close()
-				ub, err := New(Config{HostID: 2, UDPListen: mustAP("127.0.0.1:0"), LearnPeers: true, HelloInterval: time.Hour, noOffload: noOff})
+				ub, err := New(Config{HostID: 2, UDPListen: mustAP("127.0.0.1:0"), LearnPeers: true, trustLearned: true, HelloInterval: time.Hour, noOffload: noOff})
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -26,12 +26,12 @@ func BenchmarkLoopback(b *testing.B) {
 }
 
 func benchPair(b *testing.B, size int, noOffload bool) {
-	ua, err := New(Config{HostID: 1, UDPListen: mustAP("127.0.0.1:0"), LearnPeers: true, HelloInterval: time.Hour, noOffload: noOffload})
+	ua, err := New(Config{HostID: 1, UDPListen: mustAP("127.0.0.1:0"), LearnPeers: true, trustLearned: true, HelloInterval: time.Hour, noOffload: noOffload})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer ua.Close()
-	ub, err := New(Config{HostID: 2, UDPListen: mustAP("127.0.0.1:0"), LearnPeers: true, HelloInterval: time.Hour, noOffload: noOffload})
+	ub, err := New(Config{HostID: 2, UDPListen: mustAP("127.0.0.1:0"), LearnPeers: true, trustLearned: true, HelloInterval: time.Hour, noOffload: noOffload})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -107,12 +107,12 @@ func benchPair(b *testing.B, size int, noOffload bool) {
 }
 
 func TestWriteTrunkAllocs(t *testing.T) {
-	ua, err := New(Config{HostID: 1, UDPListen: mustAP("127.0.0.1:0"), LearnPeers: true, HelloInterval: time.Hour})
+	ua, err := New(Config{HostID: 1, UDPListen: mustAP("127.0.0.1:0"), LearnPeers: true, trustLearned: true, HelloInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ua.Close()
-	ub, err := New(Config{HostID: 2, UDPListen: mustAP("127.0.0.1:0"), LearnPeers: true, HelloInterval: time.Hour})
+	ub, err := New(Config{HostID: 2, UDPListen: mustAP("127.0.0.1:0"), LearnPeers: true, trustLearned: true, HelloInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

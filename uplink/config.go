@@ -60,6 +60,14 @@ type Config struct {
 	// address from any frame that opens, whatever LearnPeers says.
 	LearnPeers bool
 
+	// Directory: a control plane other than hellos (gossip, DESIGN.md
+	// 4.7) tells the uplink its peers through SetDirectory. No hello is
+	// sent and peers do not expire by silence: a host is a peer while the
+	// directory lists it in a local fence; unsealed, frames are accepted
+	// only from a peer's announced address, sealed from a peer whose
+	// frames open. Exclusive with Peers, Group and LearnPeers.
+	Directory bool
+
 	// RawInterface is the interface of the raw (AF_PACKET) uplink. "": none.
 	RawInterface string
 
@@ -101,6 +109,9 @@ type Config struct {
 
 	// noOffload turns UDP GSO/GRO off (tests of the plain path).
 	noOffload bool
+	// trustLearned skips the return-routability check of learned
+	// addresses (tests that hand-make datagrams from a plain socket).
+	trustLearned bool
 }
 
 // Config errors, each wrapped with the field's name by Validate.
@@ -112,6 +123,7 @@ var (
 	ErrBadAddr            = errors.New("invalid address")
 	ErrBadEtherType       = errors.New("EtherType must be at least 0x0600")
 	ErrBothTransports     = errors.New("a UDP uplink and a raw uplink are exclusive; configure one")
+	ErrBothControl        = errors.New("two control planes")
 )
 
 // withDefaults returns c with zero fields replaced by their defaults.
@@ -173,6 +185,9 @@ func (c *Config) Validate() error {
 		if !hasUDP {
 			return fmt.Errorf("uplink: Peers[%d]: %w: peers need UDPListen", i, ErrBadAddr)
 		}
+	}
+	if d.Directory && (len(d.Peers) > 0 || d.Group.IsValid() || d.LearnPeers) {
+		return fmt.Errorf("uplink: Directory: %w: static peers, a group and learned peers are the hello protocol's; a directory replaces them", ErrBothControl)
 	}
 	if d.Seal != nil {
 		if err := d.Seal.validate(); err != nil {

@@ -28,6 +28,7 @@ type control struct {
 	kick     chan struct{}       // asks for a hello now
 	down     chan fence.OuterMAC // restarted peers, for OnPeerDown
 	dupReply chan netip.AddrPort // hosts claiming our MAC: tell them too
+	echo     chan probeReq       // probes of peers to answer (confirm.go)
 
 	// Owned by the control goroutine (and start, before it runs):
 	helloTrimmed   bool
@@ -39,6 +40,7 @@ func (c *control) init() {
 	c.kick = make(chan struct{}, 1)
 	c.down = make(chan fence.OuterMAC, 64)
 	c.dupReply = make(chan netip.AddrPort, 8)
+	c.echo = make(chan probeReq, probeQueue)
 }
 
 // control sends hellos and expires silent peers until Close.
@@ -48,7 +50,11 @@ func (u *Uplink) control(buf []byte, lastFences, lastGW []uint32, lastHello time
 	tick := time.NewTicker(min(pollInterval, u.cfg.HelloInterval))
 	defer tick.Stop()
 	lastSummary, lastDrops := time.Now(), u.ctr.drops()
-	kicked := false
+	kicked, dirChanged := false, false
+	var probes chan probeReq // nil: none
+	if u.confirm != nil {
+		probes = u.confirm.probes
+	}
 	for {
 		now := time.Now()
 		if now.Sub(lastSummary) >= dropSummaryInterval {
@@ -64,22 +70,37 @@ func (u *Uplink) control(buf []byte, lastFences, lastGW []uint32, lastHello time
 		u.gw.recheck(u.hosts.load())
 		u.runGatewayEvents()
 		fences, gws := sortedSet(u.cfg.LocalFences), u.gw.served()
-		if now.Sub(lastHello) >= u.cfg.HelloInterval || !slices.Equal(fences, lastFences) || !slices.Equal(gws, lastGW) {
-			buf = u.sendHello(buf[:0], fences, gws, nil)
-			lastHello, lastFences, lastGW = now, fences, gws
+		if u.cfg.Directory {
+			// No hellos, no expiry by silence: the directory's view
+			// decides, applied on change and when the local fences do.
+			if d := u.loadDirectory(); d != nil && (dirChanged || !slices.Equal(fences, lastFences)) {
+				u.applyDirectory(d, now)
+			}
+			dirChanged, lastFences, lastGW = false, fences, gws
+		} else {
+			if now.Sub(lastHello) >= u.cfg.HelloInterval || !slices.Equal(fences, lastFences) || !slices.Equal(gws, lastGW) {
+				buf = u.sendHello(buf[:0], fences, gws, nil)
+				lastHello, lastFences, lastGW = now, fences, gws
+			}
+			u.expire(now)
 		}
-		u.expire(now)
 		u.rx.reasm.Expire(now)
 		select {
 		case <-u.done:
 			return
+		case <-u.dir.changed:
+			dirChanged = true
 		case <-tick.C:
 		case <-u.ctl.kick:
 			kicked = true
 		case ap := <-u.ctl.dupReply:
-			if u.link.udp != nil {
+			if u.link.udp != nil && !u.cfg.Directory {
 				buf = u.sendHello(buf[:0], lastFences, lastGW, u.link.udp.udpAddr(ap))
 			}
+		case p := <-probes:
+			buf = u.sendProbe(buf, p)
+		case p := <-u.ctl.echo:
+			buf = u.sendProbe(buf, p)
 		case mac := <-u.ctl.down:
 			if u.cfg.OnPeerDown != nil {
 				u.cfg.OnPeerDown(mac)
@@ -131,6 +152,13 @@ func (u *Uplink) sendHello(buf []byte, fences, gws []uint32, to *net.UDPAddr) []
 	}
 	h := fence.Hello{HostID: u.cfg.HostID, Instance: u.instance, Name: u.cfg.HostName, Fences: fences, Gateways: gws}
 	buf = h.AppendTo(buf)
+	if u.seal == nil {
+		// Never smaller than a probe: a probe answering it is no larger
+		// (confirm.go). Decoders ignore the padding.
+		for len(buf)-u.hdrLen < fence.HelloProbeLen {
+			buf = append(buf, 0)
+		}
+	}
 	innerLen := len(buf) - u.hdrLen
 	var fr fence.Frame
 	if u.seal != nil {

@@ -47,6 +47,10 @@ const (
 	ctrDropSealedShort // sealed: payload too short for key ID, counter, inner frame and tag
 	ctrDropTxNoKey     // sealed: no send key for the frame's fence
 	ctrDropTxCounter   // sealed: the reserved send counters are used up
+	ctrTxDirect        // directory: unknown unicast sent straight to its host
+	ctrDropUnconfirmed // unsealed, learning: from an address not confirmed yet
+	ctrTxProbes        // probes sent (return routability)
+	ctrPeersConfirmed  // addresses confirmed by an echoed cookie
 	numCounters
 )
 
@@ -85,6 +89,10 @@ var counterNames = [numCounters]string{
 	ctrDropSealedShort: "drop_sealed_short",
 	ctrDropTxNoKey:     "drop_tx_no_key",
 	ctrDropTxCounter:   "drop_tx_counter_limit",
+	ctrTxDirect:        "tx_directory_unicast",
+	ctrDropUnconfirmed: "drop_unconfirmed",
+	ctrTxProbes:        "tx_probes",
+	ctrPeersConfirmed:  "peers_confirmed",
 }
 
 type counters struct {

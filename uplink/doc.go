@@ -47,9 +47,19 @@
 //
 // Unsealed, the UDP uplink accepts datagrams only from the addresses of
 // Config.Peers (drop_not_peer), unless Config.LearnPeers is set or a
-// multicast group is configured: then any address is accepted and
-// learned, which trusts the network (anyone on it can inject frames; a
-// spoofed source can draw floods). The raw uplink trusts its segment.
+// multicast group is configured: then any address may become a peer,
+// but only once it has proved that it receives what is sent to it
+// (confirm.go): a datagram from an address not confirmed yet is not
+// delivered and is answered with a probe (a version-2 hello carrying a
+// cookie bound to the address, never larger than the datagram); the
+// address becomes a peer when a probe from it echoes the cookie. Until
+// then it gets no flood, no hello and no unicast, so a spoofed source
+// draws nothing but probes and the amplification factor is at most 1.
+// This still trusts the network in one way: a host that can receive at
+// an address can inject frames from it. The raw uplink trusts its
+// segment. With Config.Directory (gossip) the peers are the directory's
+// hosts and frames come in only from the address each announced
+// (sealed: from a peer whose frames open).
 //
 // # The sealed uplink (DESIGN.md 3.6)
 //
@@ -107,6 +117,17 @@
 // heard from); or one send to the multicast group when one is configured.
 // On the raw uplink a flood is one broadcast when every known peer wants
 // it, else unicast copies.
+//
+// Directory (gossip, DESIGN.md 4.7): with Config.Directory the uplink
+// sends no hellos and expires nobody by silence; [Uplink.SetDirectory]
+// hands it each new view (cmd/corral wires *gossip.Snapshot, which
+// satisfies [Directory]). The host table is rebuilt from the view: the
+// hosts of the local fences, at their announced data addresses, with their
+// fences and gateway claims (the gateway rule below applies to them); a
+// host that leaves the view is removed and Config.OnPeerDown called. A
+// flood whose inner destination is a unicast MAC the view places on a
+// host goes to that host only (tx_directory_unicast). The last view stays
+// in force while the control plane is partitioned.
 //
 // Control channel (fence 0): every HelloInterval, and at once when the
 // local fence list changes or a new peer appears, the uplink sends a

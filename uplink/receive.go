@@ -224,6 +224,10 @@ func (u *Uplink) accept(b *rxBatch, outer []byte, from netip.AddrPort) (fence.Fr
 		u.ownMAC(fr, from)
 		return nil, false
 	}
+	if u.cfg.Directory && !b.directoryPeer(u, fr.Src(), from) {
+		u.ctr.add(ctrDropNotPeer, 1)
+		return nil, false
+	}
 	if d := fr.Dst(); d != u.self && !d.IsBroadcast() {
 		// Unicast for another host (a raw segment flooding unknown
 		// unicast): not ours to deliver.
@@ -243,12 +247,25 @@ func (b *rxBatch) peerAddr(u *Uplink, from netip.AddrPort) bool {
 	return b.lastAddrOK
 }
 
+// directoryPeer reports whether a frame from outer source src at address
+// from may come in on an uplink run by a directory: src must be a peer
+// of the directory's view and, unsealed, send from the address it
+// announced (sealed, a frame that opens may move it).
+func (b *rxBatch) directoryPeer(u *Uplink, src fence.OuterMAC, from netip.AddrPort) bool {
+	p := b.table.byMAC[src]
+	return p != nil && (u.seal != nil || p.ap == from)
+}
+
 // plain delivers the unsealed frame fr from address from: its sender is
 // learned, a hello goes to rxHello, a data frame (reassembled when a
 // fragment) is put at dst.
 func (u *Uplink) plain(b *rxBatch, fr fence.Frame, from netip.AddrPort, dst []byte, moved bool) (int, bool) {
 	src := fr.Src()
-	b.sender(u, src, from, true)
+	if u.confirm != nil && !b.confirmed(u, src, from) {
+		u.unconfirmed(b, fr, src, from, len(fr))
+		return 0, false
+	}
+	b.sender(u, src, from, !u.cfg.Directory)
 	if fr.Header().Fence() == fence.ControlFence {
 		u.rxHello(src, fr.Inner(), from, b.now)
 		return 0, false
@@ -479,6 +496,18 @@ func (u *Uplink) rxHello(src fence.OuterMAC, payload []byte, from netip.AddrPort
 		return
 	}
 	u.ctr.add(ctrRxHellos, 1)
+	if h.IsProbe() {
+		// Return routability: a probe announces nothing; its cookie is
+		// echoed (the sender is a peer here: at most one probe back per
+		// probe, of the same size).
+		if h.Cookie != 0 && u.link.udp != nil && u.seal == nil {
+			select {
+			case u.ctl.echo <- probeReq{ap: from, echo: h.Cookie}:
+			default:
+			}
+		}
+		return
+	}
 	p, restarted, changed := u.hosts.hello(src, h, now)
 	if p == nil { // table full
 		return

@@ -54,12 +54,14 @@ func (tx *sender) init(batch, maxEncap int, sealed bool) {
 type txBatch struct {
 	items    []outItem // staged sends (tx.items, reused)
 	table    *hostTable
+	dir      Directory // Config.Directory's view; nil: none
 	lastHost [6]byte
 	lastPeer *peer
 	used     int  // scratch slots holding last fragments of staged items
 	sealUsed bool // tx.sealBuf holds a staged frame
 
 	frames, bytes, fragmented uint64
+	direct                    uint64 // unknown unicast sent to the directory's host
 }
 
 // WriteTrunk implements vswitch.Trunk.WriteTrunk. Each inner frame
@@ -86,6 +88,9 @@ func (u *Uplink) WriteTrunk(bufs [][]byte, fences []uint32, hosts [][6]byte, off
 	tx.mu.Lock()
 	defer tx.mu.Unlock()
 	b := txBatch{items: tx.items[:0], table: u.hosts.load()}
+	if u.cfg.Directory {
+		b.dir = u.loadDirectory()
+	}
 	defer b.flush(u)
 	for i := range bufs {
 		if err := u.stage(&b, bufs[i], fences[i], hosts[i], offset); err != nil {
@@ -106,6 +111,16 @@ func (u *Uplink) stage(b *txBatch, buf []byte, fenceID uint32, host [6]byte, off
 	if innerLen < fence.MinInnerLen || innerLen > fence.MaxInnerLen || !fence.ValidFenceID(fenceID) {
 		u.ctr.add(ctrDropTxInvalid, 1)
 		return nil
+	}
+	if host == fence.BroadcastMAC && b.dir != nil && buf[offset]&1 == 0 {
+		// Unknown unicast here, but the directory knows the inner MAC's
+		// host: straight there instead of a flood.
+		var mac [6]byte
+		copy(mac[:], buf[offset:])
+		if o, ok := b.dir.Lookup(fenceID, mac); ok && b.table.byMAC[o] != nil {
+			host = o
+			b.direct++
+		}
 	}
 	p, dst, ok := b.resolve(host)
 	if !ok {
@@ -288,5 +303,8 @@ func (b *txBatch) flush(u *Uplink) {
 	u.ctr.add(ctrTxBytes, b.bytes)
 	if b.fragmented > 0 {
 		u.ctr.add(ctrTxFragmented, b.fragmented)
+	}
+	if b.direct > 0 {
+		u.ctr.add(ctrTxDirect, b.direct)
 	}
 }

@@ -34,8 +34,10 @@ type Status struct {
 	// nil when the uplink is not sealed.
 	Seal *SealStatus `json:"seal,omitempty"`
 	// Accept says which sources an unsealed UDP uplink accepts: "peers"
-	// (the configured ones), "any" (LearnPeers, or a group); "sealed"
-	// (any source whose frames open) or "segment" (raw).
+	// (the configured ones), "any" (LearnPeers, or a group: any address
+	// that echoed a cookie), "directory" (the members' announced
+	// addresses, Config.Directory); "sealed" (any source whose frames
+	// open) or "segment" (raw).
 	Accept string `json:"accept"`
 }
 
@@ -83,6 +85,8 @@ func (u *Uplink) Status() Status {
 		s.Accept = "segment"
 	case u.peerAddrs != nil:
 		s.Accept = "peers"
+	case u.cfg.Directory:
+		s.Accept = "directory"
 	default:
 		s.Accept = "any"
 	}

@@ -56,12 +56,16 @@ type Uplink struct {
 	// peerAddrs is the unsealed UDP uplink's address filter (nil: every
 	// address is accepted: sealed, raw, LearnPeers or a group).
 	peerAddrs map[netip.AddrPort]bool
+	// confirm checks the return routability of learned addresses
+	// (confirm.go); nil when addresses are not learned unsealed.
+	confirm *confirmer
 
 	taps atomic.Pointer[tapSet] // captures of the outer frames (capture.go)
 	plog rateLog                // peer events a remote host can cause (learned, moved, hello)
 
-	hosts hosts    // the host table
-	gw    gateways // gateway arbitration (gateway.go)
+	hosts hosts     // the host table
+	dir   directory // Config.Directory's view (directory.go)
+	gw    gateways  // gateway arbitration (gateway.go)
 
 	ctr      counters      // by reason
 	fenceCtr fenceCounters // received frames by fence
@@ -117,7 +121,7 @@ func New(cfg Config) (*Uplink, error) {
 			p = netip.AddrPortFrom(p.Addr().Unmap(), p.Port())
 			l.statics = append(l.statics, staticPeer{ap: p, ua: ut.udpAddr(p)})
 		}
-		if u.seal == nil && !u.cfg.LearnPeers && !u.cfg.Group.IsValid() {
+		if u.seal == nil && !u.cfg.LearnPeers && !u.cfg.Group.IsValid() && !u.cfg.Directory {
 			u.peerAddrs = make(map[netip.AddrPort]bool, len(l.statics))
 			for _, p := range l.statics {
 				u.peerAddrs[p.ap] = true
@@ -125,6 +129,9 @@ func New(cfg Config) (*Uplink, error) {
 		}
 		if u.cfg.Group.IsValid() {
 			l.group = ut.udpAddr(u.cfg.Group)
+		}
+		if u.seal == nil && !u.cfg.Directory && (u.cfg.LearnPeers || u.cfg.Group.IsValid()) && !u.cfg.trustLearned {
+			u.confirm = newConfirmer(l.statics)
 		}
 	}
 	u.start(batch)
@@ -153,6 +160,7 @@ func newBase(cfg Config) (*Uplink, error) {
 	u.self = u.params.OuterMAC(cfg.HostID)
 	u.log = cfg.Logger.With("outer_mac", u.self.String())
 	u.ctl.init()
+	u.dir.changed = make(chan struct{}, 1)
 	u.gw = gateways{self: u.self, configured: cfg.GatewayFences, log: u.log, ctr: &u.ctr, yielded: map[uint32]gwYield{}}
 	u.plog = rateLog{log: u.log, per: dropSummaryInterval, burst: peerLogBurst}
 	return u, nil
@@ -174,10 +182,18 @@ func (u *Uplink) start(batch int) {
 	// is read: every host announces its configured gateways once, so that
 	// a gateway conflict is seen (and logged) by both hosts.
 	fences, gws := sortedSet(u.cfg.LocalFences), u.gw.served()
-	buf := u.sendHello(make([]byte, 0, 8<<10), fences, gws, nil)
+	buf := make([]byte, 0, 8<<10)
+	if !u.cfg.Directory {
+		buf = u.sendHello(buf, fences, gws, nil)
+	}
 	go u.control(buf, fences, gws, time.Now())
 	attrs := []any{"transport", u.transportName(), "addr", u.addrString(),
-		"max_encap_len", u.link.maxEncap, "hello_interval", u.cfg.HelloInterval}
+		"max_encap_len", u.link.maxEncap}
+	if u.cfg.Directory {
+		attrs = append(attrs, "control", "directory (gossip)")
+	} else {
+		attrs = append(attrs, "hello_interval", u.cfg.HelloInterval)
+	}
 	if u.seal != nil {
 		attrs = append(attrs, "sealed", u.cfg.Seal.Cipher.String(), "keys", keySummary(u.seal.Keys()))
 	} else if u.peerAddrs != nil {

@@ -79,7 +79,8 @@ func newHost(t *testing.T, id uint16, fences []uint32, mod func(*Config)) *testH
 		OnPeerDown: func(m [6]byte) { h.downs <- m },
 		// Most tests learn peers from datagrams (hand-made ones too);
 		// the address filter has its own tests.
-		LearnPeers: true,
+		LearnPeers:   true,
+		trustLearned: true,
 	}
 	if mod != nil {
 		mod(&cfg)

@@ -107,12 +107,12 @@ var keyDocs = []keyDoc{
 		"During a rotation, frames under this older secret are still accepted; it is never used to send."},
 	{"uplink.seal.cipher", "string (aes-256-gcm, chacha20-poly1305)", "`aes-256-gcm`", `chacha20-poly1305`,
 		"The AEAD of sealed frames."},
-	{"uplink.gossip.listen", "string (IP:port)", "`\"\"`: no gossip (static peers and hellos)", `"0.0.0.0:7946"`,
-		"TCP and UDP address of memberlist gossip. With gossip, hellos are not sent; fence membership and MACs are gossiped among each fence's hosts only."},
-	{"uplink.gossip.join", "list of strings (IP:port)", "`[]`", `["192.0.2.10:7946"]`,
-		"Any members of the cluster; retried with backoff until one answers."},
+	{"uplink.gossip.listen", "string (IP:port, :port or IP)", "`\"\"`: no gossip (static peers or a group, and hellos)", `"0.0.0.0:7946"`,
+		"TCP and UDP address of memberlist gossip (port default 7946; registered so no guest's NAT reaches it). With gossip the uplink sends no hellos: members, each host's fences, data address and gateway claims come from gossip, floods go only to the fence's hosts, and the MACs of each fence's local ports are gossiped among that fence's hosts only, so unicast to them goes straight to their host. Excludes `uplink.udp.peers`, `group` and `learn_peers`. With `uplink.seal.mode: required`, gossip is encrypted and authenticated (AES-256-GCM) with a key derived from the installation secret. The uplink's data address is announced; on `0.0.0.0` with the gossip address's IP."},
+	{"uplink.gossip.join", "list of strings (host:port)", "`[]`: wait to be joined", `["192.0.2.10:7946"]`,
+		"Any members of the cluster (one is enough; port default 7946); retried with backoff until one answers, and again whenever this host is alone."},
 	{"uplink.gossip.profile", "string (lan, wan)", "`lan`", `wan`,
-		"memberlist's timing profile."},
+		"memberlist's timing: `lan` probes every 0.5 s and declares a silent host dead within about 10 s at 1,000 hosts; `wan` uses memberlist's WAN timing (5 s probes) for high-latency links."},
 
 	// fences
 	{"fences", "list of objects", "one fence `default` (ID 1) with a gateway, listening on `unix://$XDG_RUNTIME_DIR/corral/default.sock`", "",

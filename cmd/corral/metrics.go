@@ -15,6 +15,7 @@ import (
 
 	"github.com/corralnet/corral/admin"
 	"github.com/corralnet/corral/forward"
+	"github.com/corralnet/corral/gossip"
 	"github.com/corralnet/corral/stack"
 	vswitch "github.com/corralnet/corral/switch"
 	"github.com/corralnet/corral/uplink"
@@ -35,6 +36,8 @@ type metricsSources struct {
 	// localGateways lists the fences whose gateway runs here (for
 	// conflicts with peers).
 	localGateways func() []uint32
+	// gossip reads the gossip node's counters; nil without uplink.gossip.
+	gossip func() gossip.Counters
 }
 
 // gatewayMetrics is one gateway's scrape.
@@ -91,6 +94,11 @@ var (
 	mUplinkRxByFence = desc("uplink_rx_frames_by_fence_total", "Inbound uplink frames delivered to the switch, per fence ID.", "fence_id")
 	mUplinkConflicts = desc("uplink_gateway_conflicts", "Fences whose gateway runs here and is also announced by a peer (should be 0).")
 
+	mGossipMembers = desc("gossip_members", "Gossip members by state (alive, suspect, dead, left), this host included.", "state")
+	mGossipBytes   = desc("gossip_bytes_total", "Gossip bytes (memberlist probes, gossip, push/pull and fence state) by direction (in, out).", "direction")
+	mGossipMACAdv  = desc("gossip_mac_advertisements_total", "Fence-state updates (MAC advertisements) by direction (sent, received).", "direction")
+	mGossipMACs    = desc("gossip_macs_total", "MACs carried by fence-state updates, by result (sent, received, refused).", "result")
+
 	mGwInFrames   = desc("gateway_in_frames_total", "Frames from the fence into the gateway.", "fence")
 	mGwOutFrames  = desc("gateway_out_frames_total", "Frames from the gateway to the fence.", "fence")
 	mGwInDrops    = desc("gateway_in_drops_total", "Inbound frames dropped as malformed.", "fence")
@@ -126,6 +134,7 @@ var (
 		mPortRxFrames, mPortRxBytes, mPortTxFrames, mPortTxBytes, mPortDrops, mPortMACs, mPortQueued, mPortQueueLen,
 		mTrunkRxFrames, mTrunkRxBytes, mTrunkTxFrames, mTrunkTxBytes, mTrunkQueued, mTrunkDrops,
 		mUplinkCounter, mUplinkPeers, mUplinkRxByFence, mUplinkConflicts,
+		mGossipMembers, mGossipBytes, mGossipMACAdv, mGossipMACs,
 		mGwInFrames, mGwOutFrames, mGwInDrops, mGwInFiltered, mGwOutDrops, mGwOutWaits, mGwBadCsum, mGwNATRefused, mGwNATGuests,
 		mGwTCPConns, mGwTCPRefused,
 		mGwUDPFlows, mGwUDPRefused, mGwICMP, mGwLeases, mGwDHCPReqs, mGwDNSQueries, mGwForwards,
@@ -223,6 +232,20 @@ func (c *corralCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(mUplinkConflicts, float64(len(admin.GatewayConflicts(local, st.Peers))))
 		}
 	}
+	if c.src.gossip != nil {
+		g := c.src.gossip()
+		gauge(mGossipMembers, float64(g.Alive), "alive")
+		gauge(mGossipMembers, float64(g.Suspect), "suspect")
+		gauge(mGossipMembers, float64(g.Dead), "dead")
+		gauge(mGossipMembers, float64(g.Left), "left")
+		counter(mGossipBytes, g.BytesIn, "in")
+		counter(mGossipBytes, g.BytesOut, "out")
+		counter(mGossipMACAdv, g.UpdatesSent, "sent")
+		counter(mGossipMACAdv, g.UpdatesReceived, "received")
+		counter(mGossipMACs, g.MACsSent, "sent")
+		counter(mGossipMACs, g.MACsReceived, "received")
+		counter(mGossipMACs, g.MACsRefused, "refused")
+	}
 	if c.src.gateways != nil {
 		for _, g := range c.src.gateways() {
 			s := g.stats
@@ -300,6 +323,9 @@ func rtMetricsSources(rt *instance) metricsSources {
 	src := metricsSources{switchStatus: rt.sw.Status, localGateways: rt.gatewayFences}
 	if u := rt.uplink; u != nil {
 		src.uplinkStatus = func() (uplink.Status, bool) { return u.Status(), true }
+	}
+	if n := rt.gossip; n != nil {
+		src.gossip = n.Counters
 	}
 	fences, gws, fwd := rt.cfg.Fences, rt.gateways, rt.forwards
 	src.gateways = func() []gatewayMetrics {

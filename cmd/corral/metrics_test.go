@@ -5,11 +5,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/corralnet/corral/gossip"
 	"github.com/corralnet/corral/stack"
 	vswitch "github.com/corralnet/corral/switch"
 	"github.com/corralnet/corral/uplink"
@@ -66,6 +68,10 @@ func TestMetricsCollector(t *testing.T) {
 			return []gatewayMetrics{{fence: "lab", forwards: 2, stats: st}}
 		},
 		localGateways: func() []uint32 { return []uint32{1} },
+		gossip: func() gossip.Counters {
+			return gossip.Counters{Alive: 15, Suspect: 1, Dead: 2, BytesIn: 100, BytesOut: 200, UpdatesSent: 3, UpdatesReceived: 4,
+				MACsSent: 5, MACsReceived: 6, MACsRefused: 7}
+		},
 	}
 	h, err := metricsHandler(src)
 	if err != nil {
@@ -106,6 +112,13 @@ func TestMetricsCollector(t *testing.T) {
 		`corral_gateway_nat_refused_total{fence="lab",proto="tcp",reason="limit_guest"} 7`,
 		`corral_gateway_nat_refused_total{fence="lab",proto="udp",reason="self"} 4`,
 		`corral_gateway_nat_refused_total{fence="lab",proto="icmp",reason="no_raw_socket"} 0`,
+		`corral_gossip_members{state="alive"} 15`,
+		`corral_gossip_members{state="left"} 0`,
+		`corral_gossip_bytes_total{direction="out"} 200`,
+		`corral_gossip_mac_advertisements_total{direction="received"} 4`,
+		`corral_gossip_macs_total{result="refused"} 7`,
+		`# TYPE corral_gossip_bytes_total counter`,
+		`# TYPE corral_gossip_members gauge`,
 		`# TYPE corral_fence_frames_in_total counter`,
 		`# TYPE corral_port_queued gauge`,
 		`go_goroutines`,
@@ -114,6 +127,7 @@ func TestMetricsCollector(t *testing.T) {
 			t.Errorf("scrape lacks %q", want)
 		}
 	}
+	promtoolCheck(t, body)
 	frames = 42
 	if body := scrape(t, ts.URL); !strings.Contains(body, `corral_fence_frames_in_total{fence="lab"} 42`) {
 		t.Errorf("second scrape does not see the new counter:\n%s", grepLines(body, "corral_fence_frames_in"))
@@ -127,7 +141,7 @@ func TestMetricsCollector(t *testing.T) {
 	ts2 := httptest.NewServer(h)
 	defer ts2.Close()
 	body = scrape(t, ts2.URL)
-	if strings.Contains(body, "corral_uplink_") || strings.Contains(body, "corral_gateway_") {
+	if strings.Contains(body, "corral_uplink_") || strings.Contains(body, "corral_gateway_") || strings.Contains(body, "corral_gossip_") {
 		t.Errorf("uplink or gateway metrics without an uplink or gateway:\n%s", grepLines(body, "corral_uplink_", "corral_gateway_"))
 	}
 }
@@ -205,4 +219,28 @@ func dialUnix(t *testing.T, path string) net.Conn {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// promtoolCheck runs `promtool check metrics` (Debian package prometheus)
+// on a scrape when it is installed, and fails on what it finds in the
+// gossip families: counters end in _total, units are in the names.
+func promtoolCheck(t *testing.T, body string) {
+	t.Helper()
+	path, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Logf("promtool not installed: metric names not linted (%v)", err)
+		return
+	}
+	cmd := exec.Command(path, "check", "metrics")
+	cmd.Stdin = strings.NewReader(body)
+	out, err := cmd.CombinedOutput()
+	var problems []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(l, "corral_gossip_") {
+			problems = append(problems, l)
+		}
+	}
+	if len(problems) > 0 {
+		t.Errorf("promtool check metrics (%v):\n%s", err, strings.Join(problems, "\n"))
+	}
 }

@@ -41,6 +41,9 @@ func printPeers(w io.Writer, st admin.PeersResponse) {
 			fmt.Fprintf(w, "  fence %d: %s\n", k.Fence, peerKeyText(k))
 		}
 	}
+	if g := st.Gossip; g != nil {
+		printGossip(w, g)
+	}
 	nonZero := map[string]uint64{}
 	for k, v := range st.Counters {
 		if v != 0 {
@@ -69,7 +72,9 @@ func printSeal(w io.Writer, st admin.PeersResponse) {
 		case "peers":
 			fmt.Fprintln(w, "not sealed: frames are accepted from the configured peers only (uplink.udp.peers)")
 		case "any":
-			fmt.Fprintln(w, "not sealed: frames are accepted from any address (uplink.udp.learn_peers or a group): anyone on the network can inject them")
+			fmt.Fprintln(w, "not sealed: frames are accepted from any address that echoed a cookie (uplink.udp.learn_peers or a group): anyone on the network who receives at an address can inject them")
+		case "directory":
+			fmt.Fprintln(w, "not sealed: frames are accepted from the gossip members' announced addresses only: anyone who can spoof them can inject frames")
 		case "segment":
 			fmt.Fprintln(w, "not sealed: frames are accepted from anyone on the segment")
 		}
@@ -122,4 +127,43 @@ func ids(v []uint32) string {
 		s[i] = fmt.Sprint(x)
 	}
 	return strings.Join(s, ",")
+}
+
+// printGossip prints the gossip members with their state, fences and
+// gateways, and this host's fences as gossip sees them.
+func printGossip(w io.Writer, g *admin.GossipStatus) {
+	enc := "not encrypted"
+	if g.Encrypted {
+		enc = "encrypted (key from the installation secret)"
+	}
+	fmt.Fprintf(w, "\ngossip %s as %s, profile %s, %s, join %s\n", g.Addr, g.Name, g.Profile, enc, orDash(strings.Join(g.Join, ",")))
+	fmt.Fprintln(w, "MEMBER\tSTATE\tSINCE\tGOSSIP ADDR\tOUTER MAC\tDATA ADDRS\tFENCES\tGATEWAYS")
+	for _, m := range g.Members {
+		name, since := m.Name, "-"
+		if m.Self {
+			name += " (this host)"
+		}
+		if !m.Since.IsZero() {
+			since = time.Since(m.Since).Round(time.Second).String() + " ago"
+		}
+		state := m.State
+		if !m.Valid {
+			state += " (bad metadata)"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, state, since, m.Addr, orDash(m.OuterMAC),
+			orDash(strings.Join(m.DataAddrs, ",")), ids(m.Fences), ids(m.Gateways))
+	}
+	for _, f := range g.Fences {
+		gw := ""
+		if f.Gateway != "" {
+			gw = ", gateway " + f.Gateway
+			if len(f.GatewayClaims) > 1 {
+				gw += " (CONFLICT: claimed by " + strings.Join(f.GatewayClaims, ", ") + "; the first serves)"
+			}
+		}
+		fmt.Fprintf(w, "fence %d: hosts %s; %d local MACs, %d remote%s\n", f.ID, orDash(strings.Join(f.Hosts, ",")), f.LocalMACs, f.RemoteMACs, gw)
+	}
+	for _, d := range g.DuplicateOuterMACs {
+		fmt.Fprintf(w, "ERROR: member %s claims an outer MAC another member has (set distinct host.id values)\n", d)
+	}
 }

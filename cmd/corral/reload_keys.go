@@ -27,7 +27,10 @@ func reloadKeys(rt *instance) error {
 	if err != nil {
 		return err
 	}
-	return rt.uplink.SetKeys(keys)
+	if err := rt.uplink.SetKeys(keys); err != nil {
+		return err
+	}
+	return reloadGossipKeys(rt)
 }
 
 // watchReload calls reloadKeys on every SIGHUP until rt shuts down, and

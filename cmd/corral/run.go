@@ -21,6 +21,7 @@ import (
 	"github.com/corralnet/corral/admin"
 	"github.com/corralnet/corral/attach"
 	"github.com/corralnet/corral/forward"
+	"github.com/corralnet/corral/gossip"
 	vswitch "github.com/corralnet/corral/switch"
 	"github.com/corralnet/corral/uplink"
 )
@@ -103,6 +104,7 @@ type instance struct {
 	// it dials, so that no gateway NATs a guest to them (self.go).
 	self      *selfSockets
 	uplink    *uplink.Uplink
+	gossip    *gossip.Node // nil without uplink.gossip (gossip.go)
 	listeners []attach.Listener
 	// listenerFences names the fence of each of listeners.
 	listenerFences []string
@@ -354,6 +356,9 @@ func (rt *instance) serveAdmin() error {
 	}
 	if rt.uplink != nil {
 		ac.Uplink = rt.uplink
+	}
+	if rt.gossip != nil {
+		ac.Gossip = gossipAdmin{rt.gossip}
 	}
 	srv, err := admin.New(ac)
 	if err != nil {

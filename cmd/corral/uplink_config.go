@@ -143,6 +143,9 @@ func uplinkConfig(cfg *Config, raw *fileConfig) error {
 		c.Seal = &uplink.SealConfig{Cipher: ss.Cipher, Keys: keys}
 		cfg.Seal = ss
 	}
+	if err := gossipConfig(cfg, raw, &c); err != nil {
+		return err
+	}
 	if cfg.HasUplink {
 		if err := c.Validate(); err != nil {
 			return cfgErr(uplinkErrKey(err), "%v", strings.TrimPrefix(err.Error(), "uplink: "))

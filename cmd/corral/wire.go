@@ -260,6 +260,9 @@ func startUplink(rt *instance) error {
 	}
 	rt.self.add("udp", u.LocalAddr()) // zero (nothing) on the raw uplink
 	rt.uplink = u
+	if rt.cfg.Gossip != nil {
+		return startGossip(rt, u)
+	}
 	return nil
 }
 

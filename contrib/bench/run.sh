@@ -15,6 +15,9 @@
 #   BENCH_SUB     sub-benchmark filter, e.g. 'corral|gvproxy' (default: all)
 #   GVPROXY_VERSION  gvproxy version to try first (default v0.8.9)
 #   CORRAL_BIN    a prebuilt corral binary (default: built from ./cmd/corral)
+#   BENCH_GOSSIP  member counts of the gossip scale simulation, run once
+#                 after the rounds (default "100 300 1000"; gossip/sim_test.go)
+#   BENCH_GOSSIP_WINDOW  its steady-state window (default 60s)
 set -uo pipefail
 
 cd "$(dirname "$0")/../.." || exit 1
@@ -92,7 +95,16 @@ for r in $(seq 1 "$ROUNDS"); do
 		[ "${PIPESTATUS[0]}" -eq 0 ] || fail=1
 	done
 done
-say "raw results: $RAW"
+
+# --- gossip scale (issue 10): memberlist members in one process ----------
+GOSSIP_RAW=$CACHE/bench/gossip-$(date -u +%Y%m%dT%H%M%SZ).txt
+sizes=${BENCH_GOSSIP:-100 300 1000}
+say "gossip scale simulation: members $sizes"
+go test -run '^$' -bench '^BenchmarkScale$' -benchtime 1x -timeout 60m ./gossip/ \
+	-args -sim.sizes "$(echo "$sizes" | tr ' ' ',')" -sim.window "${BENCH_GOSSIP_WINDOW:-60s}" 2>&1 | tee "$GOSSIP_RAW" |
+	grep --line-buffered -E '^(Benchmark|--- FAIL|FAIL|ok|panic)|members:' >&2
+[ "${PIPESTATUS[0]}" -eq 0 ] || fail=1
+say "raw results: $RAW $GOSSIP_RAW"
 
 # --- tables ------------------------------------------------------------
 {
@@ -105,5 +117,11 @@ say "raw results: $RAW"
 	echo "vde_switch $(dpkg-query -W -f='${Version}' vde2 2>/dev/null || echo '?') with vde_plug $(dpkg-query -W -f='${Version}' vdeplug 2>/dev/null || echo '?')."
 	echo
 	awk -f contrib/bench/table.awk "$RAW"
+	echo
+	echo "### Gossip scale (gossip.BenchmarkScale: memberlist members on an in-memory network, LAN profile)"
+	echo
+	echo '```'
+	grep -E '^Benchmark|members:' "$GOSSIP_RAW" | sed 's/^ *//'
+	echo '```'
 } | tee "$OUT"
 exit $fail

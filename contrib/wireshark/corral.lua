@@ -45,6 +45,8 @@ local pf = {
 	hello_name = ProtoField.string("corral.hello.name", "Host name"),
 	hello_fence = ProtoField.uint24("corral.hello.fence", "Fence with local ports", base.DEC_HEX),
 	hello_gateway = ProtoField.uint24("corral.hello.gateway", "Gateway fence", base.DEC_HEX),
+	hello_cookie = ProtoField.uint64("corral.hello.cookie", "Probe cookie", base.HEX),
+	hello_echo = ProtoField.uint64("corral.hello.echo", "Probe echo", base.HEX),
 }
 corral.fields = pf
 
@@ -105,6 +107,12 @@ local function dissect_hello(tvb, tree)
 	for _ = 1, ng do
 		t:add(pf.hello_gateway, tvb(off, 3))
 		off = off + 3
+	end
+	-- Version 2 (a probe: return routability of a learned address)
+	-- appends a cookie and an echo; a version-1 hello may be padded.
+	if tvb(1, 1):uint() >= 2 and tvb:len() >= off + 16 then
+		t:add(pf.hello_cookie, tvb(off, 8))
+		t:add(pf.hello_echo, tvb(off + 8, 8))
 	end
 end
 
