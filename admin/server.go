@@ -104,6 +104,7 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("POST /v1/forwards", s.addForward)
 	s.mux.HandleFunc("DELETE /v1/forwards", s.removeForward)
 	s.mux.HandleFunc("GET /v1/attach", s.attach)
+	s.mux.HandleFunc("GET /v1/health", s.health)
 	s.srv = &http.Server{
 		Handler:           s.mux,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -94,6 +94,7 @@ Without a subcommand, corral runs the switch (same as "corral run").`,
 		c.newForwardCmd(),
 		c.newCaptureCmd(),
 		c.newAttachLinesCmd(),
+		c.newHealthCmd(),
 	)
 	return root
 }
