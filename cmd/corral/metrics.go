@@ -77,7 +77,6 @@ var (
 	mTrunkQueued   = desc("trunk_queued", "Frames waiting in the trunk's transmit queue.")
 	mTrunkDrops    = desc("trunk_drops_total", "Frames dropped at the trunk, by reason.", "reason")
 
-	mUplinkCounter   = desc("uplink_counter_total", "Uplink counters by name (rx_frames, tx_bytes, drop_*, gateway_conflict, ...).", "name")
 	mUplinkPeers     = desc("uplink_peers", "Remote hosts in the uplink's host table.")
 	mUplinkRxByFence = desc("uplink_rx_frames_by_fence_total", "Inbound uplink frames delivered to the switch, per fence ID.", "fence_id")
 	mUplinkConflicts = desc("uplink_gateway_conflicts", "Fences whose gateway runs here and is also announced by a peer (should be 0).")
@@ -115,7 +114,7 @@ var (
 		mFenceDrops, mFenceMACs, mFenceMaxMACs, mFencePorts,
 		mPortRxFrames, mPortRxBytes, mPortTxFrames, mPortTxBytes, mPortDrops, mPortMACs, mPortQueued, mPortQueueLen,
 		mTrunkRxFrames, mTrunkRxBytes, mTrunkTxFrames, mTrunkTxBytes, mTrunkQueued, mTrunkDrops,
-		mUplinkCounter, mUplinkPeers, mUplinkRxByFence, mUplinkConflicts,
+		mUplinkPeers, mUplinkRxByFence, mUplinkConflicts,
 		mGwInFrames, mGwOutFrames, mGwInDrops, mGwInFiltered, mGwOutDrops, mGwOutWaits, mGwBadCsum, mGwNATRefused, mGwNATGuests,
 		mGwTCPConns, mGwTCPRefused,
 		mGwUDPFlows, mGwUDPRefused, mGwICMP, mGwLeases, mGwDHCPReqs, mGwDNSQueries, mGwForwards,
@@ -128,6 +127,9 @@ type corralCollector struct{ src metricsSources }
 
 func (c *corralCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range allDescs {
+		ch <- d
+	}
+	for _, d := range uplinkCounterFamilies() {
 		ch <- d
 	}
 }
@@ -188,9 +190,7 @@ func (c *corralCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.src.uplinkStatus != nil {
 		if st, ok := c.src.uplinkStatus(); ok {
-			for k, v := range st.Counters {
-				counter(mUplinkCounter, v, k)
-			}
+			collectUplinkCounters(st.Counters, counter)
 			gauge(mUplinkPeers, float64(len(st.Peers)))
 			for id, v := range st.RxByFence {
 				counter(mUplinkRxByFence, v, strconv.FormatUint(uint64(id), 10))
