@@ -111,6 +111,9 @@ func (f *fence) learnLocked(s *Switch, l *learn, now int64) {
 			f.dropHostMAC(e.host)
 		}
 		f.moves.Add(1)
+		if fn := s.cfg.OnMACMove; fn != nil {
+			fn(MACMove{Fence: f.id, MAC: l.mac, From: placeOf(e.port, e.host), To: placeOf(l.port, l.host)})
+		}
 		if s.debug() {
 			s.log.Debug("mac moved", "fence", f.id, "mac", l.mac,
 				"from", placeString(e.port, e.host), "to", placeString(l.port, l.host))
@@ -139,6 +142,14 @@ func (f *fence) dropHostMAC(h MAC) {
 	} else {
 		delete(f.hostMACs, h)
 	}
+}
+
+// placeOf is where an entry points, without allocating.
+func placeOf(p *port, host MAC) Place {
+	if p != nil {
+		return Place{Port: p.name}
+	}
+	return Place{Host: host}
 }
 
 func placeString(p *port, host MAC) string {

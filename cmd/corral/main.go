@@ -95,6 +95,8 @@ Without a subcommand, corral runs the switch (same as "corral run").`,
 		c.newCaptureCmd(),
 		c.newAttachLinesCmd(),
 		c.newHealthCmd(),
+		c.newEventsCmd(),
+		c.newReloadCmd(),
 	)
 	return root
 }

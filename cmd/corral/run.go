@@ -112,6 +112,8 @@ type instance struct {
 	// the admin server and before the switch closes.
 	closers      []func() error
 	shutdownOnce sync.Once
+	// ev publishes the instance's events (events.go).
+	ev *eventHooks
 }
 
 // onClose registers f to run at shutdown.
@@ -153,6 +155,7 @@ func runSwitchWith(ctx context.Context, cfg *Config, log *slog.Logger, opts runO
 		rt.dial,
 		rt.startGateways,
 		rt.attachUplink,
+		rt.startEvents,
 		rt.watchReload,
 		rt.serveMetrics,
 		rt.serveAdmin, // last: once the admin socket answers, everything runs
@@ -180,6 +183,8 @@ func prepareDirs() error {
 func newSwitch(ctx context.Context, cfg *Config, log *slog.Logger) (*instance, error) {
 	swc := cfg.Switch
 	swc.Logger = log.With("component", "switch")
+	ev := newEventHooks(cfg.Fences)
+	swc.OnMACMove = ev.macMove
 	sw, err := vswitch.New(swc)
 	if err != nil {
 		return nil, fmt.Errorf("switch: %w", err)
@@ -188,8 +193,9 @@ func newSwitch(ctx context.Context, cfg *Config, log *slog.Logger) (*instance, e
 	g, gctx := errgroup.WithContext(gctx)
 	self := newSelfSockets()
 	fwd := forward.New(forward.Config{Logger: log.With("component", "forward"), Reserve: self.add})
-	rt := &instance{cfg: cfg, log: log, sw: sw, group: g, ctx: gctx, cancel: cancel, self: self,
+	rt := &instance{cfg: cfg, log: log, sw: sw, group: g, ctx: gctx, cancel: cancel, self: self, ev: ev,
 		gateways: newGatewaySet(sw, fwd, log, cfg.Fences, self), forwards: fwd, points: newAttachPoints(cfg.Fences)}
+	rt.gateways.onLease = ev.lease
 	rt.onClose(rt.gateways.close)
 	rt.onClose(fwd.Close) // closers run in reverse: the host sockets close before the gateways
 	return rt, nil
@@ -213,7 +219,7 @@ func (rt *instance) attachOptions(f Fence) attach.Options {
 // listen opens every fence's listen addresses.
 func (rt *instance) listen() error {
 	for _, f := range rt.cfg.Fences {
-		onPort := portAttacher(rt.sw, f)
+		onPort := rt.ev.onPort(f, rt.sw)
 		for _, a := range f.Listen {
 			ln, err := attach.Listen(rt.ctx, a, rt.attachOptions(f), onPort)
 			if err != nil {
@@ -291,7 +297,7 @@ func (rt *instance) registerListener(a attach.Addr) {
 // shutdown).
 func (rt *instance) dial() error {
 	for _, f := range rt.cfg.Fences {
-		onPort := portAttacher(rt.sw, f)
+		onPort := rt.ev.onPort(f, rt.sw)
 		for _, a := range f.Dial {
 			rt.points.add(f.ID, a, true)
 			rt.group.Go(func() error {
@@ -341,6 +347,8 @@ func (rt *instance) serveAdmin() error {
 		Logger:   rt.log.With("component", "admin"),
 
 		Attachments: rt.points,
+		Events:      rt.ev.bus,
+		Reload:      rt.reloadFromAdmin,
 	}
 	if rt.uplink != nil {
 		ac.Uplink = rt.uplink
@@ -406,16 +414,4 @@ func (rt *instance) shutdown() {
 			rt.log.Warn("close switch", "err", err)
 		}
 	})
-}
-
-// portAttacher returns the OnPort of fence f: it attaches every new port
-// to the switch in f.
-func portAttacher(sw *vswitch.Switch, f Fence) attach.OnPort {
-	return func(p vswitch.Port, name string) (<-chan struct{}, error) {
-		h, err := sw.Attach(p, vswitch.PortConfig{Name: name, Fence: f.ID, MaxMACs: f.PortMaxMACs})
-		if err != nil {
-			return nil, err
-		}
-		return h.Done(), nil
-	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/corralnet/corral/forward"
 	"github.com/corralnet/corral/stack"
+	"github.com/corralnet/corral/stack/dhcp"
 	vswitch "github.com/corralnet/corral/switch"
 	"github.com/corralnet/corral/uplink"
 )
@@ -27,6 +28,9 @@ type gatewaySet struct {
 	self *selfSockets // every gateway's IsSelf (self.go)
 
 	cfgIDs []uint32 // fences with a configured gateway, sorted; read-only
+	// onLease, when set, gives each gateway's stack.Config.OnLease
+	// (events.go).
+	onLease func(Fence) func(dhcp.Lease)
 
 	mu      sync.Mutex
 	closed  bool
@@ -77,6 +81,9 @@ func (s *gatewaySet) startLocked(f Fence) error {
 	sc.Logger = s.log.With("component", "gateway") // the gateway adds the fence
 	sc.IsSelf = s.self.IsSelf
 	sc.Reserve = s.self.add
+	if s.onLease != nil {
+		sc.OnLease = s.onLease(f)
+	}
 	gw, err := stack.New(sc)
 	if err != nil {
 		return err
