@@ -280,10 +280,10 @@ func rtMetricsSources(rt *instance) metricsSources {
 	if u := rt.uplink; u != nil {
 		src.uplinkStatus = func() (uplink.Status, bool) { return u.Status(), true }
 	}
-	fences, gws, fwd := rt.cfg.Fences, rt.gateways, rt.forwards
+	gws, fwd := rt.gateways, rt.forwards
 	src.gateways = func() []gatewayMetrics {
 		var out []gatewayMetrics
-		for _, f := range fences {
+		for _, f := range gws.configuredFences() { // as of the last reload
 			if g := gws.get(f.ID); g != nil {
 				out = append(out, gatewayMetrics{fence: f.Name, stats: g.Stats(), forwards: len(fwd.Forwards(f.ID)), socks: g.SocksAddr().IsValid()})
 			}

@@ -58,7 +58,8 @@ func noArgs(cmd *cobra.Command, args []string) error {
 }
 
 func (c *cli) run(cmd *cobra.Command) error {
-	cfg, err := loadConfig(cmd.Flags())
+	load := func() (*fileConfig, *Config, error) { return loadConfigRaw(cmd.Flags()) }
+	raw, cfg, err := load()
 	if err != nil {
 		return err
 	}
@@ -67,7 +68,7 @@ func (c *cli) run(cmd *cobra.Command) error {
 	defer stop()
 	// After the first signal, a second one kills at once.
 	go func() { <-ctx.Done(); stop() }()
-	return runSwitchWith(ctx, cfg, log, runOptions{attachOut: terminalWriter(c.stderr)})
+	return runSwitchWith(ctx, cfg, log, runOptions{attachOut: terminalWriter(c.stderr), load: load, raw: raw})
 }
 
 // runOptions are what `corral run` adds to runSwitch.
@@ -75,6 +76,10 @@ type runOptions struct {
 	// attachOut, when not nil, gets the attach lines for people once
 	// everything is bound (stderr when it is a terminal).
 	attachOut io.Writer
+	// load reads the configuration again, and raw is the one running
+	// (reload.go); nil: no reload.
+	load func() (*fileConfig, *Config, error)
+	raw  *fileConfig
 }
 
 // newLogger builds the process's logger; every package gets it (tagged)
@@ -114,6 +119,8 @@ type instance struct {
 	shutdownOnce sync.Once
 	// ev publishes the instance's events (events.go).
 	ev *eventHooks
+	// rl is what reload needs (reload.go).
+	rl reloadState
 }
 
 // onClose registers f to run at shutdown.
@@ -142,6 +149,7 @@ func runSwitchWith(ctx context.Context, cfg *Config, log *slog.Logger, opts runO
 	if err != nil {
 		return err
 	}
+	rt.rl.load, rt.rl.raw = opts.load, opts.raw
 	defer func() {
 		if err != nil {
 			rt.shutdown()
@@ -226,6 +234,7 @@ func (rt *instance) listen() error {
 				return fmt.Errorf("fence %s: listen %s: %w", f.Name, a, err)
 			}
 			rt.listeners = append(rt.listeners, ln)
+			rt.trackListener(f.ID, ln)
 			rt.points.add(f.ID, ln.Addr(), false)
 			rt.registerListener(ln.Addr())
 			rt.log.Info("listening", "fence", f.Name, "addr", ln.Addr().String())
@@ -297,17 +306,7 @@ func (rt *instance) registerListener(a attach.Addr) {
 // shutdown).
 func (rt *instance) dial() error {
 	for _, f := range rt.cfg.Fences {
-		onPort := rt.ev.onPort(f, rt.sw)
-		for _, a := range f.Dial {
-			rt.points.add(f.ID, a, true)
-			rt.group.Go(func() error {
-				err := attach.Dial(rt.ctx, a, rt.attachOptions(f), onPort)
-				if err != nil && rt.ctx.Err() == nil {
-					return fmt.Errorf("fence %s: dial %s: %w", f.Name, a, err)
-				}
-				return nil
-			})
-		}
+		rt.dialFence(f)
 	}
 	return nil
 }
@@ -393,6 +392,8 @@ func (rt *instance) wait(ctx context.Context) error {
 func (rt *instance) shutdown() {
 	rt.shutdownOnce.Do(func() {
 		rt.cancel()
+		rt.rl.mu.Lock() // a reload finishes first
+		defer rt.rl.mu.Unlock()
 		for _, ln := range rt.listeners {
 			if err := ln.Close(); err != nil {
 				rt.log.Warn("close listener", "addr", ln.Addr().String(), "err", err)
