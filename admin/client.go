@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -136,7 +137,12 @@ func MergeFDB(out, page []FenceFDB) []FenceFDB {
 // Peers calls GET /v1/peers.
 func (c *Client) Peers(ctx context.Context) (PeersResponse, error) {
 	var v PeersResponse
-	return v, c.call(ctx, http.MethodGet, "/v1/peers", nil, &v)
+	err := c.call(ctx, http.MethodGet, "/v1/peers", nil, &v)
+	var se *StatusError
+	if errors.As(err, &se) && se.Code == http.StatusNotFound {
+		return v, fmt.Errorf("%w: %s", ErrNoUplink, se.Msg)
+	}
+	return v, err
 }
 
 // Gateways calls GET /v1/gateways: the gateway of fence, of every fence
@@ -261,7 +267,18 @@ func (c *Client) transportError(err error) error {
 func answerError(path string, resp *http.Response, body []byte) error {
 	var e ErrorResponse
 	if json.Unmarshal(body, &e) == nil && e.Error != "" {
-		return fmt.Errorf("admin: %s", e.Error)
+		return &StatusError{Code: resp.StatusCode, Msg: e.Error, text: "admin: " + e.Error}
 	}
-	return fmt.Errorf("admin %s: %s: %s", path, resp.Status, bytes.TrimSpace(body))
+	msg := fmt.Sprintf("%s: %s", resp.Status, bytes.TrimSpace(body))
+	return &StatusError{Code: resp.StatusCode, Msg: msg, text: fmt.Sprintf("admin %s: %s", path, msg)}
 }
+
+// StatusError is an error answer of the API: its HTTP status and message
+// (the ErrorResponse's, else the status line and body).
+type StatusError struct {
+	Code int
+	Msg  string
+	text string
+}
+
+func (e *StatusError) Error() string { return e.text }

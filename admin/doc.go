@@ -12,12 +12,13 @@
 //	                                limit 1000, at most 10000) and Next, the after= of the next page
 //	GET    /v1/capture?fence=F|port=P|uplink=1[&count=N][&seconds=S][&snaplen=N]
 //	                                a pcap stream (see capture.go), trailers TrailerFrames, TrailerDropped
-//	GET    /v1/peers                PeersResponse (404 without an uplink)
+//	GET    /v1/peers                PeersResponse (404 without an uplink: Client.Peers returns ErrNoUplink)
 //	GET    /v1/gateways[?fence=F]   []GatewayStatus
 //	GET    /v1/forwards[?fence=F]   []FenceForwards
 //	POST   /v1/forwards             body Forward → 201 Forward (as running: a listen port 0 is bound)
 //	DELETE /v1/forwards             body Forward, or ?fence=&proto=&listen=[&sni=|&host=] → Forward
 //	GET    /v1/attach[?fence=F]     []FenceAttach: each fence's addresses with QEMU, vfkit, krunkit, Lima, UML lines
+//	GET    /v1/health               HealthResponse: the liveness probe (answers once everything runs)
 //
 // F names a fence by name, else by ID (decimal or 0x hex); P a port by ID
 // or name. Every error is an [ErrorResponse] with a 4xx or 5xx status.

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/corralnet/corral/events"
 	vswitch "github.com/corralnet/corral/switch"
 	"github.com/corralnet/corral/uplink"
 )
@@ -69,6 +70,11 @@ type Config struct {
 	// Listeners returns the fences' listeners and their counters for GET
 	// /v1/status; nil: none.
 	Listeners func() []ListenerStatus
+	// Events is the event bus GET /v1/events streams; nil: 404.
+	Events *events.Bus
+	// Reload applies the configuration file again (POST /v1/reload);
+	// nil: 404.
+	Reload func(context.Context) (ReloadResponse, error)
 }
 
 // Errors of [New] and [Listen].
@@ -92,6 +98,8 @@ type Server struct {
 	started  time.Time
 	stop     chan struct{} // closed by Shutdown: ends the captures
 	stopOnce sync.Once
+	bus      *events.Bus                                   // nil: none
+	reload   func(context.Context) (ReloadResponse, error) // nil: none
 }
 
 // New returns a server with every route of the API registered.
@@ -108,6 +116,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		sw: cfg.Switch, up: cfg.Uplink, gossip: cfg.Gossip, gws: cfg.Gateways, att: cfg.Attachments, lns: cfg.Listeners, version: cfg.Version,
 		mux: http.NewServeMux(), started: time.Now(), stop: make(chan struct{}),
+		bus: cfg.Events, reload: cfg.Reload,
 	}
 	s.mux.HandleFunc("GET /v1/status", s.status)
 	s.mux.HandleFunc("GET /v1/fences", s.fences)
@@ -120,6 +129,9 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("POST /v1/forwards", s.addForward)
 	s.mux.HandleFunc("DELETE /v1/forwards", s.removeForward)
 	s.mux.HandleFunc("GET /v1/attach", s.attach)
+	s.mux.HandleFunc("GET /v1/health", s.health)
+	s.mux.HandleFunc("GET /v1/events", s.events)
+	s.mux.HandleFunc("POST /v1/reload", s.reloadConfig)
 	s.srv = &http.Server{
 		Handler:           s.mux,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -235,6 +235,9 @@ type streamListener struct {
 	done   chan struct{}
 
 	refused, frameTimeouts atomic.Uint64
+	// probing counts the connections waiting for their first byte
+	// (probe.go).
+	probing atomic.Int32
 }
 
 func listenStream(addr Addr, opts Options, onPort OnPort) (*streamListener, error) {
@@ -373,20 +376,47 @@ func (l *streamListener) accept() {
 		if ra := c.RemoteAddr(); ra != nil && ra.String() != "" && ra.String() != "@" {
 			name += "(" + ra.String() + ")"
 		}
-		var p vswitch.Port
-		if l.addr.Scheme == Unixpacket {
-			pp, err := newPacketPort(c.(*net.UnixConn), true, l.opts, nil)
-			if err != nil {
-				l.log.Warn("port setup failed", "port", name, "err", err)
-				c.Close()
-				continue
-			}
-			p = pp
-		} else {
-			p = newStreamPort(c, l.opts)
+		if l.probing.Add(1) > maxProbing {
+			l.probing.Add(-1)
+			l.setup(c, name)
+			continue
 		}
-		l.start(p, name)
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			probe := isProbe(c, probeGrace)
+			l.probing.Add(-1)
+			if probe {
+				l.log.Debug("connection closed before its first byte (a liveness probe): no port", "conn", name)
+				c.Close()
+				return
+			}
+			select {
+			case <-l.done:
+				c.Close()
+				return
+			default:
+			}
+			l.setup(c, name)
+		}()
 	}
+}
+
+// setup makes a port of c and starts it.
+func (l *streamListener) setup(c net.Conn, name string) {
+	var p vswitch.Port
+	if l.addr.Scheme == Unixpacket {
+		pp, err := newPacketPort(c.(*net.UnixConn), true, l.opts, nil)
+		if err != nil {
+			l.log.Warn("port setup failed", "port", name, "err", err)
+			c.Close()
+			return
+		}
+		p = pp
+	} else {
+		p = newStreamPort(c, l.opts)
+	}
+	l.start(p, name)
 }
 
 // start hands p to onPort and closes it when the switch is done with it

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/corralnet/corral/fence"
+	"github.com/corralnet/corral/stack/dhcp"
 	"github.com/corralnet/corral/stack/dns"
 )
 
@@ -160,6 +161,9 @@ type Config struct {
 	// returns what ends the registration; cmd passes the same registry
 	// IsSelf reads, so that no guest's NAT reaches them.
 	Reserve func(proto string, addr netip.AddrPort) (release func())
+	// OnLease, when set, is called with every DHCP lease the gateway
+	// acknowledges (new or renewed); it must not block.
+	OnLease func(dhcp.Lease)
 	// Logger receives the gateway's logs; nil discards them.
 	Logger *slog.Logger
 }

@@ -44,6 +44,7 @@ func (g *Gateway) startServices() error {
 		Domain:    g.cfg.Domain,
 		StateFile: g.leaseFile(),
 		Logger:    g.log,
+		OnLease:   g.cfg.OnLease,
 	})
 	if err != nil {
 		return err

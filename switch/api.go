@@ -112,6 +112,24 @@ type Config struct {
 	// Now is the clock used for learning and aging (nil: time.Now). Tests
 	// inject a fake clock here. It is called once per batch, not per frame.
 	Now func() time.Time
+	// OnMACMove, when set, is called when a MAC moves to another port or
+	// host, with the fence's table locked: it must return at once (cmd
+	// hands it to the event bus, which never blocks).
+	OnMACMove func(MACMove)
+}
+
+// MACMove is a MAC that moved from one place to another.
+type MACMove struct {
+	Fence    uint32
+	MAC      MAC
+	From, To Place
+}
+
+// Place is where a bridge table entry points: a local port (Port, its
+// name) or a remote host (Host, its outer MAC).
+type Place struct {
+	Port string
+	Host MAC
 }
 
 // FenceConfig describes one fence.

@@ -130,6 +130,9 @@ func (f *fence) learnLocked(s *Switch, l *learn, now int64) {
 		}
 		f.removeLocked(l.mac, e)
 		f.moves.Add(1)
+		if fn := s.cfg.OnMACMove; fn != nil {
+			fn(MACMove{Fence: f.id, MAC: l.mac, From: placeOf(e.port, e.host), To: placeOf(l.port, l.host)})
+		}
 		if s.debug() {
 			s.log.Debug("mac moved", "fence", f.id, "mac", l.mac,
 				"from", placeString(e.port, e.host), "to", placeString(l.port, l.host))
@@ -181,6 +184,14 @@ func (f *fence) removeLocked(mac MAC, e *entry) {
 		f.places[pl] = l[:last]
 	}
 	delete(f.table, mac)
+}
+
+// placeOf is where an entry points, without allocating.
+func placeOf(p *port, host MAC) Place {
+	if p != nil {
+		return Place{Port: p.name}
+	}
+	return Place{Host: host}
 }
 
 func placeString(p *port, host MAC) string {

@@ -202,6 +202,17 @@ func loadConfig(fs *pflag.FlagSet) (*Config, error) {
 	return validate(raw)
 }
 
+// loadConfigRaw is loadConfig that also returns the configuration as
+// read (reload compares it with the running one).
+func loadConfigRaw(fs *pflag.FlagSet) (*fileConfig, *Config, error) {
+	raw, err := readConfig(fs)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg, err := validate(raw)
+	return raw, cfg, err
+}
+
 // readConfig merges the layers into a fileConfig, rejecting unknown keys.
 func readConfig(fs *pflag.FlagSet) (*fileConfig, error) {
 	v := viper.New()

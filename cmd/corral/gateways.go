@@ -43,11 +43,15 @@ func (a adminGateways) Gateway(id uint32) admin.Gateway {
 	if g == nil {
 		return nil
 	}
-	return adminGateway{gw: g.gw, cfg: a.fences[id].Gateway, fwd: a.fwd, fence: id}
+	f, _ := a.set.fence(id)
+	return adminGateway{gw: g.gw, cfg: f.Gateway, fwd: a.fwd, fence: id}
 }
 
 // Configured implements admin.Gateways.Configured.
-func (a adminGateways) Configured(id uint32) bool { return a.fences[id].Gateway != nil }
+func (a adminGateways) Configured(id uint32) bool {
+	f, ok := a.set.fence(id)
+	return ok && f.Gateway != nil
+}
 
 // YieldedTo implements admin.Gateways.YieldedTo.
 func (a adminGateways) YieldedTo(id uint32) string { return a.set.yieldedTo(id) }

@@ -94,6 +94,9 @@ Without a subcommand, corral runs the switch (same as "corral run").`,
 		c.newForwardCmd(),
 		c.newCaptureCmd(),
 		c.newAttachLinesCmd(),
+		c.newHealthCmd(),
+		c.newEventsCmd(),
+		c.newReloadCmd(),
 	)
 	return root
 }

@@ -89,7 +89,6 @@ var (
 	mTrunkQueued   = desc("trunk_queued", "Frames waiting in the trunk's transmit queue.")
 	mTrunkDrops    = desc("trunk_drops_total", "Frames dropped at the trunk, by reason.", "reason")
 
-	mUplinkCounter   = desc("uplink_counter_total", "Uplink counters by name (rx_frames, tx_bytes, drop_*, gateway_conflict, ...).", "name")
 	mUplinkPeers     = desc("uplink_peers", "Remote hosts in the uplink's host table.")
 	mUplinkRxByFence = desc("uplink_rx_frames_by_fence_total", "Inbound uplink frames delivered to the switch, per fence ID.", "fence_id")
 	mUplinkConflicts = desc("uplink_gateway_conflicts", "Fences whose gateway runs here and is also announced by a peer (should be 0).")
@@ -133,7 +132,7 @@ var (
 		mListenerPorts, mListenerRefused, mListenerTimeouts, mListenerExpired,
 		mPortRxFrames, mPortRxBytes, mPortTxFrames, mPortTxBytes, mPortDrops, mPortMACs, mPortQueued, mPortQueueLen,
 		mTrunkRxFrames, mTrunkRxBytes, mTrunkTxFrames, mTrunkTxBytes, mTrunkQueued, mTrunkDrops,
-		mUplinkCounter, mUplinkPeers, mUplinkRxByFence, mUplinkConflicts,
+		mUplinkPeers, mUplinkRxByFence, mUplinkConflicts,
 		mGossipMembers, mGossipBytes, mGossipMACAdv, mGossipMACs,
 		mGwInFrames, mGwOutFrames, mGwInDrops, mGwInFiltered, mGwOutDrops, mGwOutWaits, mGwBadCsum, mGwNATRefused, mGwNATGuests,
 		mGwTCPConns, mGwTCPRefused,
@@ -147,6 +146,9 @@ type corralCollector struct{ src metricsSources }
 
 func (c *corralCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range allDescs {
+		ch <- d
+	}
+	for _, d := range uplinkCounterFamilies() {
 		ch <- d
 	}
 }
@@ -218,9 +220,7 @@ func (c *corralCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.src.uplinkStatus != nil {
 		if st, ok := c.src.uplinkStatus(); ok {
-			for k, v := range st.Counters {
-				counter(mUplinkCounter, v, k)
-			}
+			collectUplinkCounters(st.Counters, counter)
 			gauge(mUplinkPeers, float64(len(st.Peers)))
 			for id, v := range st.RxByFence {
 				counter(mUplinkRxByFence, v, strconv.FormatUint(uint64(id), 10))
@@ -327,10 +327,10 @@ func rtMetricsSources(rt *instance) metricsSources {
 	if n := rt.gossip; n != nil {
 		src.gossip = n.Counters
 	}
-	fences, gws, fwd := rt.cfg.Fences, rt.gateways, rt.forwards
+	gws, fwd := rt.gateways, rt.forwards
 	src.gateways = func() []gatewayMetrics {
 		var out []gatewayMetrics
-		for _, f := range fences {
+		for _, f := range gws.configuredFences() { // as of the last reload
 			if g := gws.get(f.ID); g != nil {
 				out = append(out, gatewayMetrics{fence: f.Name, stats: g.Stats(), forwards: len(fwd.Forwards(f.ID)), socks: g.SocksAddr().IsValid()})
 			}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -19,9 +20,22 @@ func (c *cli) newPeersCmd() *cobra.Command {
 		Short: "Show the uplink and the remote hosts it knows",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return callAdmin(c, cmd, (*admin.Client).Peers, printPeers)
+			err := callAdmin(c, cmd, (*admin.Client).Peers, printPeers)
+			if errors.Is(err, admin.ErrNoUplink) {
+				// Not a failure: this corral switches its fences locally.
+				return c.print(cmd, noUplink{Uplink: false, Peers: []admin.PeerStatus{}}, func(w io.Writer) {
+					fmt.Fprintln(w, "no uplink configured: this corral's fences stay on this host (uplink.udp.listen or uplink.raw.interface joins other hosts)")
+				})
+			}
+			return err
 		},
 	}
+}
+
+// noUplink is what `corral peers --json` prints without an uplink.
+type noUplink struct {
+	Uplink bool               `json:"uplink"`
+	Peers  []admin.PeerStatus `json:"peers"`
 }
 
 func printPeers(w io.Writer, st admin.PeersResponse) {

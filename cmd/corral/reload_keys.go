@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 )
 
@@ -45,10 +47,18 @@ func (rt *instance) watchReload() error {
 			case <-rt.ctx.Done():
 				return nil
 			case <-hup:
-				if err := reloadKeys(rt); err != nil {
+				// The configuration (reload.go), then the keys.
+				changes, err := rt.reloadAll()
+				switch {
+				case errors.Is(err, errKeysNotReloaded):
 					rt.log.Error("SIGHUP: keys not reloaded; the running keys stay", "err", err)
-				} else {
-					rt.log.Info("SIGHUP: uplink keys reloaded")
+				case err != nil:
+					rt.log.Error("SIGHUP: reload refused; the running configuration stays", "err", err)
+				default:
+					if slices.Contains(changes, keysReloaded) {
+						rt.log.Info("SIGHUP: uplink keys reloaded")
+					}
+					rt.log.Info("SIGHUP: reloaded", "changes", len(changes))
 				}
 			}
 		}

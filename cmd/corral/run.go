@@ -59,7 +59,8 @@ func noArgs(cmd *cobra.Command, args []string) error {
 }
 
 func (c *cli) run(cmd *cobra.Command) error {
-	cfg, err := loadConfig(cmd.Flags())
+	load := func() (*fileConfig, *Config, error) { return loadConfigRaw(cmd.Flags()) }
+	raw, cfg, err := load()
 	if err != nil {
 		return err
 	}
@@ -68,7 +69,7 @@ func (c *cli) run(cmd *cobra.Command) error {
 	defer stop()
 	// After the first signal, a second one kills at once.
 	go func() { <-ctx.Done(); stop() }()
-	return runSwitchWith(ctx, cfg, log, runOptions{attachOut: terminalWriter(c.stderr)})
+	return runSwitchWith(ctx, cfg, log, runOptions{attachOut: terminalWriter(c.stderr), load: load, raw: raw})
 }
 
 // runOptions are what `corral run` adds to runSwitch.
@@ -76,6 +77,10 @@ type runOptions struct {
 	// attachOut, when not nil, gets the attach lines for people once
 	// everything is bound (stderr when it is a terminal).
 	attachOut io.Writer
+	// load reads the configuration again, and raw is the one running
+	// (reload.go); nil: no reload.
+	load func() (*fileConfig, *Config, error)
+	raw  *fileConfig
 }
 
 // newLogger builds the process's logger; every package gets it (tagged)
@@ -116,6 +121,10 @@ type instance struct {
 	// the admin server and before the switch closes.
 	closers      []func() error
 	shutdownOnce sync.Once
+	// ev publishes the instance's events (events.go).
+	ev *eventHooks
+	// rl is what reload needs (reload.go).
+	rl reloadState
 }
 
 // onClose registers f to run at shutdown.
@@ -144,6 +153,7 @@ func runSwitchWith(ctx context.Context, cfg *Config, log *slog.Logger, opts runO
 	if err != nil {
 		return err
 	}
+	rt.rl.load, rt.rl.raw = opts.load, opts.raw
 	defer func() {
 		if err != nil {
 			rt.shutdown()
@@ -157,6 +167,7 @@ func runSwitchWith(ctx context.Context, cfg *Config, log *slog.Logger, opts runO
 		rt.dial,
 		rt.startGateways,
 		rt.attachUplink,
+		rt.startEvents,
 		rt.watchReload,
 		rt.serveMetrics,
 		rt.serveAdmin, // last: once the admin socket answers, everything runs
@@ -185,6 +196,8 @@ func prepareDirs() error {
 func newSwitch(ctx context.Context, cfg *Config, log *slog.Logger) (*instance, error) {
 	swc := cfg.Switch
 	swc.Logger = log.With("component", "switch")
+	ev := newEventHooks(cfg.Fences)
+	swc.OnMACMove = ev.macMove
 	sw, err := vswitch.New(swc)
 	if err != nil {
 		return nil, fmt.Errorf("switch: %w", err)
@@ -193,8 +206,9 @@ func newSwitch(ctx context.Context, cfg *Config, log *slog.Logger) (*instance, e
 	g, gctx := errgroup.WithContext(gctx)
 	self := newSelfSockets()
 	fwd := forward.New(forward.Config{Logger: log.With("component", "forward"), Reserve: self.add})
-	rt := &instance{cfg: cfg, log: log, sw: sw, group: g, ctx: gctx, cancel: cancel, self: self,
+	rt := &instance{cfg: cfg, log: log, sw: sw, group: g, ctx: gctx, cancel: cancel, self: self, ev: ev,
 		gateways: newGatewaySet(sw, fwd, log, cfg.Fences, self), forwards: fwd, points: newAttachPoints(cfg.Fences)}
+	rt.gateways.onLease = ev.lease
 	rt.onClose(rt.gateways.close)
 	rt.onClose(fwd.Close) // closers run in reverse: the host sockets close before the gateways
 	return rt, nil
@@ -223,7 +237,7 @@ func (rt *instance) attachOptions(f Fence) attach.Options {
 // listen opens every fence's listen addresses.
 func (rt *instance) listen() error {
 	for _, f := range rt.cfg.Fences {
-		onPort := portAttacher(rt.sw, f)
+		onPort := rt.ev.onPort(f, rt.sw)
 		for _, a := range f.Listen {
 			ln, err := attach.Listen(rt.ctx, a, rt.attachOptions(f), onPort)
 			if err != nil {
@@ -231,6 +245,7 @@ func (rt *instance) listen() error {
 			}
 			rt.listeners = append(rt.listeners, ln)
 			rt.listenerFences = append(rt.listenerFences, f.Name)
+			rt.trackListener(f.ID, ln)
 			rt.points.add(f.ID, ln.Addr(), false)
 			rt.registerListener(ln.Addr())
 			rt.log.Info("listening", "fence", f.Name, "addr", ln.Addr().String())
@@ -302,17 +317,7 @@ func (rt *instance) registerListener(a attach.Addr) {
 // shutdown).
 func (rt *instance) dial() error {
 	for _, f := range rt.cfg.Fences {
-		onPort := portAttacher(rt.sw, f)
-		for _, a := range f.Dial {
-			rt.points.add(f.ID, a, true)
-			rt.group.Go(func() error {
-				err := attach.Dial(rt.ctx, a, rt.attachOptions(f), onPort)
-				if err != nil && rt.ctx.Err() == nil {
-					return fmt.Errorf("fence %s: dial %s: %w", f.Name, a, err)
-				}
-				return nil
-			})
-		}
+		rt.dialFence(f)
 	}
 	return nil
 }
@@ -353,6 +358,8 @@ func (rt *instance) serveAdmin() error {
 
 		Attachments: rt.points,
 		Listeners:   rt.listenerStatus,
+		Events:      rt.ev.bus,
+		Reload:      rt.reloadFromAdmin,
 	}
 	if rt.uplink != nil {
 		ac.Uplink = rt.uplink
@@ -400,6 +407,8 @@ func (rt *instance) wait(ctx context.Context) error {
 func (rt *instance) shutdown() {
 	rt.shutdownOnce.Do(func() {
 		rt.cancel()
+		rt.rl.mu.Lock() // a reload finishes first
+		defer rt.rl.mu.Unlock()
 		for _, ln := range rt.listeners {
 			if err := ln.Close(); err != nil {
 				rt.log.Warn("close listener", "addr", ln.Addr().String(), "err", err)
@@ -421,16 +430,4 @@ func (rt *instance) shutdown() {
 			rt.log.Warn("close switch", "err", err)
 		}
 	})
-}
-
-// portAttacher returns the OnPort of fence f: it attaches every new port
-// to the switch in f.
-func portAttacher(sw *vswitch.Switch, f Fence) attach.OnPort {
-	return func(p vswitch.Port, name string) (<-chan struct{}, error) {
-		h, err := sw.Attach(p, vswitch.PortConfig{Name: name, Fence: f.ID, MaxMACs: f.PortMaxMACs})
-		if err != nil {
-			return nil, err
-		}
-		return h.Done(), nil
-	}
 }

@@ -6,10 +6,12 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/corralnet/corral/forward"
 	"github.com/corralnet/corral/stack"
+	"github.com/corralnet/corral/stack/dhcp"
 	vswitch "github.com/corralnet/corral/switch"
 	"github.com/corralnet/corral/uplink"
 )
@@ -26,7 +28,10 @@ type gatewaySet struct {
 	log  *slog.Logger
 	self *selfSockets // every gateway's IsSelf (self.go)
 
-	cfgIDs []uint32 // fences with a configured gateway, sorted; read-only
+	cfgIDs atomic.Pointer[[]uint32] // fences with a configured gateway, sorted; replaced by a reload
+	// onLease, when set, gives each gateway's stack.Config.OnLease
+	// (events.go).
+	onLease func(Fence) func(dhcp.Lease)
 
 	mu      sync.Mutex
 	closed  bool
@@ -54,12 +59,14 @@ func (g *servedGateway) close() {
 func newGatewaySet(sw *vswitch.Switch, fwd *forward.Forwarder, log *slog.Logger, fences []Fence, self *selfSockets) *gatewaySet {
 	s := &gatewaySet{sw: sw, fwd: fwd, log: log, self: self, fences: map[uint32]Fence{},
 		serving: map[uint32]*servedGateway{}, yielded: map[uint32]string{}}
+	var ids []uint32
 	for _, f := range fences {
 		if f.Gateway != nil {
-			s.cfgIDs = append(s.cfgIDs, f.ID)
+			ids = append(ids, f.ID)
 		}
 	}
-	slices.Sort(s.cfgIDs)
+	slices.Sort(ids)
+	s.cfgIDs.Store(&ids)
 	return s
 }
 
@@ -69,6 +76,7 @@ func (s *gatewaySet) start(f Fence) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.fences[f.ID] = f
+	s.setConfiguredLocked()
 	return s.startLocked(f)
 }
 
@@ -77,6 +85,9 @@ func (s *gatewaySet) startLocked(f Fence) error {
 	sc.Logger = s.log.With("component", "gateway") // the gateway adds the fence
 	sc.IsSelf = s.self.IsSelf
 	sc.Reserve = s.self.add
+	if s.onLease != nil {
+		sc.OnLease = s.onLease(f)
+	}
 	gw, err := stack.New(sc)
 	if err != nil {
 		return err
@@ -145,7 +156,7 @@ func (s *gatewaySet) yieldedTo(id uint32) string {
 // uplink's GatewayFences: it leaves yielded ones out of its hellos). It
 // takes no lock: the uplink calls it from its reader while a hook may hold
 // s.mu closing a gateway port.
-func (s *gatewaySet) configured() []uint32 { return s.cfgIDs }
+func (s *gatewaySet) configured() []uint32 { return *s.cfgIDs.Load() }
 
 // served lists the fences whose gateway runs here now, sorted.
 func (s *gatewaySet) served() []uint32 {

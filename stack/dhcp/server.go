@@ -40,6 +40,10 @@ type Config struct {
 	StateFile string
 	// Logger receives logs; nil discards them.
 	Logger *slog.Logger
+	// OnLease, when set, is called with every lease acknowledged (a
+	// REQUEST answered with ACK: a new lease or a renewal). It runs on
+	// the server's goroutine and must not block.
+	OnLease func(Lease)
 }
 
 // Lease is one binding of a MAC to an address.
@@ -253,6 +257,9 @@ func (s *Server) Handle(req Message, resp []byte, now time.Time) (reply Message,
 		}
 		if s.commit(mac, want, hostname, now) {
 			replyType, yiaddr = Ack, want
+			if s.cfg.OnLease != nil {
+				s.cfg.OnLease(Lease{MAC: net.HardwareAddr(mac[:]).String(), IP: want, Hostname: hostname, Expiry: now.Add(s.cfg.LeaseTime)})
+			}
 		} else {
 			replyType = Nak
 		}
