@@ -43,6 +43,9 @@ admin:
 			}
 		}
 	}()
+	// Both ports attached before a sends: a flood while b is still being
+	// attached reaches nobody (and is no drop).
+	acWaitPorts(t, admin, map[uint32]int{1: 2})
 	// 2,000 broadcasts at once: the burst (64 at 100 frames/s) and what
 	// refills while they go pass, the rest is dropped as storm.
 	t0 := time.Now()
