@@ -19,8 +19,9 @@
 # passt started as root switches to nobody *before* it binds SOCKET, and
 # Debian 12's passt then still says "bound" when the bind failed; so as
 # root this script creates SOCKET's directory for nobody (every directory
-# above it must be searchable by nobody). (gvproxy works
-# the same way: gvproxy -listen-qemu unix://SOCKET.)
+# above it must be searchable by nobody). gvproxy offers the same kind of
+# socket (gvproxy -listen-qemu unix://SOCKET); not tested here: Debian 12
+# does not package it.
 # Tested by e2e TestE2EExamplePasst (DHCP and ping through it).
 set -eu
 if [ $# -lt 1 ]; then
