@@ -116,3 +116,87 @@ admin:
 	b.c.SetReadDeadline(time.Now())
 	<-done
 }
+
+// TestIntegrationGlobalQueueBound: ports that never read cannot together
+// queue more than limits.max_queued_bytes, though each one's own queue
+// bound (8 MiB) would take more; the excess is counted as
+// global_queue_full.
+func TestIntegrationGlobalQueueBound(t *testing.T) {
+	const bound = 1 << 20
+	const stuck = 4
+	dir := harness.ShortTempDir(t)
+	sock, admin := filepath.Join(dir, "q.sock"), filepath.Join(dir, "admin.sock")
+	harness.StartCorral(t, nil, fmt.Sprintf(`fences:
+  - name: q
+    id: 1
+    listen: ["unix://%s"]
+    gateway: {enabled: false}
+limits:
+  max_queued_bytes: %d
+admin:
+  listen: "unix://%s"
+`, sock, bound, admin))
+	sender := newBenchConn(t, benchDial(t, sock), 4)
+	macs := make([]benchMAC, stuck)
+	for i := range macs {
+		macs[i] = benchMAC{0x52, 0x54, 0x00, 0x5c, 0x00, byte(i + 1)}
+		c := newBenchConn(t, benchDial(t, sock), 4) // never reads
+		if _, err := c.send(c.frames(1, 64, benchMACA, macs[i], 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	type status struct {
+		QueuedBytes    int64 `json:"queued_bytes"`
+		MaxQueuedBytes int64 `json:"max_queued_bytes"`
+		Ports          []struct {
+			Drops map[string]uint64 `json:"drops"`
+		} `json:"ports"`
+	}
+	read := func() (status, bool) {
+		var st status
+		out, err := exec.Command(harness.CorralBinary(t), "status", "--json", "--admin", admin).Output()
+		return st, err == nil && json.Unmarshal(out, &st) == nil
+	}
+	harness.WaitFor(t, 30*time.Second, "the stuck ports' MACs learned", func() bool {
+		out, err := exec.Command(harness.CorralBinary(t), "fdb", "q", "--admin", admin).Output()
+		return err == nil && strings.Count(string(out), "52:54:00:5c:00:") == stuck
+	})
+	// 1500-byte frames to the stuck ports, round robin, until the bound
+	// refuses some (bounded: at most 200 MiB sent).
+	blob := []byte{}
+	for i := 0; i < 40; i++ {
+		blob = append(blob, sender.frames(1, 1500, macs[i%stuck], benchMACA, uint32(i))...)
+	}
+	var st status
+	for i, sent := 0, 0; ; i, sent = i+1, sent+len(blob) {
+		if sent > 200<<20 {
+			t.Fatalf("no global_queue_full drop after %d MiB; status %+v", sent>>20, st)
+		}
+		sender.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if _, err := sender.send(blob); err != nil {
+			t.Fatal(err)
+		}
+		if i%32 != 0 {
+			continue
+		}
+		var ok bool
+		if st, ok = read(); !ok {
+			continue
+		}
+		if st.QueuedBytes > bound || st.MaxQueuedBytes != bound {
+			t.Fatalf("queued %d bytes, bound %d (status says %d)", st.QueuedBytes, bound, st.MaxQueuedBytes)
+		}
+		var global, full uint64
+		for _, p := range st.Ports {
+			global += p.Drops["global_queue_full"]
+			full += p.Drops["queue_full"]
+		}
+		if global > 0 {
+			t.Logf("after %d MiB: %d bytes queued of %d, %d global_queue_full drops, %d queue_full", sent>>20, st.QueuedBytes, bound, global, full)
+			if full != 0 {
+				t.Errorf("%d queue_full drops: no port reached its own bound", full)
+			}
+			return
+		}
+	}
+}

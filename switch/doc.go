@@ -61,8 +61,23 @@
 // ([PortConfig.QueueLen], default [DefaultQueueFrames] = 4096) and in the
 // memory of their buffers ([PortConfig.QueueBytes], default 8 MiB); when a
 // port's queue is full, frames for it are dropped (before they are copied)
-// and counted against that port ("queue_full"). A slow or stuck port
-// therefore never slows the reader of another port. A Read, Write or
+// and counted against that port ("queue_full"). Before a queue's own
+// bounds, a switch-wide budget bounds the buffer bytes of all queues
+// together ([Config.MaxQueuedBytes], default 256 MiB; "global_queue_full"),
+// so any number of stuck ports pin at most that. A slow or stuck port
+// therefore never slows the reader of another port.
+//
+// Storm control: each port may flood (broadcast, multicast, unknown
+// unicast) at most [FenceConfig.BUMRate] frames per second (a token bucket
+// its reader owns; default [DefaultBUMRate]); the excess is dropped
+// ("storm") and the port is not read again until its bucket has refilled
+// half a burst (1–100 ms), so a storm blocks the storming VM's writes
+// rather than spending the switch's CPU. Frames from the trunk are not
+// limited: each host limits its own ports.
+//
+// Big tables: a fence lists its MACs per place (port or remote host), so
+// that flushing a port or host, aging and [Switch.FDBPage] hold its lock for
+// at most 2048 entries at a time. A Read, Write or
 // TryWrite error detaches the port: it is closed, removed from its fence,
 // its MACs are flushed, and [PortHandle.Done] is closed.
 //

@@ -323,11 +323,12 @@ func (r *reader) deliverGroup(g *group) {
 // the writer must be woken.
 func (r *reader) enqueue(q *txQueue, f *fence, idx []int32, frames, bytes *uint64) bool {
 	// Copy only what the queue has room for now (a hint; pushBatch decides).
-	roomFrames, roomBytes := q.room()
-	room := 0
+	roomFrames, roomBytes, globalBound := q.room()
+	room, cutByBudget := 0, false
 	for room < len(idx) && room < roomFrames {
 		charge := bufCharge(int(r.stage[idx[room]].size))
 		if room > 0 && charge > roomBytes {
+			cutByBudget = globalBound
 			break
 		}
 		roomBytes -= charge
@@ -367,6 +368,10 @@ func (r *reader) enqueue(q *txQueue, f *fence, idx []int32, frames, bytes *uint6
 			reason = DropDetached
 		case pushGlobal:
 			reason = DropGlobalQueueFull
+		default:
+			if n == len(out) && cutByBudget {
+				reason = DropGlobalQueueFull // the hint left them out
+			}
 		}
 		q.drops.add(reason, dropped)
 		f.drops.add(reason, dropped)

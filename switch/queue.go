@@ -128,13 +128,16 @@ func bufCharge(size int) int {
 }
 
 // room returns a hint of how many frames and bytes the queue takes now
-// (the switch-wide budget included).
-func (q *txQueue) room() (frames, bytes int) {
+// (the switch-wide budget included) and whether the budget is what bounds
+// the bytes.
+func (q *txQueue) room() (frames, bytes int, global bool) {
 	frames, bytes = q.maxLen-int(q.queued.Load()), q.maxBytes-int(q.queuedBytes.Load())
 	if q.budget != nil {
-		bytes = int(min(int64(bytes), q.budget.room()))
+		if g := q.budget.room(); g < int64(bytes) {
+			bytes, global = int(g), true
+		}
 	}
-	return frames, bytes
+	return frames, bytes, global
 }
 
 // Why pushBatch took fewer frames than offered.
