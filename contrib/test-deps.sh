@@ -6,7 +6,7 @@
 # Engineers: append the apt packages your tests need to PACKAGES.
 set -eu
 
-PACKAGES="qemu-system-x86 iproute2 busybox-static cpio xz-utils kmod iperf3 tcpdump iputils-ping tshark curl openssl prometheus"
+PACKAGES="qemu-system-x86 iproute2 busybox-static cpio xz-utils kmod iperf3 tcpdump iputils-ping tshark curl openssl prometheus systemd"
 # Kernel modules the tests use when the kernel has them (not fatal if not).
 MODULES="tun veth vsock_loopback"
 
@@ -28,6 +28,7 @@ why() {
 	curl) echo "a real SOCKS5 client (--socks5-hostname) and name resolution inside namespaces" ;;
 	openssl) echo "TLS servers in namespaces behind SNI port forwards" ;;
 	prometheus) echo "promtool check metrics on corral's /metrics" ;;
+	systemd) echo "systemd-analyze verify of contrib/systemd's units" ;;
 	*) echo "needed by the tests" ;;
 	esac
 }

@@ -68,7 +68,11 @@ func (c *cli) run(cmd *cobra.Command) error {
 	defer stop()
 	// After the first signal, a second one kills at once.
 	go func() { <-ctx.Done(); stop() }()
-	return runSwitchWith(ctx, cfg, log, runOptions{attachOut: terminalWriter(c.stderr), load: load, raw: raw})
+	inherited, err := takeInheritedSockets()
+	if err != nil {
+		return err
+	}
+	return runSwitchWith(ctx, cfg, log, runOptions{attachOut: terminalWriter(c.stderr), load: load, raw: raw, inherited: inherited})
 }
 
 // runOptions are what `corral run` adds to runSwitch.
@@ -80,6 +84,8 @@ type runOptions struct {
 	// (reload.go); nil: no reload.
 	load func() (*fileConfig, *Config, error)
 	raw  *fileConfig
+	// inherited are the sockets systemd passed (systemd.go).
+	inherited *inheritedSockets
 }
 
 // newLogger builds the process's logger; every package gets it (tagged)
@@ -121,6 +127,9 @@ type instance struct {
 	ev *eventHooks
 	// rl is what reload needs (reload.go).
 	rl reloadState
+	// inherited are the sockets of socket activation (systemd.go); nil:
+	// none.
+	inherited *inheritedSockets
 }
 
 // onClose registers f to run at shutdown.
@@ -150,6 +159,7 @@ func runSwitchWith(ctx context.Context, cfg *Config, log *slog.Logger, opts runO
 		return err
 	}
 	rt.rl.load, rt.rl.raw = opts.load, opts.raw
+	rt.inherited = opts.inherited
 	defer func() {
 		if err != nil {
 			rt.shutdown()
@@ -167,6 +177,7 @@ func runSwitchWith(ctx context.Context, cfg *Config, log *slog.Logger, opts runO
 		rt.watchReload,
 		rt.serveMetrics,
 		rt.serveAdmin, // last: once the admin socket answers, everything runs
+		rt.checkInherited,
 	} {
 		if err := step(); err != nil {
 			return err
@@ -227,9 +238,8 @@ func (rt *instance) attachOptions(f Fence) attach.Options {
 // listen opens every fence's listen addresses.
 func (rt *instance) listen() error {
 	for _, f := range rt.cfg.Fences {
-		onPort := rt.ev.onPort(f, rt.sw)
 		for _, a := range f.Listen {
-			ln, err := attach.Listen(rt.ctx, a, rt.attachOptions(f), onPort)
+			ln, err := rt.listenAddr(f, a) // systemd.go
 			if err != nil {
 				return fmt.Errorf("fence %s: listen %s: %w", f.Name, a, err)
 			}
@@ -356,7 +366,7 @@ func (rt *instance) serveAdmin() error {
 	if err != nil {
 		return err
 	}
-	ln, err := admin.Listen(rt.cfg.Admin.Target, 0)
+	ln, err := rt.adminListener() // systemd.go
 	if err != nil {
 		return err
 	}
