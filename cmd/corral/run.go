@@ -38,10 +38,15 @@ any socket. Once everything is bound, it logs for every address the
 lines that attach a VM (QEMU, vfkit, krunkit, Lima, UML; corral
 attach-lines prints them again), and prints them for people when stderr
 is a terminal. SIGINT and SIGTERM close every port, remove the socket
-files and exit 0. SIGHUP re-reads the key files of a sealed uplink
+files and exit 0. SIGHUP (like corral reload) reads the configuration
+again and applies what changed — fences added and removed, listen and
+dial addresses, gateway settings, forwards — without touching unchanged
+fences, then re-reads the key files of a sealed uplink
 (uplink.seal.secret_file, previous_secret_file, fences[].key_file) and
-swaps the keys without losing a frame; on error the running keys stay
-and the error is logged.`,
+swaps the keys without losing a frame; an invalid configuration, or a
+change of what cannot change at run time, is logged and the running one
+stays. Under systemd socket activation (LISTEN_FDS), the inherited
+sockets serve the configured addresses they are bound to.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return c.run(cmd)
