@@ -220,6 +220,7 @@ func newSwitch(ctx context.Context, cfg *Config, log *slog.Logger) (*instance, e
 	rt := &instance{cfg: cfg, log: log, sw: sw, group: g, ctx: gctx, cancel: cancel, self: self, ev: ev,
 		gateways: newGatewaySet(sw, fwd, log, cfg.Fences, self), forwards: fwd, points: newAttachPoints(cfg.Fences)}
 	rt.gateways.onLease = ev.lease
+	rt.gateways.onAttach = ev.portEvents
 	rt.onClose(rt.gateways.close)
 	rt.onClose(fwd.Close) // closers run in reverse: the host sockets close before the gateways
 	return rt, nil
