@@ -19,6 +19,8 @@
 //	DELETE /v1/forwards             body Forward, or ?fence=&proto=&listen=[&sni=|&host=] → Forward
 //	GET    /v1/attach[?fence=F]     []FenceAttach: each fence's addresses with QEMU, vfkit, krunkit, Lima, UML lines
 //	GET    /v1/health               HealthResponse: the liveness probe (answers once everything runs)
+//	GET    /v1/events[?kind=K,…][&buffer=N]  events.Event as JSON lines until the client leaves (404 without Config.Events)
+//	POST   /v1/reload               ReloadResponse: the configuration applied again; 400 with the reason when refused
 //
 // F names a fence by name, else by ID (decimal or 0x hex); P a port by ID
 // or name. Every error is an [ErrorResponse] with a 4xx or 5xx status.

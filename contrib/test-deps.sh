@@ -6,7 +6,7 @@
 # Engineers: append the apt packages your tests need to PACKAGES.
 set -eu
 
-PACKAGES="qemu-system-x86 iproute2 busybox-static cpio xz-utils kmod iperf3 tcpdump iputils-ping tshark curl openssl socat openssh-client openssh-server user-mode-linux passt prometheus"
+PACKAGES="qemu-system-x86 iproute2 busybox-static cpio xz-utils kmod iperf3 tcpdump iputils-ping tshark curl openssl socat openssh-client openssh-server user-mode-linux passt prometheus systemd"
 # Kernel modules the tests use when the kernel has them (not fatal if not).
 MODULES="tun veth vsock_loopback"
 
@@ -32,6 +32,7 @@ why() {
 	user-mode-linux) echo "the User Mode Linux example (contrib/examples/uml-guest.sh)" ;;
 	passt) echo "passt as a fence's outside gateway (contrib/examples/passt-gateway.sh)" ;;
 	prometheus) echo "promtool check metrics on corral's /metrics" ;;
+	systemd) echo "systemd-analyze verify of contrib/systemd's units" ;;
 	*) echo "needed by the tests" ;;
 	esac
 }

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -131,6 +132,9 @@ admin: {listen: "unix://`+adminSock+`"}
 		defer mu.Unlock()
 		attach, detach := 0, 0
 		for _, e := range got {
+			if !strings.HasPrefix(e.Port, "unix://") {
+				continue // the gateway's port stays
+			}
 			switch e.Kind {
 			case "port_attach":
 				attach++
@@ -144,7 +148,7 @@ admin: {listen: "unix://`+adminSock+`"}
 	defer mu.Unlock()
 	n := 0
 	for _, e := range got {
-		if e.Kind == "port_attach" {
+		if e.Kind == "port_attach" && strings.HasPrefix(e.Port, "unix://") {
 			n++
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -67,6 +68,13 @@ func TestIntegrationReload(t *testing.T) {
 
 	// The ping: A sends, B answers, one at a time, until told to stop.
 	stop := make(chan struct{})
+	var trips atomic.Int64 // round trips so far
+	// flowing waits until the ping has made 5 more round trips.
+	flowing := func(after string) {
+		t.Helper()
+		from := trips.Load()
+		harness.WaitFor(t, 60*time.Second, "fence a's ping after "+after, func() bool { return trips.Load() >= from+5 })
+	}
 	pings := make(chan int, 1)
 	pingErr := make(chan string, 1)
 	go func() {
@@ -97,6 +105,7 @@ func TestIntegrationReload(t *testing.T) {
 				return
 			}
 			n++
+			trips.Store(int64(n))
 			time.Sleep(time.Millisecond)
 		}
 	}()
@@ -127,6 +136,7 @@ func TestIntegrationReload(t *testing.T) {
 		t.Errorf("fence b's socket is still there")
 	}
 	harness.WaitFor(t, 30*time.Second, "fence b's port closed", func() bool { return cx.err() != nil })
+	flowing("adding c and removing b")
 
 	// Refused: a key that cannot change, and an invalid file.
 	write("host: {name: elsewhere}\n" + head + fence("a", 1, "a"))
@@ -142,6 +152,7 @@ func TestIntegrationReload(t *testing.T) {
 	} else {
 		c.Close()
 	}
+	flowing("the refused reloads")
 
 	// SIGHUP: c gets a second address.
 	write(head + fence("a", 1, "a") + fence("c", 3, "c", "c2"))
@@ -151,6 +162,7 @@ func TestIntegrationReload(t *testing.T) {
 	if err := p.WaitLog("reload: fence c: listening on unix://"+sock("c2"), 30*time.Second); err != nil {
 		t.Fatalf("%v\n%s", err, p.Log())
 	}
+	flowing("SIGHUP")
 
 	close(stop)
 	n := <-pings

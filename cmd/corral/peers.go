@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -20,7 +21,18 @@ func (c *cli) newPeersCmd() *cobra.Command {
 		Short: "Show the uplink and the remote hosts it knows",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			err := callAdmin(c, cmd, (*admin.Client).Peers, printPeers)
+			// The fences' names, for the tables (fence NAME (ID)).
+			var names map[uint32]string
+			peers := func(ac *admin.Client, ctx context.Context) (admin.PeersResponse, error) {
+				if fs, err := ac.Fences(ctx); err == nil {
+					names = map[uint32]string{}
+					for _, f := range fs {
+						names[f.ID] = f.Name
+					}
+				}
+				return ac.Peers(ctx)
+			}
+			err := callAdmin(c, cmd, peers, func(w io.Writer, st admin.PeersResponse) { printPeersNamed(w, st, names) })
 			if errors.Is(err, admin.ErrNoUplink) {
 				// Not a failure: this corral switches its fences locally.
 				return c.print(cmd, noUplink{Uplink: false, Peers: []admin.PeerStatus{}}, func(w io.Writer) {
@@ -38,7 +50,27 @@ type noUplink struct {
 	Peers  []admin.PeerStatus `json:"peers"`
 }
 
-func printPeers(w io.Writer, st admin.PeersResponse) {
+func printPeers(w io.Writer, st admin.PeersResponse) { printPeersNamed(w, st, nil) }
+
+// printPeersNamed prints the uplink's table, naming fences by names
+// (fence ID → name; nil or a missing ID: the ID alone).
+func printPeersNamed(w io.Writer, st admin.PeersResponse, names map[uint32]string) {
+	label := func(id uint32) string {
+		if n := names[id]; n != "" {
+			return fmt.Sprintf("%s (%d)", n, id)
+		}
+		return fmt.Sprint(id)
+	}
+	labels := func(v []uint32) string {
+		if len(v) == 0 {
+			return "-"
+		}
+		s := make([]string, len(v))
+		for i, id := range v {
+			s[i] = label(id)
+		}
+		return strings.Join(s, ",")
+	}
 	fmt.Fprintf(w, "uplink %s %s, outer MAC %s (host %s, id %#04x, installation %d), MTU %d\n",
 		st.Transport, st.Addr, st.OuterMAC, st.Name, st.HostID, st.Installation, st.MTU)
 	printSeal(w, st)
@@ -50,9 +82,9 @@ func printPeers(w io.Writer, st admin.PeersResponse) {
 			seen = time.Since(p.LastSeen).Round(time.Millisecond).String() + " ago"
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%#04x\t%s\t%s\t%s\n", orDash(p.Name), p.OuterMAC, orDash(p.Addr), p.HostID,
-			ids(p.Fences), ids(p.Gateways), seen)
+			labels(p.Fences), labels(p.Gateways), seen)
 		for _, k := range p.Keys {
-			fmt.Fprintf(w, "  fence %d: %s\n", k.Fence, peerKeyText(k))
+			fmt.Fprintf(w, "  fence %s: %s\n", label(k.Fence), peerKeyText(k))
 		}
 	}
 	if g := st.Gossip; g != nil {
@@ -68,12 +100,12 @@ func printPeers(w io.Writer, st admin.PeersResponse) {
 		fmt.Fprintf(w, "\ncounters:%s\n", strings.TrimPrefix(fmtDrops(nonZero), ", drops"))
 	}
 	for _, y := range st.GatewayYields {
-		fmt.Fprintf(w, "\nERROR: fence %d: gateway configured here but not served: yielded to peer %s (%s) since %s, which serves it too and wins the tie-break (lower outer MAC); configure it on one host only\n",
-			y.Fence, orDash(y.PeerName), y.Peer, y.Since.Format(time.RFC3339))
+		fmt.Fprintf(w, "\nERROR: fence %s: gateway configured here but not served: yielded to peer %s (%s) since %s, which serves it too and wins the tie-break (lower outer MAC); configure it on one host only\n",
+			label(y.Fence), orDash(y.PeerName), y.Peer, y.Since.Format(time.RFC3339))
 	}
 	for _, c := range st.GatewayConflicts {
-		fmt.Fprintf(w, "\nERROR: fence %d: gateway served here and by peer %s (%s %s); configure it on one host only\n",
-			c.Fence, orDash(c.PeerName), c.Peer, c.PeerAddr)
+		fmt.Fprintf(w, "\nERROR: fence %s: gateway served here and by peer %s (%s %s); configure it on one host only\n",
+			label(c.Fence), orDash(c.PeerName), c.Peer, c.PeerAddr)
 	}
 }
 

@@ -143,7 +143,7 @@ admin: {listen: "unix://` + dir + `/admin.sock"}
 		t.Errorf("peers --json on host 1: yields %+v, counters %v", resp.GatewayYields, resp.Counters)
 	}
 	code, out, errOut := runCLI(t, "peers", "--admin", admin2)
-	if code != 0 || !strings.Contains(out, "ERROR: fence 1: gateway configured here but not served: yielded to peer h1") {
+	if code != 0 || !strings.Contains(out, "ERROR: fence a (1): gateway configured here but not served: yielded to peer h1") {
 		t.Errorf("corral peers on host 2: exit %d\n%s%s", code, out, errOut)
 	}
 	if code, _, errOut := runCLI(t, "forward", "ls", "a", "--admin", admin2); code == 0 || !strings.Contains(errOut, "yielded to peer") {

@@ -347,7 +347,7 @@ func (rt *instance) applyReload(p reloadPlan) []string {
 
 // listenOne opens one listen address of fence f.
 func (rt *instance) listenOne(f Fence, a attach.Addr) error {
-	ln, err := attach.Listen(rt.ctx, a, rt.attachOptions(f), rt.ev.onPort(f, rt.sw))
+	ln, err := rt.listenAddr(f, a)
 	if err != nil {
 		return err
 	}

@@ -39,10 +39,15 @@ any socket. Once everything is bound, it logs for every address the
 lines that attach a VM (QEMU, vfkit, krunkit, Lima, UML; corral
 attach-lines prints them again), and prints them for people when stderr
 is a terminal. SIGINT and SIGTERM close every port, remove the socket
-files and exit 0. SIGHUP re-reads the key files of a sealed uplink
+files and exit 0. SIGHUP (like corral reload) reads the configuration
+again and applies what changed — fences added and removed, listen and
+dial addresses, gateway settings, forwards — without touching unchanged
+fences, then re-reads the key files of a sealed uplink
 (uplink.seal.secret_file, previous_secret_file, fences[].key_file) and
-swaps the keys without losing a frame; on error the running keys stay
-and the error is logged.`,
+swaps the keys without losing a frame; an invalid configuration, or a
+change of what cannot change at run time, is logged and the running one
+stays. Under systemd socket activation (LISTEN_FDS), the inherited
+sockets serve the configured addresses they are bound to.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return c.run(cmd)
@@ -69,7 +74,11 @@ func (c *cli) run(cmd *cobra.Command) error {
 	defer stop()
 	// After the first signal, a second one kills at once.
 	go func() { <-ctx.Done(); stop() }()
-	return runSwitchWith(ctx, cfg, log, runOptions{attachOut: terminalWriter(c.stderr), load: load, raw: raw})
+	inherited, err := takeInheritedSockets()
+	if err != nil {
+		return err
+	}
+	return runSwitchWith(ctx, cfg, log, runOptions{attachOut: terminalWriter(c.stderr), load: load, raw: raw, inherited: inherited})
 }
 
 // runOptions are what `corral run` adds to runSwitch.
@@ -81,6 +90,8 @@ type runOptions struct {
 	// (reload.go); nil: no reload.
 	load func() (*fileConfig, *Config, error)
 	raw  *fileConfig
+	// inherited are the sockets systemd passed (systemd.go).
+	inherited *inheritedSockets
 }
 
 // newLogger builds the process's logger; every package gets it (tagged)
@@ -125,6 +136,9 @@ type instance struct {
 	ev *eventHooks
 	// rl is what reload needs (reload.go).
 	rl reloadState
+	// inherited are the sockets of socket activation (systemd.go); nil:
+	// none.
+	inherited *inheritedSockets
 }
 
 // onClose registers f to run at shutdown.
@@ -154,6 +168,7 @@ func runSwitchWith(ctx context.Context, cfg *Config, log *slog.Logger, opts runO
 		return err
 	}
 	rt.rl.load, rt.rl.raw = opts.load, opts.raw
+	rt.inherited = opts.inherited
 	defer func() {
 		if err != nil {
 			rt.shutdown()
@@ -171,6 +186,7 @@ func runSwitchWith(ctx context.Context, cfg *Config, log *slog.Logger, opts runO
 		rt.watchReload,
 		rt.serveMetrics,
 		rt.serveAdmin, // last: once the admin socket answers, everything runs
+		rt.checkInherited,
 	} {
 		if err := step(); err != nil {
 			return err
@@ -209,6 +225,7 @@ func newSwitch(ctx context.Context, cfg *Config, log *slog.Logger) (*instance, e
 	rt := &instance{cfg: cfg, log: log, sw: sw, group: g, ctx: gctx, cancel: cancel, self: self, ev: ev,
 		gateways: newGatewaySet(sw, fwd, log, cfg.Fences, self), forwards: fwd, points: newAttachPoints(cfg.Fences)}
 	rt.gateways.onLease = ev.lease
+	rt.gateways.onAttach = ev.portEvents
 	rt.onClose(rt.gateways.close)
 	rt.onClose(fwd.Close) // closers run in reverse: the host sockets close before the gateways
 	return rt, nil
@@ -237,9 +254,8 @@ func (rt *instance) attachOptions(f Fence) attach.Options {
 // listen opens every fence's listen addresses.
 func (rt *instance) listen() error {
 	for _, f := range rt.cfg.Fences {
-		onPort := rt.ev.onPort(f, rt.sw)
 		for _, a := range f.Listen {
-			ln, err := attach.Listen(rt.ctx, a, rt.attachOptions(f), onPort)
+			ln, err := rt.listenAddr(f, a) // systemd.go
 			if err != nil {
 				return fmt.Errorf("fence %s: listen %s: %w", f.Name, a, err)
 			}
@@ -371,7 +387,7 @@ func (rt *instance) serveAdmin() error {
 	if err != nil {
 		return err
 	}
-	ln, err := admin.Listen(rt.cfg.Admin.Target, 0)
+	ln, err := rt.adminListener() // systemd.go
 	if err != nil {
 		return err
 	}

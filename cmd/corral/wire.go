@@ -32,6 +32,9 @@ type gatewaySet struct {
 	// onLease, when set, gives each gateway's stack.Config.OnLease
 	// (events.go).
 	onLease func(Fence) func(dhcp.Lease)
+	// onAttach, when set, is told of each gateway port attached
+	// (events.go).
+	onAttach func(Fence, *vswitch.PortHandle, string)
 
 	mu      sync.Mutex
 	closed  bool
@@ -100,6 +103,9 @@ func (s *gatewaySet) startLocked(f Fence) error {
 	if err != nil {
 		sg.close()
 		return err
+	}
+	if s.onAttach != nil {
+		s.onAttach(f, h, "gateway:"+f.Name)
 	}
 	if err := s.startForwards(f, gw); err != nil {
 		h.Close()
