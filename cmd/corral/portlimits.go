@@ -65,11 +65,13 @@ func (v *validator) portLimits() error {
 // listenerStatus returns every fence listener's port count and limit
 // counters (GET /v1/status, /metrics).
 func (rt *instance) listenerStatus() []admin.ListenerStatus {
+	rt.lnMu.Lock()
+	defer rt.lnMu.Unlock()
 	out := make([]admin.ListenerStatus, 0, len(rt.listeners))
-	for i, ln := range rt.listeners {
+	for _, ln := range rt.listeners {
 		st := ln.PortStats()
 		out = append(out, admin.ListenerStatus{
-			Fence: rt.listenerFences[i], Addr: ln.Addr().String(), Ports: st.Ports,
+			Fence: rt.listenerFence[ln], Addr: ln.Addr().String(), Ports: st.Ports,
 			Refused: st.Refused, FrameTimeouts: st.FrameTimeouts, Expired: st.Expired,
 		})
 	}

@@ -347,11 +347,11 @@ func (rt *instance) applyReload(p reloadPlan) []string {
 
 // listenOne opens one listen address of fence f.
 func (rt *instance) listenOne(f Fence, a attach.Addr) error {
-	ln, err := rt.listenAddr(f, a)
+	ln, err := rt.listenAddr(f, a) // systemd.go
 	if err != nil {
 		return err
 	}
-	rt.listeners = append(rt.listeners, ln)
+	rt.addListener(f.Name, ln)
 	rt.trackListener(f.ID, ln)
 	rt.points.add(f.ID, ln.Addr(), false)
 	rt.registerListener(ln.Addr())
@@ -379,6 +379,25 @@ func (rt *instance) dialFence(f Fence) {
 	}
 }
 
+// addListener records ln, a listener of the fence named fence.
+func (rt *instance) addListener(fence string, ln attach.Listener) {
+	rt.lnMu.Lock()
+	defer rt.lnMu.Unlock()
+	if rt.listenerFence == nil {
+		rt.listenerFence = map[attach.Listener]string{}
+	}
+	rt.listeners = append(rt.listeners, ln)
+	rt.listenerFence[ln] = fence
+}
+
+// dropListener forgets ln (closed by the caller).
+func (rt *instance) dropListener(ln attach.Listener) {
+	rt.lnMu.Lock()
+	defer rt.lnMu.Unlock()
+	rt.listeners = slices.DeleteFunc(rt.listeners, func(x attach.Listener) bool { return x == ln })
+	delete(rt.listenerFence, ln)
+}
+
 // closeListener closes fence id's listener on a (its ports close).
 func (rt *instance) closeListener(id uint32, a attach.Addr) {
 	lns := rt.rl.listeners[id]
@@ -388,7 +407,7 @@ func (rt *instance) closeListener(id uint32, a attach.Addr) {
 				rt.log.Warn("close listener", "addr", a.String(), "err", err)
 			}
 			rt.rl.listeners[id] = slices.Delete(lns, i, i+1)
-			rt.listeners = slices.DeleteFunc(rt.listeners, func(x attach.Listener) bool { return x == ln })
+			rt.dropListener(ln)
 			rt.points.removeAddr(id, ln.Addr())
 			return
 		}
@@ -409,7 +428,7 @@ func (rt *instance) stopFenceParts(f Fence, gateway bool) {
 		if err := ln.Close(); err != nil {
 			rt.log.Warn("close listener", "addr", ln.Addr().String(), "err", err)
 		}
-		rt.listeners = slices.DeleteFunc(rt.listeners, func(x attach.Listener) bool { return x == ln })
+		rt.dropListener(ln)
 	}
 	delete(rt.rl.listeners, f.ID)
 	if cancel := rt.rl.dials[f.ID]; cancel != nil {

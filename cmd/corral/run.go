@@ -121,9 +121,12 @@ type instance struct {
 	self      *selfSockets
 	uplink    *uplink.Uplink
 	gossip    *gossip.Node // nil without uplink.gossip (gossip.go)
-	listeners []attach.Listener
-	// listenerFences names the fence of each of listeners.
-	listenerFences []string
+	// listeners are the fences' listeners, changed by listen and reload
+	// (under rl.mu and lnMu) and read by status and metrics (under lnMu);
+	// listenerFence names the fence of each.
+	lnMu          sync.Mutex
+	listeners     []attach.Listener
+	listenerFence map[attach.Listener]string
 	admin          *admin.Server // nil until it serves, and without an admin socket
 	group          *errgroup.Group
 	ctx            context.Context // cancelled at shutdown
@@ -255,16 +258,9 @@ func (rt *instance) attachOptions(f Fence) attach.Options {
 func (rt *instance) listen() error {
 	for _, f := range rt.cfg.Fences {
 		for _, a := range f.Listen {
-			ln, err := rt.listenAddr(f, a) // systemd.go
-			if err != nil {
+			if err := rt.listenOne(f, a); err != nil {
 				return fmt.Errorf("fence %s: listen %s: %w", f.Name, a, err)
 			}
-			rt.listeners = append(rt.listeners, ln)
-			rt.listenerFences = append(rt.listenerFences, f.Name)
-			rt.trackListener(f.ID, ln)
-			rt.points.add(f.ID, ln.Addr(), false)
-			rt.registerListener(ln.Addr())
-			rt.log.Info("listening", "fence", f.Name, "addr", ln.Addr().String())
 		}
 	}
 	return nil
