@@ -69,6 +69,7 @@ func (p *port) readLoop() {
 	defer p.s.wg.Done()
 	r := newReader(p.s, p.readBatch())
 	w, _ := p.p.(ReadWaiter)
+	all, k := r.bufs, len(r.bufs)
 	if w != nil {
 		r.release() // buffers are taken per batch, after WaitRead
 	}
@@ -81,6 +82,11 @@ func (p *port) readLoop() {
 				p.fail(err)
 				break
 			}
+			// Offer Read as many buffers as it filled last time, twice
+			// over (at least minWaitBatch): a single frame does not take
+			// and return a whole batch, a stream of them reaches the
+			// full batch in a few reads. r.bufs[k:] are nil (released).
+			r.bufs = all[:k]
 			r.refill()
 		}
 		n, err := p.p.Read(r.bufs, r.sizes, Headroom)
@@ -89,6 +95,7 @@ func (p *port) readLoop() {
 		}
 		if w != nil {
 			r.release() // an idle port holds no frame buffers
+			k = min(len(all), max(minWaitBatch, 2*n))
 		}
 		if err != nil {
 			p.fail(err)
@@ -99,6 +106,10 @@ func (p *port) readLoop() {
 	<-p.writerDone
 	close(p.done)
 }
+
+// minWaitBatch is the fewest buffers the reader of a [ReadWaiter] port
+// offers to one Read.
+const minWaitBatch = 8
 
 // waitHook, when set (by tests, before ports are attached), is called by
 // a ReadWaiter port's reader before each WaitRead with the number of frame
