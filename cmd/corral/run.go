@@ -118,19 +118,19 @@ type instance struct {
 	points   *attachPoints // the fences' addresses (attachlines.go)
 	// self registers every IP socket corral binds, and the VMs' addresses
 	// it dials, so that no gateway NATs a guest to them (self.go).
-	self      *selfSockets
-	uplink    *uplink.Uplink
-	gossip    *gossip.Node // nil without uplink.gossip (gossip.go)
+	self   *selfSockets
+	uplink *uplink.Uplink
+	gossip *gossip.Node // nil without uplink.gossip (gossip.go)
 	// listeners are the fences' listeners, changed by listen and reload
 	// (under rl.mu and lnMu) and read by status and metrics (under lnMu);
 	// listenerFence names the fence of each.
 	lnMu          sync.Mutex
 	listeners     []attach.Listener
 	listenerFence map[attach.Listener]string
-	admin          *admin.Server // nil until it serves, and without an admin socket
-	group          *errgroup.Group
-	ctx            context.Context // cancelled at shutdown
-	cancel         context.CancelFunc
+	admin         *admin.Server // nil until it serves, and without an admin socket
+	group         *errgroup.Group
+	ctx           context.Context // cancelled at shutdown
+	cancel        context.CancelFunc
 	// closers run in reverse order at shutdown, after the listeners and
 	// the admin server and before the switch closes.
 	closers      []func() error
