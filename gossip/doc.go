@@ -155,7 +155,9 @@
 //	go test -run '^$' -bench BenchmarkScale -benchtime 1x -timeout 60m ./gossip/ -args -sim.window 60s
 //
 // make bench (contrib/bench/run.sh) runs it for the sizes in BENCH_GOSSIP
-// (default 300 and 1,000) and prints the figures with the other tables.
+// (default 50 and 100: on two shared cores one process cannot run 200 or
+// more members in real time, see the README) and prints the figures with
+// the other tables.
 //
 // # Use by corral
 //

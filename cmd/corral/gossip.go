@@ -4,6 +4,7 @@ import (
 	"crypto/hkdf"
 	"crypto/sha256"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
@@ -188,7 +189,7 @@ func startGossip(rt *instance, u *uplink.Uplink) error {
 		rt.self.add("udp", netip.AddrPortFrom(gs.Listen.Addr(), a.Port()))
 	}
 	u.SetDirectory(n.Snapshot())
-	p := &gossipPublisher{n: n, sw: rt.sw, u: u, log: rt}
+	p := &gossipPublisher{n: n, sw: rt.sw, u: u, log: rt.log.With("component", "gossip")}
 	p.publish()
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -227,7 +228,7 @@ type gossipPublisher struct {
 	n   *gossip.Node
 	sw  *vswitch.Switch
 	u   *uplink.Uplink
-	log *instance
+	log *slog.Logger
 
 	fences, gws []uint32
 	macs        map[uint32][][6]byte
@@ -240,7 +241,7 @@ func (p *gossipPublisher) publish() {
 		if err := p.n.SetLocalFences(fences, gws); err != nil {
 			if !p.warned {
 				p.warned = true
-				p.log.log.Error("gossip: cannot announce the local fences", "fences", len(fences), "gateways", len(gws), "err", err)
+				p.log.Error("gossip: cannot announce the local fences", "fences", len(fences), "gateways", len(gws), "err", err)
 			}
 			return
 		}
