@@ -82,6 +82,12 @@ func (p *Port) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		return 0, err
 	case f = <-p.In:
 	}
+	return p.readFrom(f, bufs, sizes, offset)
+}
+
+// readFrom copies f, then whatever more is ready on In, into bufs, up to
+// len(bufs) frames.
+func (p *Port) readFrom(f []byte, bufs [][]byte, sizes []int, offset int) (int, error) {
 	n := 0
 	for {
 		if len(f) > len(bufs[n])-offset {
@@ -330,20 +336,5 @@ func (p *WaitPort) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	}
 	f := p.head
 	p.head = nil
-	n := 0
-	for {
-		if len(f) > len(bufs[n])-offset {
-			return 0, ErrFrameTooLong
-		}
-		sizes[n] = copy(bufs[n][offset:], f)
-		n++
-		if n == len(bufs) {
-			return n, nil
-		}
-		select {
-		case f = <-p.In:
-		default:
-			return n, nil
-		}
-	}
+	return p.readFrom(f, bufs, sizes, offset)
 }
