@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -38,61 +37,6 @@ func needTool(t *testing.T, names ...string) {
 			t.Fatalf("%s not found: run make test-deps (contrib/test-deps.sh installs it)", n)
 		}
 	}
-}
-
-// groupProc is a process started in its own process group; cleanup kills
-// the group (socat's and UML's children with it) and waits.
-type groupProc struct {
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	out  bytes.Buffer
-	done chan struct{}
-	err  error
-}
-
-func (p *groupProc) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.Write(b)
-}
-
-func (p *groupProc) Log() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.String()
-}
-
-func (p *groupProc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-func startGroup(t *testing.T, env []string, name string, args ...string) *groupProc {
-	t.Helper()
-	p := &groupProc{cmd: exec.Command(name, args...), done: make(chan struct{})}
-	p.cmd.Stdout, p.cmd.Stderr = p, p
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	p.cmd.Env = append(os.Environ(), env...)
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		select {
-		case <-p.done:
-		case <-time.After(30 * time.Second):
-			t.Errorf("%s did not exit after SIGKILL", name)
-		}
-		if t.Failed() {
-			t.Logf("output of %s:\n%s", name, p.Log())
-		}
-	})
-	return p
 }
 
 // pingUntil pings dst from ns until it answers (ARP, links coming up).
@@ -148,10 +92,10 @@ PidFile %s
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
 		t.Fatal(err)
 	}
-	sshd := startGroup(t, nil, "/usr/sbin/sshd", "-D", "-e", "-f", filepath.Join(dir, "sshd_config"))
+	sshd := harness.StartGroup(t, nil, "/usr/sbin/sshd", "-D", "-e", "-f", filepath.Join(dir, "sshd_config"))
 	harness.WaitFor(t, 30*time.Second, "sshd listening", func() bool {
-		if sshd.exited() {
-			t.Fatalf("sshd exited: %v\n%s", sshd.err, sshd.Log())
+		if sshd.Exited() {
+			t.Fatalf("sshd exited: %v\n%s", sshd.Wait(), sshd.Log())
 		}
 		return strings.Contains(sshd.Log(), "Server listening")
 	})
@@ -164,13 +108,13 @@ PidFile %s
 	plugTAP(t, x2, sb, "192.0.2.2/24")
 
 	bin := harness.CorralBinary(t)
-	cable := startGroup(t, []string{"CORRAL=" + bin, "REMOTE_CORRAL=" + bin},
+	cable := harness.StartGroup(t, []string{"CORRAL=" + bin, "REMOTE_CORRAL=" + bin},
 		exampleScript(t, "ssh-cable.sh"), sa, "root@127.0.0.1",
 		sb, "-p", fmt.Sprint(port), "-i", filepath.Join(dir, "client"),
 		"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes")
 	pingUntil(t, x1, "192.0.2.2", func() string { return "cable:\n" + cable.Log() + "\nsshd:\n" + sshd.Log() })
-	if cable.exited() {
-		t.Fatalf("the cable exited: %v\n%s", cable.err, cable.Log())
+	if cable.Exited() {
+		t.Fatalf("the cable exited: %v\n%s", cable.Wait(), cable.Log())
 	}
 
 	// The line as the README used to have it, unescaped, fails in socat.
@@ -248,10 +192,10 @@ func TestE2EExamplePasst(t *testing.T) {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	passt := startGroup(t, nil, "ip", "netns", "exec", out.Name, exampleScript(t, "passt-gateway.sh"), psock)
+	passt := harness.StartGroup(t, nil, "ip", "netns", "exec", out.Name, exampleScript(t, "passt-gateway.sh"), psock)
 	harness.WaitFor(t, 30*time.Second, "passt's socket", func() bool {
-		if passt.exited() {
-			t.Fatalf("passt exited: %v\n%s", passt.err, passt.Log())
+		if passt.Exited() {
+			t.Fatalf("passt exited: %v\n%s", passt.Wait(), passt.Log())
 		}
 		_, err := os.Stat(psock)
 		return err == nil

@@ -246,7 +246,7 @@ func BootGuest(t testing.TB, g GuestSpec) *Guest {
 	}
 	gu.console = w
 	t.Cleanup(func() { w.Close() })
-	gu.Proc = startEnv(t, nil, nil, r, qemu, args...)
+	gu.Proc = startEnv(t, nil, nil, r, false, qemu, args...)
 	r.Close()
 	gu.Proc.Name = "guest " + g.Name
 	gu.timer = time.AfterFunc(g.Timeout, func() {

@@ -201,21 +201,31 @@ type Proc struct {
 	Name string
 	Cmd  *exec.Cmd
 
-	log  logBuffer
-	done chan struct{}
-	err  error // set before done is closed
+	log   logBuffer
+	done  chan struct{}
+	err   error // set before done is closed
+	group bool  // in its own process group: Kill kills the group
 }
 
 // Start runs name with args, inside ns unless ns is nil. The process is
 // killed at cleanup; if the test failed, its output is logged.
 func Start(t testing.TB, ns *NS, name string, args ...string) *Proc {
 	t.Helper()
-	return startEnv(t, ns, nil, nil, name, args...)
+	return startEnv(t, ns, nil, nil, false, name, args...)
 }
 
-// startEnv is Start with extra environment variables and, if stdin is not
-// nil, that file as the process's standard input.
-func startEnv(t testing.TB, ns *NS, env []string, stdin *os.File, name string, args ...string) *Proc {
+// StartGroup is Start, here (not in a namespace), with extra environment
+// variables, in a process group of its own: Kill and cleanup kill the
+// whole group (the children of scripts and daemons with it).
+func StartGroup(t testing.TB, env []string, name string, args ...string) *Proc {
+	t.Helper()
+	return startEnv(t, nil, env, nil, true, name, args...)
+}
+
+// startEnv is Start with extra environment variables, if stdin is not nil
+// that file as the process's standard input, and, with group, a process
+// group of its own.
+func startEnv(t testing.TB, ns *NS, env []string, stdin *os.File, group bool, name string, args ...string) *Proc {
 	t.Helper()
 	var cmd *exec.Cmd
 	if ns != nil {
@@ -223,7 +233,10 @@ func startEnv(t testing.TB, ns *NS, env []string, stdin *os.File, name string, a
 	} else {
 		cmd = exec.Command(name, args...)
 	}
-	p := &Proc{Name: filepath.Base(name), Cmd: cmd, done: make(chan struct{})}
+	p := &Proc{Name: filepath.Base(name), Cmd: cmd, done: make(chan struct{}), group: group}
+	if group {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	}
 	if ns != nil {
 		p.Name += "@" + ns.Name
 	}
@@ -271,7 +284,7 @@ func StartCorral(t testing.TB, ns *NS, configYAML string, args ...string) *Proc 
 		t.Fatal(err)
 	}
 	env := []string{"XDG_RUNTIME_DIR=" + rt, "XDG_STATE_HOME=" + filepath.Join(rt, "state")}
-	p := startEnv(t, ns, env, nil, bin, append([]string{"run", "--config", f.Name()}, args...)...)
+	p := startEnv(t, ns, env, nil, false, bin, append([]string{"run", "--config", f.Name()}, args...)...)
 	p.Name = "corral"
 	if ns != nil {
 		p.Name += "@" + ns.Name
@@ -344,9 +357,12 @@ func (p *Proc) Stop() error {
 	}
 }
 
-// Kill sends SIGKILL (if the process still runs) and waits for it to exit.
+// Kill sends SIGKILL (if the process still runs; to its whole group for
+// StartGroup) and waits for it to exit.
 func (p *Proc) Kill() {
-	if !p.Exited() {
+	if p.group {
+		_ = syscall.Kill(-p.Cmd.Process.Pid, syscall.SIGKILL) // its children too, even after it exited
+	} else if !p.Exited() {
 		_ = p.Cmd.Process.Kill()
 	}
 	<-p.done
