@@ -16,40 +16,21 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/corralnet/corral/e2e/harness"
 )
 
-// syncBuf is a goroutine-safe output buffer.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // activate runs `corral run --config cfg` with files as fds 3… and the
 // activation variables, as systemd does (LISTEN_PID is the shell's PID,
 // which exec keeps).
-func activate(t *testing.T, cfg string, names []string, files []*os.File) (*exec.Cmd, *syncBuf, chan error) {
+func activate(t *testing.T, cfg string, names []string, files []*os.File) (*exec.Cmd, *harness.LogBuffer, chan error) {
 	t.Helper()
 	cmd := exec.Command("/bin/sh", "-c", `LISTEN_PID=$$ exec "$0" "$@"`, harness.CorralBinary(t), "run", "--config", cfg)
 	cmd.Env = append(os.Environ(), "LISTEN_FDS="+strconv.Itoa(len(files)), "LISTEN_FDNAMES="+strings.Join(names, ":"))
 	cmd.ExtraFiles = files
-	out := &syncBuf{}
+	out := &harness.LogBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

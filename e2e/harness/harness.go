@@ -177,19 +177,19 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-// logBuffer is a goroutine-safe buffer of a process's output.
-type logBuffer struct {
+// LogBuffer is a goroutine-safe buffer of a process's output.
+type LogBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *logBuffer) Write(p []byte) (int, error) {
+func (b *LogBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *logBuffer) String() string {
+func (b *LogBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
@@ -201,7 +201,7 @@ type Proc struct {
 	Name string
 	Cmd  *exec.Cmd
 
-	log   logBuffer
+	log   LogBuffer
 	done  chan struct{}
 	err   error // set before done is closed
 	group bool  // in its own process group: Kill kills the group
