@@ -44,6 +44,17 @@ const maxSpliceBatch = 64
 
 // pump copies frames from src to dst until one fails.
 func pump(src, dst vswitch.Port, batch int) error {
+	return Pump(src, batch, func(out [][]byte) error {
+		_, err := dst.Write(out, vswitch.Headroom)
+		return err
+	})
+}
+
+// Pump reads batches of up to batch frames from src (each into a
+// vswitch.BufSize buffer, at vswitch.Headroom) and hands them to write, as
+// slices ending where their frames end, until a Read or write fails. The
+// slices are valid until write returns.
+func Pump(src vswitch.Port, batch int, write func(out [][]byte) error) error {
 	const off = vswitch.Headroom
 	bufs := make([][]byte, batch)
 	out := make([][]byte, batch)
@@ -59,7 +70,7 @@ func pump(src, dst vswitch.Port, batch int) error {
 		for i := 0; i < n; i++ {
 			out[i] = bufs[i][:off+sizes[i]]
 		}
-		if _, err := dst.Write(out[:n], off); err != nil {
+		if err := write(out[:n]); err != nil {
 			return err
 		}
 	}

@@ -239,29 +239,10 @@ func (pc *plugConn) kill(err error) {
 	pc.once.Do(func() { pc.err = err; close(pc.dead) })
 }
 
-// plugPump reads batches from src and hands them to write (frames at
-// vswitch.Headroom), until a Read or write fails.
+// plugPump pumps src into write (attach.Pump) in batches of at most 64
+// frames.
 func plugPump(src vswitch.Port, write func(out [][]byte) error) error {
-	const off = vswitch.Headroom
-	batch := max(min(src.BatchSize(), 64), 1)
-	bufs := make([][]byte, batch)
-	out := make([][]byte, batch)
-	sizes := make([]int, batch)
-	for i := range bufs {
-		bufs[i] = make([]byte, vswitch.BufSize)
-	}
-	for {
-		n, err := src.Read(bufs, sizes, off)
-		if err != nil {
-			return err
-		}
-		for i := 0; i < n; i++ {
-			out[i] = bufs[i][:off+sizes[i]]
-		}
-		if err := write(out[:n]); err != nil {
-			return err
-		}
-	}
+	return attach.Pump(src, max(min(src.BatchSize(), 64), 1), write)
 }
 
 func localName(tapName, netns string, stdio bool) string {
