@@ -230,6 +230,19 @@ func (u uplinkCapture) Read(ctx context.Context) (vswitch.CapturedFrame, error) 
 func (u uplinkCapture) Dropped() uint64 { return u.c.Dropped() }
 func (u uplinkCapture) Close() error    { return u.c.Close() }
 
+// countParam reads the query parameter name, 1 … max (def when absent).
+func countParam(q url.Values, name string, def, max int) (int, error) {
+	v := q.Get(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > max {
+		return 0, fmt.Errorf("%s %q: want 1 … %d", name, v, max)
+	}
+	return n, nil
+}
+
 func uintParam(s, name string) (uint64, error) {
 	if s == "" {
 		return 0, nil

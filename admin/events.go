@@ -32,14 +32,10 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	buf := 0
-	if v := q.Get("buffer"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxEventBuffer {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("buffer %q: want 1 … %d", v, maxEventBuffer))
-			return
-		}
-		buf = n
+	buf, err := countParam(q, "buffer", 0, maxEventBuffer)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
 	}
 	var kinds map[events.Kind]bool
 	if v := q.Get("kind"); v != "" {

@@ -223,14 +223,10 @@ const (
 // server never holds more than a page.
 func (s *Server) fdb(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	limit := DefaultFDBLimit
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > MaxFDBLimit {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit %q: want 1 … %d", v, MaxFDBLimit))
-			return
-		}
-		limit = n
+	limit, err := countParam(q, "limit", DefaultFDBLimit, MaxFDBLimit)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
 	}
 	fences := s.sw.Status().Fences // by ID
 	single := q.Get("fence") != ""
