@@ -3,6 +3,7 @@ package vswitch_test
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -277,5 +278,37 @@ func BenchmarkFDBList1M(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "listing-ms")
 			b.ReportMetric(float64(longest)/1e6, "max-page-ms")
 		})
+	}
+}
+
+// TestLocalMACs: the MACs learned on local ports, sorted, as FDB lists
+// them, and none of a remote host's; an unknown fence adds nothing.
+func TestLocalMACs(t *testing.T) {
+	l := bigTableLab(t, 5000)
+	l.withTrunk()
+	for i := 0; i < 40; i++ {
+		l.fromTrunk(1, hostA, frame(mac(1), mac(byte(100+i)), 0))
+	}
+	l.deliveries()
+	var want []vswitch.MAC
+	for _, e := range l.s.FDB(1) {
+		if e.Host == "" {
+			m, err := vswitch.ParseMAC(e.MAC)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, m)
+		}
+	}
+	if len(want) != 5000+2 {
+		t.Fatalf("FDB lists %d local entries", len(want))
+	}
+	prefix := []vswitch.MAC{{0x02}}
+	got := l.s.LocalMACs(1, prefix)
+	if len(got) != 1+len(want) || got[0] != prefix[0] || !slices.Equal(got[1:], want) {
+		t.Fatalf("LocalMACs: %d MACs, want the prefix and %d", len(got), len(want))
+	}
+	if got := l.s.LocalMACs(42, nil); got != nil {
+		t.Fatalf("unknown fence: %v", got)
 	}
 }

@@ -186,6 +186,43 @@ func (s *Switch) FDB(fence uint32) []FDBEntry {
 	return out
 }
 
+// LocalMACs appends to dst the MACs of fence's table learned on local
+// ports (not those of remote hosts), sorted, and returns it; nil for an
+// unknown fence. Like FDBPage it walks the fence's per-port lists and
+// holds the lock for at most tableChunk entries at a time, so the whole
+// table (remote entries included) is neither copied nor locked at once.
+func (s *Switch) LocalMACs(fence uint32, dst []MAC) []MAC {
+	f := s.fence(fence)
+	if f == nil {
+		return dst
+	}
+	start := len(dst)
+	f.mu.RLock()
+	ports := make([]place, 0, len(f.places))
+	for pl := range f.places {
+		if pl.port != nil {
+			ports = append(ports, pl)
+		}
+	}
+	f.mu.RUnlock()
+	for _, pl := range ports {
+		for i, done := 0, false; !done; {
+			f.mu.RLock()
+			l := f.places[pl]
+			end := min(len(l), i+tableChunk)
+			if i < end {
+				dst = append(dst, l[i:end]...)
+			}
+			i = end
+			done = i >= len(l)
+			f.mu.RUnlock()
+		}
+	}
+	local := dst[start:]
+	slices.SortFunc(local, func(a, b MAC) int { return cmp.Compare(macKey(a), macKey(b)) })
+	return append(dst[:start], slices.Compact(local)...) // a MAC that moved during the walk
+}
+
 // FDBPage returns up to limit entries of a fence's bridge table, those
 // with MACs above *after (from the first when after is nil), sorted by
 // MAC, and whether entries above the last one remain. ok is false for an

@@ -258,15 +258,10 @@ func (p *gossipPublisher) publish() {
 	}
 	for _, id := range all {
 		var macs [][6]byte
-		for _, e := range p.sw.FDB(id) {
-			if e.Host != "" {
-				continue // learned from another host
+		for _, m := range p.sw.LocalMACs(id, nil) { // learned on this host's ports
+			if m[0]&1 == 0 {
+				macs = append(macs, m)
 			}
-			hw, err := net.ParseMAC(e.MAC)
-			if err != nil || len(hw) != 6 || hw[0]&1 != 0 {
-				continue
-			}
-			macs = append(macs, [6]byte(hw))
 		}
 		if len(macs) > p.n.MaxMACsPerHost() {
 			macs = macs[:p.n.MaxMACsPerHost()]
