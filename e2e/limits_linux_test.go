@@ -453,7 +453,16 @@ func TestLimitsDatagramSurgeMemory(t *testing.T) {
 		sources, sent.Round(10*time.Millisecond), p, r, base>>20, peak>>20)
 	harness.WaitFor(t, limitsTimeout, "the peers to expire", func() bool { p, _, _, _ := c.listener(udp); return p == 0 })
 	expired := time.Now()
-	harness.WaitFor(t, limitsTimeout, "the memory to return", func() bool { return c.rss() < base+(peak-base)/4 })
+	var last int64
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("last RSS %d MiB (idle %d, peak %d, target below %d)", last>>20, base>>20, peak>>20, (base+(peak-base)/4)>>20)
+		}
+	})
+	harness.WaitFor(t, limitsTimeout, "the memory to return", func() bool {
+		last = c.rss()
+		return last < base+(peak-base)/4
+	})
 	t.Logf("RSS %d MiB %v after the peers expired", c.rss()>>20, time.Since(expired).Round(100*time.Millisecond))
 	if peak >= 1<<30 {
 		t.Errorf("RSS with the surge: %d MiB, want under 1 GiB", peak>>20)

@@ -105,7 +105,11 @@ var defaultReclaim = reclaim{every: reclaimEvery, minGap: reclaimMinGap, maxWait
 
 // reclaimer runs until ctx is done; ports returns the current port count.
 // It frees once the wave has ended (the count stopped falling), or every
-// maxWait while it goes on.
+// maxWait while it goes on, and once more minGap after that: the count
+// falls when the switch detaches a port, but the port's goroutines and
+// buffers may still be going away then (on a loaded machine, for longer
+// than a tick), and an idle corral runs no collection of its own that
+// would free them later.
 func reclaimer(ctx context.Context, ports func() int, log *slog.Logger) {
 	defaultReclaim.run(ctx, ports, log)
 }
@@ -116,11 +120,16 @@ func (rc reclaim) run(ctx context.Context, ports func() int, log *slog.Logger) {
 	peak := ports()
 	prev := peak
 	var last, fallingSince time.Time
+	followUp := false // a free is due minGap after the last
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if followUp && time.Since(last) >= rc.minGap {
+			rc.free()
+			last, followUp = time.Now(), false
 		}
 		n := ports()
 		peak = max(peak, n)
@@ -137,7 +146,7 @@ func (rc reclaim) run(ctx context.Context, ports func() int, log *slog.Logger) {
 		}
 		start := time.Now()
 		rc.free()
-		last = time.Now()
+		last, followUp = time.Now(), true
 		log.Debug("memory returned after ports left", "ports_left", peak-n, "ports", n, "took", last.Sub(start))
 		peak = n
 	}

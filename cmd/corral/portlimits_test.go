@@ -47,9 +47,9 @@ func TestPortLimitsConfig(t *testing.T) {
 	}
 }
 
-// TestReclaimer: memory is returned once after a wave of detaches has
-// ended, not while ports come, not for a small wave, and not again
-// within minGap.
+// TestReclaimer: memory is returned after a wave of detaches has ended
+// and once more minGap later (what the wave's ports still held then), not
+// while ports come, not for a small wave, and not again within minGap.
 func TestReclaimer(t *testing.T) {
 	var ports atomic.Int64
 	frees := make(chan int, 16)
@@ -87,4 +87,13 @@ func TestReclaimer(t *testing.T) {
 		t.Fatal("memory not freed after 350 ports left")
 	}
 	noFree("quiet after the wave")
+	select {
+	case n := <-frees:
+		if n != 100 {
+			t.Fatalf("follow-up free at %d ports, want 100", n)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no follow-up free after the wave")
+	}
+	noFree("quiet after the follow-up")
 }
