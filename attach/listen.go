@@ -235,9 +235,6 @@ type streamListener struct {
 	done   chan struct{}
 
 	refused, frameTimeouts atomic.Uint64
-	// probing counts the connections waiting for their first byte
-	// (probe.go).
-	probing atomic.Int32
 }
 
 func listenStream(addr Addr, opts Options, onPort OnPort) (*streamListener, error) {
@@ -376,33 +373,12 @@ func (l *streamListener) accept() {
 		if ra := c.RemoteAddr(); ra != nil && ra.String() != "" && ra.String() != "@" {
 			name += "(" + ra.String() + ")"
 		}
-		if l.probing.Add(1) > maxProbing {
-			l.probing.Add(-1)
-			l.setup(c, name)
-			continue
-		}
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			probe := isProbe(c, probeGrace)
-			l.probing.Add(-1)
-			if probe {
-				l.log.Debug("connection closed before its first byte (a liveness probe): no port", "conn", name)
-				c.Close()
-				return
-			}
-			select {
-			case <-l.done:
-				c.Close()
-				return
-			default:
-			}
-			l.setup(c, name)
-		}()
+		l.setup(c, name)
 	}
 }
 
 // setup makes a port of c and starts it.
+// Until its first byte it may still turn out a liveness probe (probe.go).
 func (l *streamListener) setup(c net.Conn, name string) {
 	var p vswitch.Port
 	if l.addr.Scheme == Unixpacket {
@@ -412,9 +388,12 @@ func (l *streamListener) setup(c net.Conn, name string) {
 			c.Close()
 			return
 		}
+		pp.fb = newFirstByte(probeGrace)
 		p = pp
 	} else {
-		p = newStreamPort(c, l.opts)
+		sp := newStreamPort(c, l.opts)
+		sp.fb = newFirstByte(probeGrace)
+		p = sp
 	}
 	l.start(p, name)
 }

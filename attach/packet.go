@@ -39,7 +39,8 @@ type packetPort struct {
 	rfn    func(fd uintptr) bool
 	rerr   error // sticky
 	ready  readyCheck
-	waited bool // set by WaitRead: Read returns 0 frames rather than wait
+	waited bool       // set by WaitRead: Read returns 0 frames rather than wait
+	fb     *firstByte // a listener's connection: client or probe (nil: settled)
 
 	// Write side, owned by the writer.
 	whdrs  []mmsghdr
@@ -75,6 +76,12 @@ func newPacketPort(c syscall.Conn, seqpkt bool, opts Options, onClose func()) (*
 // BatchSize implements vswitch.Port.BatchSize.
 func (p *packetPort) BatchSize() int { return BatchSize }
 
+// Settled implements vswitch.Settler.
+func (p *packetPort) Settled() <-chan struct{} { return p.fb.Settled() }
+
+// Probe implements vswitch.Settler.
+func (p *packetPort) Probe() bool { return p.fb.Probe() }
+
 // Close implements vswitch.Port.Close.
 func (p *packetPort) Close() error { return p.close(p.conn, p.onClose) }
 
@@ -106,6 +113,7 @@ func (p *packetPort) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		}
 		if err != nil {
 			clear(p.riovs)
+			p.fb.read(0, err)
 			if p.closed.Load() || errors.Is(err, net.ErrClosed) {
 				return 0, net.ErrClosed
 			}
@@ -119,6 +127,7 @@ func (p *packetPort) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 			switch {
 			case p.seqpkt && size == 0:
 				p.rerr = io.EOF
+				p.fb.read(0, io.EOF)
 			case h.Hdr.Flags&unix.MSG_TRUNC != 0 || size > p.maxFrame:
 				if p.seqpkt {
 					p.rerr = &FrameLengthError{Len: uint32(size), Max: p.maxFrame}
@@ -138,6 +147,7 @@ func (p *packetPort) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 			}
 			sizes[out] = size
 			out++
+			p.fb.read(size, nil)
 		}
 		clear(p.riovs)
 		if out > 0 || waited {

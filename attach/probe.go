@@ -2,8 +2,8 @@ package attach
 
 import (
 	"errors"
-	"net"
-	"syscall"
+	"io"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -11,48 +11,72 @@ import (
 
 // A liveness probe (a second corral checking whether a socket path is
 // held, `nc -z`, a health check) connects and closes without a byte. A
-// stream listener waits up to probeGrace for a new connection's first
-// byte: a connection that ends before sending anything is a probe, logged
-// at debug and never a port, so the switch logs no attach and detach for
-// it. A client that sends nothing for probeGrace is attached then; one
-// that sends at once is attached at once.
+// connection accepted by a stream or seqpacket listener is a port at once
+// — it receives every frame from the start — but tells the switch
+// (vswitch.Settler) whether it is a client or a probe: a client once its
+// first byte arrives or after probeGrace of silence, a probe when it ends
+// before its first byte. The switch announces (logs, events) only clients,
+// so a probe leaves no attach and detach lines.
 var probeGrace = 250 * time.Millisecond
 
-// maxProbing bounds the connections of one listener waiting for their
-// first byte; beyond it, new connections are attached without the wait.
-const maxProbing = 64
-
-// isProbe waits until c has a byte to read, has ended, or grace has passed,
-// and reports whether it ended without sending a byte. It consumes nothing
-// (MSG_PEEK). Connections without a file descriptor are never probes.
-func isProbe(c net.Conn, grace time.Duration) bool {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	if err := c.SetReadDeadline(time.Now().Add(grace)); err != nil {
-		return false
-	}
-	defer c.SetReadDeadline(time.Time{})
-	var (
-		n    int
-		perr error
-		buf  [1]byte
-	)
-	err = rc.Read(func(fd uintptr) bool {
-		n, _, perr = unix.Recvfrom(int(fd), buf[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		return !errors.Is(perr, unix.EAGAIN) && !errors.Is(perr, unix.EINTR)
-	})
-	if err != nil {
-		return false // the deadline: a quiet client
-	}
-	if perr != nil {
-		// Reset before a byte: a probe that closed abortively.
-		return errors.Is(perr, unix.ECONNRESET)
-	}
-	return n == 0
+// firstByte is a listener connection's vswitch.Settler. The zero value
+// (and a nil pointer) is settled from the start.
+type firstByte struct {
+	once  sync.Once
+	ch    chan struct{}
+	probe bool
+	timer *time.Timer
 }
+
+// newFirstByte returns a firstByte that settles as a client after grace
+// unless the connection settles before.
+func newFirstByte(grace time.Duration) *firstByte {
+	f := &firstByte{ch: make(chan struct{})}
+	f.timer = time.AfterFunc(grace, func() { f.settle(false) })
+	return f
+}
+
+// settle records, once, whether the connection was a probe.
+func (f *firstByte) settle(probe bool) {
+	if f == nil || f.ch == nil {
+		return
+	}
+	f.once.Do(func() {
+		f.probe = probe
+		close(f.ch)
+	})
+}
+
+// read settles after a read of n bytes that returned err: a client when
+// bytes came, a probe when the stream ended (EOF, reset) before any.
+// It is called by the port's reader, which started after the timer was
+// set, so it may stop the timer.
+func (f *firstByte) read(n int, err error) {
+	if f == nil {
+		return
+	}
+	select {
+	case <-f.ch:
+		return // settled already: the common case, no lock
+	default:
+	}
+	switch {
+	case n > 0:
+		f.settle(false)
+		f.timer.Stop()
+	case errors.Is(err, io.EOF) || errors.Is(err, unix.ECONNRESET):
+		f.settle(true)
+		f.timer.Stop()
+	}
+}
+
+// Settled implements vswitch.Settler.
+func (f *firstByte) Settled() <-chan struct{} {
+	if f == nil {
+		return nil
+	}
+	return f.ch
+}
+
+// Probe implements vswitch.Settler: meaningful once Settled is closed.
+func (f *firstByte) Probe() bool { return f != nil && f.probe }

@@ -3,16 +3,35 @@ package attach
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	vswitch "github.com/corralnet/corral/switch"
 )
 
-// A liveness probe (connect, close without a byte) never becomes a port,
-// is logged at debug; a quiet client becomes one after probeGrace, a
-// talking one at once.
-func TestProbeIsNoPort(t *testing.T) {
+// settledAs waits for g's port to settle and returns whether it was a
+// probe.
+func settledAs(t *testing.T, g gotPort) bool {
+	t.Helper()
+	s, ok := g.p.(vswitch.Settler)
+	if !ok || s.Settled() == nil {
+		t.Fatalf("a listener's port %s is not a Settler", g.name)
+	}
+	select {
+	case <-s.Settled():
+		return s.Probe()
+	case <-time.After(testTimeout):
+		t.Fatalf("port %s never settled", g.name)
+	}
+	panic("unreachable")
+}
+
+// A listener's connection is a port at once; it settles as a liveness
+// probe when it ends before its first byte, as a client when a byte comes
+// (at once) or after probeGrace of silence.
+func TestProbeSettles(t *testing.T) {
 	for _, scheme := range []Scheme{Unix, Unixpacket, TCP} {
 		t.Run(string(scheme), func(t *testing.T) {
 			target := "127.0.0.1:0"
@@ -20,9 +39,7 @@ func TestProbeIsNoPort(t *testing.T) {
 				target = sockPath(t, "p.sock")
 			}
 			c := newCollector()
-			var probes atomic.Int64
-			opts := countMsgs(testOpts(t), "connection closed before its first byte (a liveness probe): no port", &probes)
-			l, err := Listen(context.Background(), Addr{scheme, target}, opts, c.onPort)
+			l, err := Listen(context.Background(), Addr{scheme, target}, testOpts(t), c.onPort)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -41,15 +58,16 @@ func TestProbeIsNoPort(t *testing.T) {
 					t.Fatalf("second Listen: %v, want ErrInUse", err)
 				}
 			}
-			waitUntil(t, time.Now().Add(testTimeout), func() bool { return probes.Load() == 1 },
-				func() string { return "the probe was not recognized" })
-			if n := c.calls.Load(); n != 0 {
-				t.Fatalf("the probe made %d ports", n)
+			probe := c.next(t)
+			if _, err := probe.p.Read([][]byte{make([]byte, 2048)}, make([]int, 1), vswitch.Headroom); !errors.Is(err, io.EOF) {
+				t.Fatalf("the probe's Read: %v, want EOF", err)
+			}
+			if !settledAs(t, probe) {
+				t.Fatal("a connection that ended before its first byte did not settle as a probe")
 			}
 
-			// A client that talks at once is a port at once (well within
-			// the grace in the normal case; a loaded machine may be slow,
-			// so only that it becomes one is checked).
+			// A client that talks at once settles as a client with its
+			// first frame.
 			talk, err := net.Dial(network, l.Addr().Target)
 			if err != nil {
 				t.Fatal(err)
@@ -61,20 +79,32 @@ func TestProbeIsNoPort(t *testing.T) {
 			}
 			g := c.next(t)
 			sameFrames(t, readFrames(t, g.p, 1), want)
+			if settledAs(t, g) {
+				t.Fatal("a client that sent a frame settled as a probe")
+			}
 
-			// A quiet client becomes a port after the grace.
+			// A quiet client is a port at once and settles as a client
+			// after the grace; what is written to it arrives meanwhile.
 			start := time.Now()
 			quiet, err := net.Dial(network, l.Addr().Target)
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { quiet.Close() })
-			c.next(t)
-			if d := time.Since(start); d < probeGrace/2 {
-				t.Fatalf("the quiet client was a port after %v, before the grace %v", d, probeGrace)
+			q := c.next(t)
+			if _, err := q.p.Write([][]byte{append(make([]byte, vswitch.Headroom), want[0]...)}, vswitch.Headroom); err != nil {
+				t.Fatal(err)
 			}
-			if n := probes.Load(); n != 1 {
-				t.Fatalf("%d probes, want 1", n)
+			buf := make([]byte, 256)
+			quiet.SetReadDeadline(time.Now().Add(testTimeout))
+			if n, err := quiet.Read(buf); err != nil || n == 0 {
+				t.Fatalf("the quiet client read %d bytes, %v", n, err)
+			}
+			if settledAs(t, q) {
+				t.Fatal("a quiet client settled as a probe")
+			}
+			if d := time.Since(start); d < probeGrace/2 {
+				t.Fatalf("the quiet client settled after %v, before the grace %v", d, probeGrace)
 			}
 		})
 	}

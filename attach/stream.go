@@ -92,6 +92,7 @@ type streamPort struct {
 	r, w   int
 	rerr   error // sticky read error, returned once the buffer is drained
 	rs     readState
+	fb     *firstByte // a listener's connection: client or probe (nil: settled)
 
 	// Write side, owned by the single writer.
 	rc      syscall.RawConn // nil: copy into wbuf instead
@@ -137,6 +138,12 @@ func newStreamPort(rwc io.ReadWriteCloser, opts Options) *streamPort {
 // writev. (The switch reads with at most 64 buffers whatever this says.)
 func (p *streamPort) BatchSize() int { return maxIOV }
 
+// Settled implements vswitch.Settler.
+func (p *streamPort) Settled() <-chan struct{} { return p.fb.Settled() }
+
+// Probe implements vswitch.Settler.
+func (p *streamPort) Probe() bool { return p.fb.Probe() }
+
 // Close implements vswitch.Port.Close.
 func (p *streamPort) Close() error { return p.close(p.rwc, nil) }
 
@@ -167,6 +174,7 @@ func (p *streamPort) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		p.armDeadline()
 		p.stage()
 		m, err := p.rwc.Read(p.rbuf[p.w:])
+		p.fb.read(m, err)
 		p.w += m
 		p.rs.didRead = true
 		if err != nil {

@@ -296,6 +296,11 @@ func (h *PortHandle) ID() uint64 { return h.p.id }
 // or Close was called) and its goroutines have returned.
 func (h *PortHandle) Done() <-chan struct{} { return h.p.done }
 
+// Announced is closed when the port is announced: at once, or for a
+// [Settler] when it settled as a client. It is never closed for a port
+// that ended as a liveness probe.
+func (h *PortHandle) Announced() <-chan struct{} { return h.p.ann.ch }
+
 // Err is why the port was detached (nil when closed by Close or the switch).
 // It is meaningful once Done is closed.
 func (h *PortHandle) Err() error {
@@ -322,6 +327,9 @@ func (s *Switch) Attach(p Port, pc PortConfig) (*PortHandle, error) {
 	ps, err := s.attach(p, pc, true)
 	if err != nil {
 		return nil, err
+	}
+	if ps.settler != nil {
+		go ps.announceWhenSettled()
 	}
 	go ps.writeLoop()
 	go ps.readLoop()
@@ -378,10 +386,21 @@ func (s *Switch) attach(p Port, pc PortConfig, start bool) (*port, error) {
 	ps.q.tw, _ = p.(TryWriter)
 	s.ports[ps.id] = ps
 	f.addPort(ps)
+	ps.ann.ch = make(chan struct{})
+	if st, ok := p.(Settler); ok && start && st.Settled() != nil {
+		ps.settler = st // announced when it settles (announceWhenSettled)
+	}
 	if start {
 		s.wg.Add(2)
+		if ps.settler != nil {
+			s.wg.Add(1)
+		}
 	}
-	s.log.Info("port attached", "port", ps.id, "name", ps.name, "fence", f.id)
+	if ps.settler == nil {
+		ps.ann.mu.Lock()
+		ps.ann.announceLocked(ps)
+		ps.ann.mu.Unlock()
+	}
 	return ps, nil
 }
 

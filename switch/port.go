@@ -149,3 +149,21 @@ type trunkMeta struct {
 type ReadWaiter interface {
 	WaitRead() error
 }
+
+// A Settler is a Port whose client may turn out to be a liveness probe: a
+// connection that ends before its first byte (a second corral checking
+// whether a socket path is held, `nc -z`, a health check). The switch
+// attaches such a port at once, so it switches frames from the start (a
+// quiet receiver misses no broadcast), but announces it — the "port
+// attached" log line and [PortHandle.Announced] — only once Settled is
+// closed with Probe false. A port that ends as a probe, or before it
+// settled, is detached with a debug line instead of the attach and
+// detach lines.
+//
+// Settled returns nil when the port is settled from the start (dialed
+// ports, stdio). The port closes the channel before its Read returns the
+// first frame or the end of the stream; Probe is read after it is closed.
+type Settler interface {
+	Settled() <-chan struct{}
+	Probe() bool
+}

@@ -33,6 +33,8 @@ type port struct {
 
 	failOnce   sync.Once
 	err        error         // why it was detached; written in failOnce, read after done
+	settler    Settler       // nil: announced at attach
+	ann        announcement
 	done       chan struct{} // closed when both goroutines have returned
 	writerDone chan struct{}
 }
@@ -55,12 +57,77 @@ func (p *port) fail(err error) {
 		p.s.detachPort(p)
 		p.q.close(p.s.pool)
 		cerr := p.p.Close()
+		if !p.ann.end(p) {
+			p.s.log.Debug("connection ended before it settled (a liveness probe): port not announced",
+				"port", p.id, "name", p.name, "fence", p.fence.id)
+			return
+		}
 		if p.err != nil {
 			p.s.log.Warn("port detached", "port", p.id, "name", p.name, "fence", p.fence.id, "err", p.err)
 		} else {
 			p.s.log.Info("port detached", "port", p.id, "name", p.name, "fence", p.fence.id, "close_err", cerr)
 		}
 	})
+}
+
+// announcement is whether a port has been announced (Settler): the
+// "port attached" line is logged and ch closed at most once, and never
+// after the port was detached unannounced.
+type announcement struct {
+	mu    sync.Mutex
+	ch    chan struct{} // closed when announced
+	done  bool          // announced
+	ended bool          // detached
+}
+
+// announce logs p's attach and closes the channel, once, unless p ended.
+// Called with a.mu held.
+func (a *announcement) announceLocked(p *port) {
+	if a.done || a.ended {
+		return
+	}
+	a.done = true
+	p.s.log.Info("port attached", "port", p.id, "name", p.name, "fence", p.fence.id)
+	close(a.ch)
+}
+
+// settled announces p unless its Settler says it was a probe.
+func (a *announcement) settled(p *port) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !p.settler.Probe() {
+		a.announceLocked(p)
+	}
+}
+
+// end marks p detached and reports whether it was announced. A port that
+// settled as a client just before it ended (one frame, then EOF) is
+// announced here, so its attach and detach lines come in order.
+func (a *announcement) end(p *port) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.done && p.settler != nil {
+		select {
+		case <-p.settler.Settled():
+			if !p.settler.Probe() {
+				a.announceLocked(p)
+			}
+		default:
+		}
+	}
+	a.ended = true
+	return a.done
+}
+
+// announceWhenSettled waits for p's Settler, then announces p unless it
+// was a probe; it ends when p is done.
+func (p *port) announceWhenSettled() {
+	defer p.s.wg.Done()
+	select {
+	case <-p.settler.Settled():
+		p.ann.settled(p)
+	case <-p.done:
+	}
 }
 
 // readLoop reads batches from the port and switches them until Read fails.

@@ -88,10 +88,21 @@ func (h *eventHooks) onPort(f Fence, sw *vswitch.Switch) attach.OnPort {
 	}
 }
 
-// portEvents publishes ph's attach now and its detach when it happens.
+// portEvents publishes ph's attach when the switch announces it (at once,
+// or when a listener's connection settled as a client) and its detach when
+// it happens; a liveness probe, never announced, publishes neither.
 func (h *eventHooks) portEvents(f Fence, ph *vswitch.PortHandle, name string) {
-	h.bus.Publish(events.Event{Kind: events.PortAttach, Fence: f.ID, FenceName: f.Name, Port: name, PortID: ph.ID()})
 	go func() {
+		select {
+		case <-ph.Announced():
+		case <-ph.Done():
+			select {
+			case <-ph.Announced(): // announced just before it ended
+			default:
+				return
+			}
+		}
+		h.bus.Publish(events.Event{Kind: events.PortAttach, Fence: f.ID, FenceName: f.Name, Port: name, PortID: ph.ID()})
 		<-ph.Done()
 		detail := ""
 		if err := ph.Err(); err != nil {

@@ -135,25 +135,30 @@ admin: {listen: "unix://%s/admin%d.sock"}
 		return streamPort{c}
 	}
 	p1, p2 := dial(1), dial(2)
+	// Each host accepts frames only from the members it knows of the
+	// fence: wait until both see the other there.
 	admin1 := filepath.Join(dir, "admin1.sock")
 	var st admin.PeersResponse
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		code, out, errOut := runCLI(t, "peers", "--json", "--admin", admin1)
-		if code != 0 {
-			t.Fatalf("corral peers: %d %s", code, errOut)
+	for _, n := range []int{2, 1} {
+		sock := filepath.Join(dir, fmt.Sprintf("admin%d.sock", n))
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			code, out, errOut := runCLI(t, "peers", "--json", "--admin", sock)
+			if code != 0 {
+				t.Fatalf("corral peers: %d %s", code, errOut)
+			}
+			st = admin.PeersResponse{}
+			if err := json.Unmarshal([]byte(out), &st); err != nil {
+				t.Fatal(err)
+			}
+			if st.Gossip != nil && len(st.Gossip.Fences) == 1 && len(st.Gossip.Fences[0].Hosts) == 1 && len(st.Peers) == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("h%d does not see the other host in fence lab: %s", n, out)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
-		st = admin.PeersResponse{}
-		if err := json.Unmarshal([]byte(out), &st); err != nil {
-			t.Fatal(err)
-		}
-		if st.Gossip != nil && len(st.Gossip.Fences) == 1 && len(st.Gossip.Fences[0].Hosts) == 1 && len(st.Peers) == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("h1 does not see h2 in fence lab: %s", out)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 	f := append(bytes.Repeat([]byte{0xff}, 6), 0x52, 0x54, 0, 0, 0, 1, 0x88, 0xb5)
 	f = append(f, bytes.Repeat([]byte("gossip"), 10)...)
