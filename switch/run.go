@@ -32,8 +32,8 @@ type port struct {
 	drops             dropCounters
 
 	failOnce   sync.Once
-	err        error         // why it was detached; written in failOnce, read after done
-	settler    Settler       // nil: announced at attach
+	err        error   // why it was detached; written in failOnce, read after done
+	settler    Settler // nil: announced at attach
 	ann        announcement
 	done       chan struct{} // closed when both goroutines have returned
 	writerDone chan struct{}
