@@ -257,10 +257,12 @@ func TestIntegrationGossip16(t *testing.T) {
 	g3.dial(t)
 	harness.WaitFor(t, gsWait, "g3 alive everywhere and back in fence lab", func() bool {
 		return all(hosts, func(h *gsHost) bool {
-			g, _ := h.gossip(t)
+			g, st := h.gossip(t)
 			good := len(members(g, "alive")) == gsHosts-1
 			if h.lab {
-				good = good && slices.Equal(fenceHosts(g, gsFenceLab), names(lab, h))
+				// The uplink peers too: each host accepts frames only
+				// from the members it has as peers.
+				good = good && slices.Equal(fenceHosts(g, gsFenceLab), names(lab, h)) && len(st.Peers) == gsLab-1
 			}
 			return good
 		})
