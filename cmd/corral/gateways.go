@@ -44,7 +44,7 @@ func (a adminGateways) Gateway(id uint32) admin.Gateway {
 		return nil
 	}
 	f, _ := a.set.fence(id)
-	return adminGateway{gw: g.gw, cfg: f.Gateway, fwd: a.fwd, fence: id}
+	return adminGateway{gw: g.gw, cfg: f.Gateway, fwd: a.fwd, set: a.set, fence: id}
 }
 
 // Configured implements admin.Gateways.Configured.
@@ -65,6 +65,7 @@ type adminGateway struct {
 	gw    *stack.Gateway
 	cfg   *stack.Config // its configuration (subnet, IPv6 prefix)
 	fwd   *forward.Forwarder
+	set   *gatewaySet // forwards are added and removed through it
 	fence uint32
 }
 
@@ -155,7 +156,7 @@ func forwardSpec(id uint32, s admin.ForwardSpec) forward.Forward {
 
 // AddForward implements admin.Gateway.AddForward.
 func (g adminGateway) AddForward(s admin.ForwardSpec) (admin.Forward, error) {
-	added, err := g.fwd.Add(forwardSpec(g.fence, s))
+	added, err := g.set.addForward(forwardSpec(g.fence, s))
 	if err != nil {
 		return admin.Forward{}, forwardError(err)
 	}
@@ -164,7 +165,7 @@ func (g adminGateway) AddForward(s admin.ForwardSpec) (admin.Forward, error) {
 
 // RemoveForward implements admin.Gateway.RemoveForward.
 func (g adminGateway) RemoveForward(s admin.ForwardSpec) error {
-	return forwardError(g.fwd.Remove(forwardSpec(g.fence, s)))
+	return forwardError(g.set.removeForward(forwardSpec(g.fence, s)))
 }
 
 // forwardError wraps package forward's errors in the API's (admin answers

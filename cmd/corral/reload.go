@@ -26,8 +26,8 @@ import (
 //     (their ports are closed);
 //   - a fence's listen addresses added and removed, its dial addresses
 //     (its dials restart), its gateway settings (its gateway restarts,
-//     with its configured forwards) and its forwards (added and removed
-//     one by one, the gateway kept);
+//     with its configured forwards and those added at run time) and its
+//     forwards (added and removed one by one, the gateway kept);
 //   - the keys of a sealed uplink (reloadKeys), as before.
 //
 // Fences whose configuration did not change are not touched: their ports,
@@ -313,11 +313,15 @@ func (rt *instance) applyReload(p reloadPlan) []string {
 			note("fence %s: dials restarted (%d addresses)", f.Name, len(f.Dial))
 		}
 		if c.gateway || c.gatewayAddRemove {
-			if c.old.Gateway != nil {
+			if c.old.Gateway != nil && f.Gateway == nil {
 				rt.gateways.stop(f.ID)
 			}
 			if f.Gateway != nil {
-				if err := rt.gateways.start(f); err != nil {
+				start := rt.gateways.start
+				if c.old.Gateway != nil {
+					start = rt.gateways.restart
+				}
+				if err := start(f); err != nil {
 					fail("fence %s: gateway: %v", f.Name, err)
 					continue
 				}

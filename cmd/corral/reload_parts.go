@@ -45,10 +45,28 @@ func (p *attachPoints) removeDials(id uint32) {
 }
 
 // stop stops fence id's gateway (its forwards go with it) and forgets
-// its configuration: a reload removed the gateway or restarts it.
+// its configuration and its forwards added at run time: a reload removed
+// the gateway or its fence.
 func (s *gatewaySet) stop(id uint32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.stopLocked(id)
+	delete(s.added, id)
+}
+
+// restart stops fence f's gateway and starts it with f's configuration
+// (a reload changed its settings); its forwards added at run time start
+// again with it.
+func (s *gatewaySet) restart(f Fence) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopLocked(f.ID)
+	s.fences[f.ID] = f
+	s.setConfiguredLocked()
+	return s.startLocked(f)
+}
+
+func (s *gatewaySet) stopLocked(id uint32) {
 	if g := s.serving[id]; g != nil {
 		g.h.Close()
 		s.fwd.DetachFence(id)

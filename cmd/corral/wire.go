@@ -3,8 +3,10 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,6 +43,11 @@ type gatewaySet struct {
 	fences  map[uint32]Fence // fences with a configured gateway
 	serving map[uint32]*servedGateway
 	yielded map[uint32]string // fence → the winner's outer MAC
+	// added holds the forwards added at run time (admin API, `corral
+	// forward add`), per fence, as running: they are not in the
+	// configuration, so a gateway restarted by a reload or resumed after
+	// a yield starts them again from here. Gone with the fence's gateway.
+	added map[uint32]map[forward.Route]forward.Forward
 }
 
 type servedGateway struct {
@@ -61,7 +68,7 @@ func (g *servedGateway) close() {
 
 func newGatewaySet(sw *vswitch.Switch, fwd *forward.Forwarder, log *slog.Logger, fences []Fence, self *selfSockets) *gatewaySet {
 	s := &gatewaySet{sw: sw, fwd: fwd, log: log, self: self, fences: map[uint32]Fence{},
-		serving: map[uint32]*servedGateway{}, yielded: map[uint32]string{}}
+		serving: map[uint32]*servedGateway{}, yielded: map[uint32]string{}, added: map[uint32]map[forward.Route]forward.Forward{}}
 	var ids []uint32
 	for _, f := range fences {
 		if f.Gateway != nil {
@@ -114,6 +121,52 @@ func (s *gatewaySet) startLocked(f Fence) error {
 	}
 	sg.h = h
 	s.serving[f.ID] = sg
+	s.restoreAddedLocked(f)
+	return nil
+}
+
+// restoreAddedLocked starts again the forwards added to fence f at run
+// time, after its configured ones. One that cannot start now (its target
+// left the fence's new subnet, a configured forward took its route, its
+// port was taken) is logged and forgotten. s.mu is held.
+func (s *gatewaySet) restoreAddedLocked(f Fence) {
+	fws := slices.SortedFunc(maps.Values(s.added[f.ID]), func(a, b forward.Forward) int {
+		return strings.Compare(a.String(), b.String())
+	})
+	for _, fw := range fws {
+		if _, err := s.fwd.Add(fw); err != nil {
+			delete(s.added[f.ID], fw.Route())
+			s.log.Warn("forward added at run time not restored with the gateway", "fence", f.Name, "forward", fw.String(), "err", err)
+			continue
+		}
+		s.log.Info("forward added at run time restored with the gateway", "fence", f.Name, "forward", fw.String())
+	}
+}
+
+// addForward starts fw, a forward added at run time, and keeps it for the
+// gateway's restarts.
+func (s *gatewaySet) addForward(fw forward.Forward) (forward.Forward, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	added, err := s.fwd.Add(fw)
+	if err != nil {
+		return added, err
+	}
+	if s.added[added.Fence] == nil {
+		s.added[added.Fence] = map[forward.Route]forward.Forward{}
+	}
+	s.added[added.Fence][added.Route()] = added
+	return added, nil
+}
+
+// removeForward stops fw (added at run time or configured) and forgets it.
+func (s *gatewaySet) removeForward(fw forward.Forward) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.fwd.Remove(fw); err != nil {
+		return err
+	}
+	delete(s.added[fw.Fence], fw.Normalize().Route())
 	return nil
 }
 
