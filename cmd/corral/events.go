@@ -113,8 +113,14 @@ func (h *eventHooks) portEvents(f Fence, ph *vswitch.PortHandle, name string) {
 }
 
 // peerPollInterval is how often the uplink's host table is read for
-// peers coming and going.
-const peerPollInterval = 250 * time.Millisecond
+// peers coming and going while someone subscribes to events; with no
+// subscriber it is read only every idlePollTicks intervals, to keep the
+// last view from growing stale (a new subscriber then sees the changes of
+// at most those few seconds before it came).
+const (
+	peerPollInterval = 250 * time.Millisecond
+	idlePollTicks    = 20
+)
 
 // watchPeers publishes peer_up, peer_down and gateway_conflict events
 // from the uplink's host table until ctx is done.
@@ -123,7 +129,15 @@ func (h *eventHooks) watchPeers(ctx context.Context, status func() uplink.Status
 	conflicts := map[[2]string]bool{}
 	t := time.NewTicker(peerPollInterval)
 	defer t.Stop()
-	for {
+	for tick := 0; ; tick++ {
+		if !h.bus.Active() && tick%idlePollTicks != 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			continue
+		}
 		st := status()
 		now := map[string]uplink.PeerStatus{}
 		for _, p := range st.Peers {
