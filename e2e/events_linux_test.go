@@ -85,7 +85,7 @@ admin: {listen: "unix://`+adminSock+`"}
 			t.Fatal(err)
 		}
 		first = c
-		// Quiet: a port once the probe grace has passed.
+		// Quiet: announced (port_attach) once the probe grace has passed.
 		deadline := time.Now().Add(2 * time.Second)
 		for time.Now().Before(deadline) {
 			if has(func(e e2eEvent) bool { return e.Kind == "port_attach" && e.FenceName == "lab" }) {

@@ -58,7 +58,7 @@ func TestIntegrationReload(t *testing.T) {
 		return newACClient(t, name, s, mac, c, true)
 	}
 	ca, cb, cx := dial("A", "a", acMAC(1)), dial("B", "a", acMAC(2)), dial("X", "b", acMAC(3))
-	// Attached (a quiet client is a port after the probe grace), then
+	// Attached, then
 	// both ports of a learned.
 	acWaitPorts(t, adminSock, map[uint32]int{1: 2, 2: 1})
 	cb.send(t, acFrame(acBroadcast, cb.mac, "hello from B"))
