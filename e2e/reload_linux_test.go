@@ -58,8 +58,7 @@ func TestIntegrationReload(t *testing.T) {
 		return newACClient(t, name, s, mac, c, true)
 	}
 	ca, cb, cx := dial("A", "a", acMAC(1)), dial("B", "a", acMAC(2)), dial("X", "b", acMAC(3))
-	// Attached, then
-	// both ports of a learned.
+	// Attached, then both ports of a learned.
 	acWaitPorts(t, adminSock, map[uint32]int{1: 2, 2: 1})
 	cb.send(t, acFrame(acBroadcast, cb.mac, "hello from B"))
 	ca.expect(t, acFrame(acBroadcast, cb.mac, "hello from B"), "B's hello")
