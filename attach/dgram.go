@@ -80,25 +80,42 @@ type dgramListener struct {
 }
 
 func listenDgram(addr Addr, opts Options, onPort OnPort) (*dgramListener, error) {
-	l := &dgramListener{addr: addr, opts: opts, onPort: onPort, done: make(chan struct{})}
 	switch addr.Scheme {
 	case Unixgram:
 		x, sf, err := listenUnix("unixgram", addr.Target, opts.SocketMode)
 		if err != nil {
 			return nil, err
 		}
-		l.conn, l.sf, l.isUnix = x.(net.PacketConn), sf, true
-		l.byPath = make(map[string]*peerPort)
+		return serveDgram(addr, x.(net.PacketConn), sf, opts, onPort)
 	case UDP:
 		pc, err := net.ListenPacket("udp", addr.Target)
 		if err != nil {
 			return nil, err
 		}
-		l.conn = pc
-		l.addr.Target = pc.LocalAddr().String()
+		return serveDgram(addr, pc, nil, opts, onPort)
+	}
+	return nil, badAddr("scheme %q is not a datagram scheme", addr.Scheme)
+}
+
+// serveDgram serves conn, bound to addr (unixgram or udp), as a datagram
+// listener. sf is the socket file to remove on Close (nil: none, or not
+// ours). On error conn is closed and sf removed.
+func serveDgram(addr Addr, conn net.PacketConn, sf *socketFile, opts Options, onPort OnPort) (*dgramListener, error) {
+	l := &dgramListener{addr: addr, conn: conn, sf: sf, opts: opts, onPort: onPort, done: make(chan struct{})}
+	if addr.Scheme == Unixgram {
+		l.isUnix = true
+		l.byPath = make(map[string]*peerPort)
+	} else {
+		l.addr.Target = conn.LocalAddr().String()
 		l.byAP = make(map[netip.AddrPort]*peerPort)
 	}
-	rc, err := l.conn.(syscall.Conn).SyscallConn()
+	sc, ok := l.conn.(syscall.Conn)
+	if !ok {
+		l.conn.Close()
+		l.sf.remove()
+		return nil, fmt.Errorf("a %T has no descriptor", l.conn)
+	}
+	rc, err := sc.SyscallConn()
 	if err != nil {
 		l.conn.Close()
 		l.sf.remove()

@@ -31,3 +31,22 @@ func ListenInherited(ctx context.Context, addr Addr, ln net.Listener, opts Optio
 	context.AfterFunc(ctx, func() { l.Close() })
 	return l, nil
 }
+
+// ListenInheritedPacket serves pc, a datagram socket bound by someone else
+// (a socket systemd passes on activation: ListenDatagram=), as the
+// listener of addr (unixgram or udp): every peer is a port, as with
+// [Listen]. The socket file of a unixgram socket belongs to whoever bound
+// it: Close leaves it. ctx ends it like Listen's.
+func ListenInheritedPacket(ctx context.Context, addr Addr, pc net.PacketConn, opts Options, onPort OnPort) (Listener, error) {
+	switch addr.Scheme {
+	case Unixgram, UDP:
+	default:
+		return nil, fmt.Errorf("listen %s: an inherited datagram socket of scheme %s is not supported (unixgram and udp are)", addr, addr.Scheme)
+	}
+	l, err := serveDgram(addr, pc, nil, opts.withDefaults(), onPort)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	context.AfterFunc(ctx, func() { l.Close() })
+	return l, nil
+}

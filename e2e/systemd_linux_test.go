@@ -3,10 +3,10 @@ package e2e
 // Socket activation and the systemd units (issue 11 item 7), with the real
 // binary: corral started as systemd starts it (LISTEN_PID, LISTEN_FDS,
 // LISTEN_FDNAMES and the sockets from fd 3) serves its admin API and a
-// fence's unix and tcp addresses on the inherited sockets, and leaves the
-// socket files to their owner; an inherited socket that the configuration
-// does not name stops it with status 1; contrib/systemd passes
-// systemd-analyze verify.
+// fence's unix, tcp, unixgram and udp addresses on the inherited sockets,
+// and leaves the socket files to their owner; an inherited socket that the
+// configuration does not name stops it with status 1; contrib/systemd
+// passes systemd-analyze verify.
 
 import (
 	"bytes"
@@ -77,15 +77,37 @@ func TestIntegrationSocketActivation(t *testing.T) {
 		t.Fatal(err)
 	}
 	tcp.Close()
+	// Datagram sockets (ListenDatagram=): unixgram and udp.
+	gramSock := filepath.Join(dir, "lab.gram")
+	gram, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: gramSock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gramFile, err := gram.File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gram.Close()
+	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	udpAddr := udp.LocalAddr().String()
+	udpFile, err := udp.File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	udp.Close()
 	cfg := filepath.Join(dir, "c.yaml")
 	conf := `fences:
-  - {name: lab, id: 1, listen: ["unix://` + labSock + `", "tcp://` + tcpAddr + `"]}
+  - {name: lab, id: 1, listen: ["unix://` + labSock + `", "tcp://` + tcpAddr + `", "unixgram://` + gramSock + `", "udp://` + udpAddr + `"]}
 admin: {listen: "unix://` + adminSock + `"}
 `
 	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd, out, done := activate(t, cfg, []string{"lab", "labtcp", "admin"}, []*os.File{unixLn(labSock), tcpFile, unixLn(adminSock)})
+	cmd, out, done := activate(t, cfg, []string{"lab", "labtcp", "admin", "labgram", "labudp"},
+		[]*os.File{unixLn(labSock), tcpFile, unixLn(adminSock), gramFile, udpFile})
 	harness.WaitFor(t, harness.ReadyTimeout, "corral ready", func() bool {
 		select {
 		case err := <-done:
@@ -98,6 +120,8 @@ admin: {listen: "unix://` + adminSock + `"}
 		`msg="listening on an inherited socket" fence=lab addr=unix://` + labSock + ` name=lab`,
 		`msg="listening on an inherited socket" fence=lab addr=tcp://` + tcpAddr + ` name=labtcp`,
 		`msg="admin on an inherited socket" name=admin`,
+		`msg="listening on an inherited socket" fence=lab addr=unixgram://` + gramSock + ` name=labgram`,
+		`msg="listening on an inherited socket" fence=lab addr=udp://` + udpAddr + ` name=labudp`,
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("no log line with %q", want)
@@ -117,6 +141,45 @@ admin: {listen: "unix://` + adminSock + `"}
 	}
 	defer c.Close()
 	acWaitPorts(t, adminSock, map[uint32]int{1: 2})
+	// A datagram from a unixgram and a udp peer makes a port each; a
+	// broadcast from the stream port reaches both.
+	gc, err := net.DialUnix("unixgram", &net.UnixAddr{Name: filepath.Join(dir, "peer.gram"), Net: "unixgram"},
+		&net.UnixAddr{Name: gramSock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gc.Close()
+	uc, err := net.Dial("udp", udpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uc.Close()
+	hello := func(last byte) []byte {
+		f := make([]byte, 60)
+		copy(f, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x52, 0x54, 0, 0xac, 0, last, 0x88, 0xb5})
+		return f
+	}
+	gc.Write(hello(1))
+	uc.Write(hello(2))
+	acWaitPorts(t, adminSock, map[uint32]int{1: 4})
+	bcast := hello(3)
+	frame := append([]byte{0, 0, 0, byte(len(bcast))}, bcast...)
+	if _, err := u.Write(frame); err != nil {
+		t.Fatal(err)
+	}
+	for _, pc := range []net.Conn{gc, uc} {
+		pc.SetReadDeadline(time.Now().Add(30 * time.Second))
+		buf := make([]byte, 2048)
+		for {
+			n, err := pc.Read(buf)
+			if err != nil {
+				t.Fatalf("the broadcast on the inherited %s socket: %v", pc.LocalAddr().Network(), err)
+			}
+			if bytes.Equal(buf[:n], bcast) {
+				break
+			}
+		}
+	}
 
 	// Stopped, it leaves the socket files to whoever bound them (systemd
 	// removes them with RemoveOnStop=).
@@ -130,7 +193,7 @@ admin: {listen: "unix://` + adminSock + `"}
 	case <-time.After(30 * time.Second):
 		t.Fatal("corral did not stop")
 	}
-	for _, p := range []string{labSock, adminSock} {
+	for _, p := range []string{labSock, adminSock, gramSock} {
 		if _, err := os.Lstat(p); err != nil {
 			t.Errorf("inherited socket file %s removed: %v", p, err)
 		}

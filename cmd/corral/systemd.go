@@ -20,8 +20,9 @@ import (
 // 3 … 3+N-1 are bound sockets, named by LISTEN_FDNAMES (colon-separated,
 // FileDescriptorName= of the .socket unit). corral takes each for the
 // configured address it is bound to — the admin socket (admin.listen) or
-// a fence's listen address of scheme unix, unixpacket or tcp — instead of
-// binding that address itself; the names are only shown in logs. An
+// a fence's listen address of scheme unix, unixpacket, tcp, unixgram or
+// udp — instead of binding that address itself; the names are only shown
+// in logs. An
 // inherited socket that no configured address matches is an error
 // (exit 1), so that a unit and a configuration that disagree are found
 // at once. The variables are removed from the environment, as
@@ -165,6 +166,15 @@ func (is *inheritedSockets) unused() error {
 // to it when there is one, else a new one.
 func (rt *instance) listenAddr(f Fence, a attach.Addr) (attach.Listener, error) {
 	if s := rt.inherited.take(a); s != nil {
+		if a.Scheme == attach.Unixgram || a.Scheme == attach.UDP {
+			pc, err := net.FilePacketConn(s.file)
+			s.file.Close() // FilePacketConn holds its own descriptor
+			if err != nil {
+				return nil, fmt.Errorf("socket activation: %s: %w", s.name, err)
+			}
+			rt.log.Info("listening on an inherited socket", "fence", f.Name, "addr", a.String(), "name", s.name)
+			return attach.ListenInheritedPacket(rt.ctx, a, pc, rt.attachOptions(f), rt.ev.onPort(f, rt.sw))
+		}
 		ln, err := net.FileListener(s.file)
 		s.file.Close() // FileListener holds its own descriptor
 		if err != nil {
