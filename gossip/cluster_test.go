@@ -17,13 +17,15 @@ import (
 // cluster runs gossip nodes on one memnet.Network (the harness of the
 // cluster tests and of the scale simulation).
 type cluster struct {
-	tb    testing.TB
-	net   *memnet.Network
-	key   []byte
-	tune  func(*memberlist.Config)
-	log   *slog.Logger
-	mu    sync.Mutex
-	nodes []*simNode
+	tb   testing.TB
+	net  *memnet.Network
+	key  []byte
+	tune func(*memberlist.Config)
+	// dilate is every node's Config.dilate (the scale simulation).
+	dilate int
+	log    *slog.Logger
+	mu     sync.Mutex
+	nodes  []*simNode
 }
 
 type simNode struct {
@@ -81,6 +83,7 @@ func (c *cluster) start(s *simNode, join []string) {
 		Transport:    tr,
 		Logger:       c.log.With("node", s.name),
 		tune:         c.tune,
+		dilate:       c.dilate,
 	}
 	n, err := New(s.cfg)
 	if err != nil {

@@ -112,6 +112,29 @@ type Config struct {
 
 	// tune, if set, adjusts the memberlist configuration (tests).
 	tune func(*memberlist.Config)
+	// dilate, when above 1, runs every timer of the Node and of
+	// memberlist dilate times slower (the scale simulation: a thousand
+	// members share one process and two cores; with time stretched, each
+	// gets the CPU time per protocol second a host of its own would have).
+	// The simulation divides the durations it measures by dilate and
+	// multiplies the rates by it. Zero or one: real time.
+	dilate int
+}
+
+// dur stretches a protocol duration by the time dilation (Config.dilate).
+func (c *Config) dur(d time.Duration) time.Duration {
+	if c.dilate > 1 {
+		return d * time.Duration(c.dilate)
+	}
+	return d
+}
+
+// dilateMemberlist stretches every duration of mc by the time dilation.
+func (c *Config) dilateMemberlist(mc *memberlist.Config) {
+	for _, d := range []*time.Duration{&mc.ProbeInterval, &mc.ProbeTimeout, &mc.GossipInterval, &mc.PushPullInterval,
+		&mc.GossipToTheDeadTime, &mc.TCPTimeout, &mc.DeadNodeReclaimTime, &mc.QueueCheckInterval} {
+		*d = c.dur(*d)
+	}
 }
 
 // Validate reports whether c is usable.
@@ -179,6 +202,8 @@ func (c Config) withDefaults() Config {
 		c.JoinMaxBackoff = DefaultJoinMaxBackoff
 	}
 	c.JoinMaxBackoff = max(c.JoinMaxBackoff, c.JoinBackoff)
+	c.SyncInterval, c.DeadRetention = c.dur(c.SyncInterval), c.dur(c.DeadRetention)
+	c.JoinBackoff, c.JoinMaxBackoff = c.dur(c.JoinBackoff), c.dur(c.JoinMaxBackoff)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

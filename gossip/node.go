@@ -95,6 +95,10 @@ type peer struct {
 	since time.Time
 	valid bool
 	meta  Meta // immutable once set; replaced on change
+	// fences is meta's fences and gateways, sorted and unique, as
+	// snapshots list them: made once per metadata change, not per
+	// snapshot (immutable, shared by the snapshots).
+	fences []uint32
 }
 
 // up reports whether the data path uses p.
@@ -177,6 +181,7 @@ func New(cfg Config) (*Node, error) {
 		mc.AdvertiseAddr = cfg.AdvertiseAddr.Addr().String()
 		mc.AdvertisePort = int(cfg.AdvertiseAddr.Port())
 	}
+	cfg.dilateMemberlist(mc)
 	if cfg.tune != nil {
 		cfg.tune(mc)
 	}
@@ -379,7 +384,7 @@ func (n *Node) announcer() {
 	for {
 		select {
 		case <-n.announce:
-			if err := n.ml.UpdateNode(announceTimeout); err != nil && !n.closed.Load() {
+			if err := n.ml.UpdateNode(n.cfg.dur(announceTimeout)); err != nil && !n.closed.Load() {
 				n.log.Debug("metadata broadcast not complete", "err", err)
 			}
 		case <-n.stop:
@@ -537,14 +542,15 @@ const (
 func (n *Node) send(ch chan outMsg, reliable bool) {
 	defer n.wg.Done()
 	tokens, last := float64(sendBurst), time.Now()
+	rate := sendRate / float64(n.cfg.dur(time.Second)/time.Second) // per real second
 	for {
 		select {
 		case m := <-ch:
 			now := time.Now()
-			tokens = min(sendBurst, tokens+now.Sub(last).Seconds()*sendRate)
+			tokens = min(sendBurst, tokens+now.Sub(last).Seconds()*rate)
 			last = now
 			if tokens < 1 {
-				d := time.Duration((1 - tokens) / sendRate * float64(time.Second))
+				d := time.Duration((1 - tokens) / rate * float64(time.Second))
 				select {
 				case <-time.After(d):
 				case <-n.stop:
@@ -581,7 +587,7 @@ func (n *Node) markDirty() {
 func (n *Node) loop() {
 	defer n.wg.Done()
 	syncT := time.NewTimer(jitter(n.cfg.SyncInterval))
-	tick := time.NewTicker(time.Second)
+	tick := time.NewTicker(n.cfg.dur(time.Second))
 	defer syncT.Stop()
 	defer tick.Stop()
 	var msg Message
@@ -593,7 +599,7 @@ func (n *Node) loop() {
 			n.handle(&msg, b)
 		case <-n.dirty:
 			if rebuild == nil {
-				rebuild = time.After(max(0, snapshotSpacing-time.Since(lastBuild)))
+				rebuild = time.After(max(0, n.cfg.dur(snapshotSpacing)-time.Since(lastBuild)))
 			}
 		case <-rebuild:
 			rebuild = nil
@@ -608,7 +614,7 @@ func (n *Node) loop() {
 		case now := <-tick.C:
 			n.refresh(now)
 			if soon == nil && n.hasSyncSoon() {
-				soon = time.After(jitter(earlySync))
+				soon = time.After(jitter(n.cfg.dur(earlySync)))
 			}
 		case <-n.stop:
 			return
@@ -715,7 +721,7 @@ func (n *Node) publish(now time.Time) {
 		}
 		if p.valid {
 			m.Installation, m.OuterMAC, m.Instance, m.DataAddrs = p.meta.Installation, p.meta.OuterMAC, p.meta.Instance, p.meta.DataAddrs
-			m.Fences = sortedUnique(append(slices.Clone(p.meta.Fences), p.meta.Gateways...))
+			m.Fences = p.fences
 			m.Gateways = p.meta.Gateways
 		}
 		s.members = append(s.members, m)
@@ -820,7 +826,7 @@ func (n *Node) joinLoop() {
 			if joined {
 				n.log.Info("joined the gossip cluster", "members", n.ml.NumMembers(), "after_failures", failures)
 				backoff, failures = n.cfg.JoinBackoff, 0
-				catchUp = []time.Duration{jitter(time.Second), jitter(4 * time.Second)}
+				catchUp = []time.Duration{jitter(n.cfg.dur(time.Second)), jitter(n.cfg.dur(4 * time.Second))}
 				wait = catchUp[0]
 			} else {
 				failures++
@@ -958,6 +964,7 @@ func (n *Node) update(m *memberlist.Node, s State) {
 	if valid {
 		oldMeta, wasValid := p.meta, p.valid && wasUp && !restarted
 		p.meta, p.valid = meta, true
+		p.fences = slices.Clip(sortedUnique(append(slices.Clone(meta.Fences), meta.Gateways...)))
 		n.claimOuter(p)
 		// Fences p newly shares: send it our full set and ask for its own
 		// (it may have sent it before its metadata reached this host, and

@@ -505,3 +505,30 @@ func TestDataAddrResolvedAndPreviousKey(t *testing.T) {
 		t.Fatalf("a host with the retired key sees %d members", n)
 	}
 }
+
+// Time dilation (the scale simulation) stretches every duration of the
+// Node and of memberlist by the same factor, and nothing else.
+func TestDilate(t *testing.T) {
+	plain := Config{Name: "a", OuterMAC: outerMAC(0), Installation: 1}.withDefaults()
+	slow := Config{Name: "a", OuterMAC: outerMAC(0), Installation: 1, dilate: 3}.withDefaults()
+	if slow.SyncInterval != 3*plain.SyncInterval || slow.DeadRetention != 3*plain.DeadRetention ||
+		slow.JoinBackoff != 3*plain.JoinBackoff || slow.JoinMaxBackoff != 3*plain.JoinMaxBackoff {
+		t.Fatalf("dilated defaults %+v, plain %+v", slow, plain)
+	}
+	a, b := memberlistConfig(ProfileLAN), memberlistConfig(ProfileLAN)
+	plain.dilateMemberlist(a)
+	slow.dilateMemberlist(b)
+	if a.ProbeInterval != memberlistConfig(ProfileLAN).ProbeInterval {
+		t.Fatal("no dilation changed the memberlist configuration")
+	}
+	for _, d := range [][2]time.Duration{{a.ProbeInterval, b.ProbeInterval}, {a.ProbeTimeout, b.ProbeTimeout},
+		{a.GossipInterval, b.GossipInterval}, {a.PushPullInterval, b.PushPullInterval}, {a.TCPTimeout, b.TCPTimeout},
+		{a.GossipToTheDeadTime, b.GossipToTheDeadTime}} {
+		if d[1] != 3*d[0] {
+			t.Errorf("dilated %v, want 3 × %v", d[1], d[0])
+		}
+	}
+	if b.SuspicionMult != a.SuspicionMult || b.GossipNodes != a.GossipNodes {
+		t.Error("dilation changed a count")
+	}
+}

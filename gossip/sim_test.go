@@ -11,12 +11,18 @@ import (
 	"time"
 )
 
+// simSettle is the protocol time between the convergence and the
+// steady-state window.
+const simSettle = 10 * time.Second
+
 var (
 	simWindow  = flag.Duration("sim.window", 60*time.Second, "BenchmarkScale: steady-state measurement window")
 	simFences  = flag.Int("sim.fences", 1000, "BenchmarkScale: fences in the mix")
 	simMACs    = flag.Int("sim.macs", 2, "BenchmarkScale: MACs per host per fence")
 	simTimeout = flag.Duration("sim.timeout", 10*time.Minute, "BenchmarkScale: bound on each wait")
 	simSizes   = flag.String("sim.sizes", "50,100,300,1000", "BenchmarkScale: member counts, comma-separated")
+	simJoins   = flag.Float64("sim.joinrate", 0, "BenchmarkScale: members started per protocol second (0: all at once up to 200 members, 20 a second beyond)")
+	simDilate  = flag.Int("sim.dilate", 0, "BenchmarkScale: time dilation (every protocol timer this many times slower; 0: one per 200 members, at least 1)")
 )
 
 // BenchmarkScale is the scale simulation (issue 10, item 5): N memberlist
@@ -25,18 +31,34 @@ var (
 // proportion below, each on 3 to 50 random hosts, sim.macs MACs per host
 // per fence). It reports:
 //
-//   - converge-s: from the first start until every member knows every
-//     other (all joined through one seed);
+//   - converge-s: from the last member's start until every member knows
+//     every other (all joined through one seed; started all at once up to
+//     200 members, else -sim.joinrate a second, 20 by default);
 //   - macs-s: until then every host's MAC lookups are right for all its
 //     fences;
 //   - kbit/s-out, kbit/s-in: gossip bytes per host per second over
-//     sim.window of steady state (everything memberlist sends, push/pull
+//     sim.window of steady state, from 10 s after the MACs converged
+//     (everything memberlist sends, push/pull
 //     included, plus fence anti-entropy), the mean over the hosts;
 //     kbit/s-out-max the busiest host's;
 //   - join-s: a new member, joining through one seed, known by all;
 //   - fail-s: a member with fences fails (no goodbye); until no host
 //     lists it among a fence's hosts or resolves its MACs;
 //   - MiB/host: live heap after GC divided by the members.
+//
+// Time dilation: one process cannot give a thousand members the CPU a
+// thousand hosts have — starved, members miss each other's probe
+// deadlines and declare each other dead. So the simulation stretches
+// time: with dilation k (-sim.dilate; by default one per 200 members),
+// every timer of memberlist and of the Node runs k times slower
+// (Config.dilate: probe interval and timeout, gossip interval, push/pull,
+// suspicion, anti-entropy, snapshot spacing, join backoff, send pacing),
+// so each member gets k times the CPU per protocol second. The protocol
+// does the same steps in the same order; the durations reported are the
+// measured ones divided by k, the rates the measured ones multiplied by
+// k, the windows and timeouts are protocol time. CPU time spent per
+// packet (encoding, compression) shrinks by k relative to the timers,
+// as on hosts that have a CPU each; network latency is zero either way.
 //
 // Run: go test -run '^$' -bench 'BenchmarkScale' -benchtime 1x -timeout 60m ./gossip/
 // (other sizes: -args -sim.sizes 200,500).
@@ -59,7 +81,15 @@ func simulate(b *testing.B, nh int) {
 	// that every size has the same mix per host: about 26 fences each.
 	nf := max(20, *simFences*nh/1000)
 	mix := fenceMix(nh+1, nf, 3, 50, uint64(nh))
+	k := *simDilate
+	if k <= 0 {
+		k = max(1, nh/200)
+	}
+	kd := time.Duration(k)
+	// protocol converts a measured duration to protocol time.
+	protocol := func(d time.Duration) time.Duration { return d / kd }
 	c := newCluster(b, nil)
+	c.dilate = k
 	nodes := make([]*simNode, nh+1)
 	for i := range nodes {
 		nodes[i] = c.add()
@@ -79,25 +109,34 @@ func simulate(b *testing.B, nh int) {
 		}
 	}
 	has := func(h int, f uint32) bool { _, ok := slices.BinarySearch(mix[h], f); return ok }
-	start := time.Now()
+	rate := *simJoins
+	if rate <= 0 && nh > 200 {
+		rate = 20
+	}
 	c.start(nodes[0], nil)
 	setup(nodes[0])
 	for _, s := range nodes[1:nh] {
+		if rate > 0 {
+			// Paced in protocol time, so that the build does not drown
+			// the in-memory network's queues.
+			time.Sleep(time.Duration(float64(kd*time.Second) / rate))
+		}
 		c.start(s, []string{nodes[0].addr})
 		setup(s)
 	}
+	start := time.Now() // the last member started
 	wait := func(what string, cond func() bool) time.Duration {
-		d, ok := waitFor(*simTimeout, cond)
+		d, ok := waitFor(*simTimeout*kd, cond)
 		if !ok {
 			var sum Counters
 			for _, s := range c.running() {
 				x := s.n.Counters()
 				sum.Alive, sum.Suspect, sum.Dead, sum.Left = sum.Alive+x.Alive, sum.Suspect+x.Suspect, sum.Dead+x.Dead, sum.Left+x.Left
 			}
-			b.Fatalf("%d members: %s not reached after %v; member states summed over the hosts: %d alive, %d suspect, %d dead, %d left; memnet dropped %d",
-				nh, what, d, sum.Alive, sum.Suspect, sum.Dead, sum.Left, c.net.Dropped.Load())
+			b.Fatalf("%d members (dilation %d): %s not reached after %v real time; member states summed over the hosts: %d alive, %d suspect, %d dead, %d left; memnet dropped %d",
+				nh, k, what, d, sum.Alive, sum.Suspect, sum.Dead, sum.Left, c.net.Dropped.Load())
 		}
-		return d
+		return protocol(d)
 	}
 	poll := func(cond func() bool) func() bool {
 		// Check at most twice a second: a check reads every snapshot.
@@ -111,7 +150,7 @@ func simulate(b *testing.B, nh int) {
 		}
 	}
 	wait("membership", poll(func() bool { return c.allMembers(nh - 1) }))
-	converge := time.Since(start)
+	converge := protocol(time.Since(start))
 	lookupsRight := func(skip int) bool {
 		for _, s := range c.running() {
 			snap := s.n.Snapshot()
@@ -134,7 +173,7 @@ func simulate(b *testing.B, nh int) {
 		return true
 	}
 	wait("MAC lookups", poll(func() bool { return lookupsRight(-1) }))
-	macs := time.Since(start)
+	macs := protocol(time.Since(start))
 	var sum Counters
 	for _, s := range c.running() {
 		x := s.n.Counters()
@@ -149,9 +188,12 @@ func simulate(b *testing.B, nh int) {
 		sum.SyncsSent += x.SyncsSent
 	}
 	b.Logf("counters summed over the hosts: %+v; memnet dropped %d", sum, c.net.Dropped.Load())
-	b.Logf("%d members: membership converged after %v, MACs after %v", nh, converge.Round(time.Millisecond), macs.Round(time.Millisecond))
+	b.Logf("%d members (time dilation %d; durations and rates in protocol time): membership converged after %v, MACs after %v", nh, k, converge.Round(time.Millisecond), macs.Round(time.Millisecond))
 
-	// Steady state.
+	// Steady state: after the joins' one-time traffic (each member's two
+	// catch-up exchanges, 1 and 4 s after its join, and the last
+	// retransmissions of its alive message) has passed.
+	time.Sleep(simSettle * kd)
 	type sample struct{ in, out uint64 }
 	read := func() []sample {
 		l := make([]sample, nh)
@@ -162,8 +204,8 @@ func simulate(b *testing.B, nh int) {
 		return l
 	}
 	s0, t0 := read(), time.Now()
-	time.Sleep(*simWindow)
-	s1, dt := read(), time.Since(t0).Seconds()
+	time.Sleep(*simWindow * kd)
+	s1, dt := read(), protocol(time.Since(t0)).Seconds()
 	var in, out, maxOut float64
 	for i := range s0 {
 		o := float64(s1[i].out-s0[i].out) * 8 / 1000 / dt
@@ -186,7 +228,7 @@ func simulate(b *testing.B, nh int) {
 	setup(last)
 	join := wait("join known by all", func() bool { return c.knownByAll(last, true) })
 	wait("MAC lookups after the join", poll(func() bool { return lookupsRight(-1) }))
-	joinMACs := time.Since(t1)
+	joinMACs := protocol(time.Since(t1))
 
 	// Failure: the member with the most fences.
 	victim := nodes[1]
@@ -220,4 +262,5 @@ func simulate(b *testing.B, nh int) {
 	b.ReportMetric(join.Seconds(), "join-s")
 	b.ReportMetric(fail.Seconds(), "fail-s")
 	b.ReportMetric(mib, "MiB/host")
+	b.ReportMetric(float64(k), "dilation")
 }
