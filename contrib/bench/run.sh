@@ -16,8 +16,9 @@
 #   GVPROXY_VERSION  gvproxy version to try first (default v0.8.9)
 #   CORRAL_BIN    a prebuilt corral binary (default: built from ./cmd/corral)
 #   BENCH_GOSSIP  member counts of the gossip scale simulation, run once
-#                 after the rounds (default "50 100": on 2 shared cores one
-#                 process cannot run 200 or more members in real time;
+#                 after the rounds (default "50 100"; 200 runs on 2 idle
+#                 cores in about 70 s; beyond, one process starves its
+#                 members even with the simulation's time dilation —
 #                 "300 1000" on a bigger machine; gossip/sim_test.go)
 #   BENCH_GOSSIP_WINDOW  its steady-state window (default 30s)
 set -uo pipefail
