@@ -22,10 +22,9 @@ import (
 // configured address it is bound to — the admin socket (admin.listen) or
 // a fence's listen address of scheme unix, unixpacket, tcp, unixgram or
 // udp — instead of binding that address itself; the names are only shown
-// in logs. An
-// inherited socket that no configured address matches is an error
-// (exit 1), so that a unit and a configuration that disagree are found
-// at once. The variables are removed from the environment, as
+// in logs. An inherited socket that no configured address matches is an
+// error (exit 1), so that a unit and a configuration that disagree are
+// found at once. The variables are removed from the environment, as
 // sd_listen_fds(3) does, so children do not see them.
 
 // listenFDsStart is SD_LISTEN_FDS_START.
