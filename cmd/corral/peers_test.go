@@ -52,7 +52,7 @@ func TestRunGatewayConflict(t *testing.T) {
 	conf := func(dir string, id, listen, peer int, extra string) string {
 		return `host: {name: h` + strconv.Itoa(id) + `, id: ` + strconv.Itoa(id) + `}
 state_dir: "` + dir + `/state"
-uplink: {hello_interval: 100ms, udp: {listen: "127.0.0.1:` + strconv.Itoa(listen) + `", peers: ["127.0.0.1:` + strconv.Itoa(peer) + `"]}}
+uplink: {hello_interval: 250ms, udp: {listen: "127.0.0.1:` + strconv.Itoa(listen) + `", peers: ["127.0.0.1:` + strconv.Itoa(peer) + `"]}}
 fences:
   - {name: a, id: 1, gateway: {enabled: true}}
   - {name: b, id: 2` + extra + `}
@@ -119,7 +119,7 @@ admin: {listen: "unix://` + dir + `/admin.sock"}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	time.Sleep(time.Second) // ten hello intervals: nothing flaps, nothing is logged again
+	time.Sleep(time.Second) // four hello intervals: nothing flaps, nothing is logged again
 	if g1, g2 := served(admin1), served(admin2); !reflect.DeepEqual(g1, []uint32{1}) || !reflect.DeepEqual(g2, []uint32{2}) {
 		t.Fatalf("later: host 1 serves %v, host 2 %v", g1, g2)
 	}
