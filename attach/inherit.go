@@ -4,23 +4,50 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 )
 
-// ListenInherited serves ln, a stream listener bound by someone else (a
-// socket systemd passes on activation), as the listener of addr (unix,
-// unixpacket or tcp): every connection is a port, as with [Listen]. The
-// socket file of a unix listener belongs to whoever bound it: Close
-// closes the socket and leaves the file. ctx ends it like Listen's.
-func ListenInherited(ctx context.Context, addr Addr, ln net.Listener, opts Options, onPort OnPort) (Listener, error) {
+// ListenInherited serves f, a socket bound by someone else (one systemd
+// passes on activation), as the listener of addr: a stream listener for
+// unix, unixpacket and tcp (ListenStream=, ListenSequentialPacket=), a
+// datagram socket for unixgram and udp (ListenDatagram=). Every
+// connection or peer is a port, as with [Listen]. The listener holds its
+// own descriptor: the caller closes f. The socket file of a unix socket
+// belongs to whoever bound it: Close closes the socket and leaves the
+// file. ctx ends it like Listen's.
+func ListenInherited(ctx context.Context, addr Addr, f *os.File, opts Options, onPort OnPort) (Listener, error) {
+	opts = opts.withDefaults()
+	var (
+		l   Listener
+		err error
+	)
 	switch addr.Scheme {
 	case Unix, Unixpacket, TCP:
+		l, err = inheritStream(addr, f, opts, onPort)
+	case Unixgram, UDP:
+		var pc net.PacketConn
+		if pc, err = net.FilePacketConn(f); err == nil {
+			l, err = serveDgram(addr, pc, nil, opts, onPort)
+		}
 	default:
-		return nil, fmt.Errorf("listen %s: an inherited socket of scheme %s is not supported (unix, unixpacket and tcp are)", addr, addr.Scheme)
+		err = fmt.Errorf("an inherited socket of scheme %s is not supported (unix, unixpacket, tcp, unixgram and udp are)", addr.Scheme)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	context.AfterFunc(ctx, func() { l.Close() })
+	return l, nil
+}
+
+// inheritStream serves the stream listener in f as the listener of addr.
+func inheritStream(addr Addr, f *os.File, opts Options, onPort OnPort) (*streamListener, error) {
+	ln, err := net.FileListener(f)
+	if err != nil {
+		return nil, err
 	}
 	if ul, ok := ln.(*net.UnixListener); ok {
 		ul.SetUnlinkOnClose(false)
 	}
-	opts = opts.withDefaults()
 	l := &streamListener{addr: addr, ln: ln, opts: opts, onPort: onPort, done: make(chan struct{})}
 	if addr.Scheme == TCP {
 		l.addr.Target = ln.Addr().String()
@@ -28,25 +55,5 @@ func ListenInherited(ctx context.Context, addr Addr, ln net.Listener, opts Optio
 	l.log = opts.Logger.With("listen", l.addr.String(), "inherited", true)
 	l.wg.Add(1)
 	go l.accept()
-	context.AfterFunc(ctx, func() { l.Close() })
-	return l, nil
-}
-
-// ListenInheritedPacket serves pc, a datagram socket bound by someone else
-// (a socket systemd passes on activation: ListenDatagram=), as the
-// listener of addr (unixgram or udp): every peer is a port, as with
-// [Listen]. The socket file of a unixgram socket belongs to whoever bound
-// it: Close leaves it. ctx ends it like Listen's.
-func ListenInheritedPacket(ctx context.Context, addr Addr, pc net.PacketConn, opts Options, onPort OnPort) (Listener, error) {
-	switch addr.Scheme {
-	case Unixgram, UDP:
-	default:
-		return nil, fmt.Errorf("listen %s: an inherited datagram socket of scheme %s is not supported (unixgram and udp are)", addr, addr.Scheme)
-	}
-	l, err := serveDgram(addr, pc, nil, opts.withDefaults(), onPort)
-	if err != nil {
-		return nil, fmt.Errorf("listen %s: %w", addr, err)
-	}
-	context.AfterFunc(ctx, func() { l.Close() })
 	return l, nil
 }

@@ -165,22 +165,13 @@ func (is *inheritedSockets) unused() error {
 // to it when there is one, else a new one.
 func (rt *instance) listenAddr(f Fence, a attach.Addr) (attach.Listener, error) {
 	if s := rt.inherited.take(a); s != nil {
-		if a.Scheme == attach.Unixgram || a.Scheme == attach.UDP {
-			pc, err := net.FilePacketConn(s.file)
-			s.file.Close() // FilePacketConn holds its own descriptor
-			if err != nil {
-				return nil, fmt.Errorf("socket activation: %s: %w", s.name, err)
-			}
-			rt.log.Info("listening on an inherited socket", "fence", f.Name, "addr", a.String(), "name", s.name)
-			return attach.ListenInheritedPacket(rt.ctx, a, pc, rt.attachOptions(f), rt.ev.onPort(f, rt.sw))
-		}
-		ln, err := net.FileListener(s.file)
-		s.file.Close() // FileListener holds its own descriptor
+		l, err := attach.ListenInherited(rt.ctx, a, s.file, rt.attachOptions(f), rt.ev.onPort(f, rt.sw))
+		s.file.Close() // the listener holds its own descriptor
 		if err != nil {
 			return nil, fmt.Errorf("socket activation: %s: %w", s.name, err)
 		}
 		rt.log.Info("listening on an inherited socket", "fence", f.Name, "addr", a.String(), "name", s.name)
-		return attach.ListenInherited(rt.ctx, a, ln, rt.attachOptions(f), rt.ev.onPort(f, rt.sw))
+		return l, nil
 	}
 	return attach.Listen(rt.ctx, a, rt.attachOptions(f), rt.ev.onPort(f, rt.sw))
 }
