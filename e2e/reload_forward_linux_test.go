@@ -19,16 +19,16 @@ import (
 // removes the gateway removes it.
 func TestIntegrationReloadKeepsAddedForwards(t *testing.T) {
 	bin := harness.CorralBinary(t)
-	dir := harness.ShortTempDir(t)
-	t.Setenv("XDG_RUNTIME_DIR", dir)
-	t.Setenv("XDG_STATE_HOME", filepath.Join(dir, "state"))
-	cfgFile := filepath.Join(dir, "c.yaml")
+	dir := harness.RuntimeDir(t)
 	adminSock := filepath.Join(dir, "admin.sock")
+	conf := func(gateway string) string {
+		return fmt.Sprintf("admin: {listen: \"unix://%s\"}\nfences:\n  - {name: g, id: 1, listen: [\"unix://%s/g.sock\"], gateway: %s}\n",
+			adminSock, dir, gateway)
+	}
+	p := harness.StartCorral(t, nil, conf("{enabled: true}"))
 	write := func(gateway string) {
 		t.Helper()
-		yaml := fmt.Sprintf("admin: {listen: \"unix://%s\"}\nfences:\n  - {name: g, id: 1, listen: [\"unix://%s/g.sock\"], gateway: %s}\n",
-			adminSock, dir, gateway)
-		if err := os.WriteFile(cfgFile, []byte(yaml), 0o600); err != nil {
+		if err := os.WriteFile(p.ConfigFile, []byte(conf(gateway)), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -39,11 +39,6 @@ func TestIntegrationReloadKeepsAddedForwards(t *testing.T) {
 			t.Fatalf("corral %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 		return string(out)
-	}
-	write("{enabled: true}")
-	p := harness.Start(t, nil, bin, "run", "--config", cfgFile)
-	if err := p.WaitLog(harness.ReadyMessage, harness.ReadyTimeout); err != nil {
-		t.Fatalf("%v\n%s", err, p.Log())
 	}
 	out := cli("forward", "add", "g", "tcp", "127.0.0.1:0", "10.0.2.15:22")
 	m := regexp.MustCompile(`tcp (127\.0\.0\.1:\d+) -> 10\.0\.2\.15:22`).FindStringSubmatch(out)

@@ -24,10 +24,7 @@ import (
 
 func TestIntegrationReload(t *testing.T) {
 	bin := harness.CorralBinary(t)
-	dir := harness.ShortTempDir(t)
-	t.Setenv("XDG_RUNTIME_DIR", dir)
-	t.Setenv("XDG_STATE_HOME", filepath.Join(dir, "state"))
-	cfgFile := filepath.Join(dir, "c.yaml")
+	dir := harness.RuntimeDir(t)
 	adminSock := filepath.Join(dir, "admin.sock")
 	sock := func(n string) string { return filepath.Join(dir, n+".sock") }
 	fence := func(name string, id int, socks ...string) string {
@@ -37,17 +34,13 @@ func TestIntegrationReload(t *testing.T) {
 		}
 		return fmt.Sprintf("  - {name: %s, id: %d, listen: [%s]}\n", name, id, strings.Join(l, ", "))
 	}
+	head := `admin: {listen: "unix://` + adminSock + `"}` + "\nfences:\n"
+	p := harness.StartCorral(t, nil, head+fence("a", 1, "a")+fence("b", 2, "b"))
 	write := func(yaml string) {
 		t.Helper()
-		if err := os.WriteFile(cfgFile, []byte(yaml), 0o600); err != nil {
+		if err := os.WriteFile(p.ConfigFile, []byte(yaml), 0o600); err != nil {
 			t.Fatal(err)
 		}
-	}
-	head := `admin: {listen: "unix://` + adminSock + `"}` + "\nfences:\n"
-	write(head + fence("a", 1, "a") + fence("b", 2, "b"))
-	p := harness.Start(t, nil, bin, "run", "--config", cfgFile)
-	if err := p.WaitLog(harness.ReadyMessage, harness.ReadyTimeout); err != nil {
-		t.Fatalf("%v\n%s", err, p.Log())
 	}
 	dial := func(name, s string, mac [6]byte) *acClient {
 		t.Helper()

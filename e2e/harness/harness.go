@@ -200,6 +200,9 @@ func (b *LogBuffer) String() string {
 type Proc struct {
 	Name string
 	Cmd  *exec.Cmd
+	// ConfigFile is the configuration file StartCorral wrote (a test
+	// rewrites it before a reload); empty for other processes.
+	ConfigFile string
 
 	log   LogBuffer
 	done  chan struct{}
@@ -264,8 +267,8 @@ func startEnv(t testing.TB, ns *NS, env []string, stdin *os.File, group bool, na
 	return p
 }
 
-// StartCorral writes configYAML to a file and runs `corral run --config
-// FILE args...` inside ns (nil: here), with XDG_RUNTIME_DIR and
+// StartCorral writes configYAML to a file (Proc.ConfigFile) and runs
+// `corral run --config FILE args...` inside ns (nil: here), with XDG_RUNTIME_DIR and
 // XDG_STATE_HOME set to RuntimeDir(t). It returns once corral has logged
 // "corral ready", and fails t if corral exits or does not get ready within
 // ReadyTimeout.
@@ -285,7 +288,7 @@ func StartCorral(t testing.TB, ns *NS, configYAML string, args ...string) *Proc 
 	}
 	env := []string{"XDG_RUNTIME_DIR=" + rt, "XDG_STATE_HOME=" + filepath.Join(rt, "state")}
 	p := startEnv(t, ns, env, nil, false, bin, append([]string{"run", "--config", f.Name()}, args...)...)
-	p.Name = "corral"
+	p.Name, p.ConfigFile = "corral", f.Name()
 	if ns != nil {
 		p.Name += "@" + ns.Name
 	}
