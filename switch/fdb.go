@@ -245,6 +245,35 @@ func (f *fence) flushChunk(pl place) (n int, more bool) {
 	return n, true
 }
 
+// readChunks calls visit with the MAC list of every place that keep
+// selects (nil: all), in chunks of at most tableChunk entries, holding the
+// read lock for one chunk at a time (the listings: FDBPage, LocalMACs).
+// visit runs under the read lock and must not keep the chunk. An entry
+// that moves during the walk may be seen twice or not at all.
+func (f *fence) readChunks(keep func(place) bool, visit func(chunk []MAC)) {
+	f.mu.RLock()
+	places := make([]place, 0, len(f.places))
+	for pl := range f.places {
+		if keep == nil || keep(pl) {
+			places = append(places, pl)
+		}
+	}
+	f.mu.RUnlock()
+	for _, pl := range places {
+		for i, done := 0, false; !done; {
+			f.mu.RLock()
+			l := f.places[pl]
+			end := min(len(l), i+tableChunk)
+			if i < end {
+				visit(l[i:end])
+			}
+			i = end
+			done = i >= len(l)
+			f.mu.RUnlock()
+		}
+	}
+}
+
 // expire removes entries not seen since cutoff, place by place, holding
 // the lock for at most tableChunk entries at a time (an entry that moves
 // during the sweep may be left for the next one); scratch is reused

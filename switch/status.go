@@ -197,27 +197,7 @@ func (s *Switch) LocalMACs(fence uint32, dst []MAC) []MAC {
 		return dst
 	}
 	start := len(dst)
-	f.mu.RLock()
-	ports := make([]place, 0, len(f.places))
-	for pl := range f.places {
-		if pl.port != nil {
-			ports = append(ports, pl)
-		}
-	}
-	f.mu.RUnlock()
-	for _, pl := range ports {
-		for i, done := 0, false; !done; {
-			f.mu.RLock()
-			l := f.places[pl]
-			end := min(len(l), i+tableChunk)
-			if i < end {
-				dst = append(dst, l[i:end]...)
-			}
-			i = end
-			done = i >= len(l)
-			f.mu.RUnlock()
-		}
-	}
+	f.readChunks(func(pl place) bool { return pl.port != nil }, func(chunk []MAC) { dst = append(dst, chunk...) })
 	local := dst[start:]
 	slices.SortFunc(local, func(a, b MAC) int { return cmp.Compare(macKey(a), macKey(b)) })
 	return append(dst[:start], slices.Compact(local)...) // a MAC that moved during the walk
@@ -245,35 +225,22 @@ func (s *Switch) FDBPage(fence uint32, after *MAC, limit int) (entries []FDBEntr
 		lo = macKey(*after)
 	}
 	h := fdbHeap{rows: make([]fdbRow, 0, min(limit, 1024))}
-	f.mu.RLock()
-	places := make([]place, 0, len(f.places))
-	for pl := range f.places {
-		places = append(places, pl)
-	}
-	f.mu.RUnlock()
-	for _, pl := range places {
-		for i, done := 0, false; !done; {
-			f.mu.RLock()
-			l := f.places[pl]
-			end := min(len(l), i+tableChunk)
-			for ; i < end; i++ {
-				k := macKey(l[i])
-				if after != nil && k <= lo {
+	f.readChunks(nil, func(chunk []MAC) {
+		for _, mac := range chunk {
+			k := macKey(mac)
+			if after != nil && k <= lo {
+				continue
+			}
+			if len(h.rows) == limit {
+				more = true
+				if k >= h.rows[0].key {
 					continue
 				}
-				if len(h.rows) == limit {
-					more = true
-					if k >= h.rows[0].key {
-						continue
-					}
-				}
-				e := f.table[l[i]]
-				h.push(fdbRow{key: k, mac: l[i], port: e.port, host: e.host, seen: e.seen.Load()}, limit)
 			}
-			done = i >= len(l)
-			f.mu.RUnlock()
+			e := f.table[mac]
+			h.push(fdbRow{key: k, mac: mac, port: e.port, host: e.host, seen: e.seen.Load()}, limit)
 		}
-	}
+	})
 	rows := h.rows
 	slices.SortFunc(rows, func(a, b fdbRow) int { return cmp.Compare(a.key, b.key) })
 	rows = slices.CompactFunc(rows, func(a, b fdbRow) bool { return a.key == b.key }) // moved during the walk
