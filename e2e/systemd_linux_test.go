@@ -54,50 +54,45 @@ func TestIntegrationSocketActivation(t *testing.T) {
 	dir := harness.ShortTempDir(t)
 	t.Setenv("XDG_STATE_HOME", filepath.Join(dir, "state"))
 	labSock, adminSock := filepath.Join(dir, "lab.sock"), filepath.Join(dir, "admin.sock")
+	// bound is a bound socket's file, as systemd passes it; the test's
+	// own descriptor is closed.
+	bound := func(c interface {
+		File() (*os.File, error)
+		Close() error
+	}, err error) *os.File {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := c.File()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		return f
+	}
 	unixLn := func(path string) *os.File {
 		ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
-		if err != nil {
-			t.Fatal(err)
+		if err == nil {
+			ln.SetUnlinkOnClose(false)
 		}
-		ln.SetUnlinkOnClose(false)
-		f, err := ln.File()
-		if err != nil {
-			t.Fatal(err)
-		}
-		ln.Close()
-		return f
+		return bound(ln, err)
 	}
 	tcp, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	tcpAddr := tcp.Addr().String()
-	tcpFile, err := tcp.File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tcp.Close()
+	tcpFile := bound(tcp, nil)
 	// Datagram sockets (ListenDatagram=): unixgram and udp.
 	gramSock := filepath.Join(dir, "lab.gram")
-	gram, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: gramSock, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gramFile, err := gram.File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	gram.Close()
+	gramFile := bound(net.ListenUnixgram("unixgram", &net.UnixAddr{Name: gramSock, Net: "unixgram"}))
 	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	udpAddr := udp.LocalAddr().String()
-	udpFile, err := udp.File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	udp.Close()
+	udpFile := bound(udp, nil)
 	cfg := filepath.Join(dir, "c.yaml")
 	conf := `fences:
   - {name: lab, id: 1, listen: ["unix://` + labSock + `", "tcp://` + tcpAddr + `", "unixgram://` + gramSock + `", "udp://` + udpAddr + `"]}
